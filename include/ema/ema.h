@@ -1,0 +1,301 @@
+/*
+ * libema: exponential moving averages of deep-learning model weights.
+ *
+ * This header is the reference manual. Every function is documented where it
+ * is declared: what it returns, who owns each pointer, what NULL means and
+ * whether it may be called from several threads.
+ *
+ * Conventions that hold for the whole API unless a function says otherwise:
+ *  - Functions return an ema_status. EMA_OK (0) means success.
+ *  - A call that fails changes nothing: the context, the caller's tensors and
+ *    files on disk are exactly as they were before the call. The reason is in
+ *    ema_last_error(ctx), one sentence a user can act on.
+ *  - "borrowed" pointers stay owned by the caller and must stay valid for as
+ *    long as the documentation says; "copied" arguments are copied before the
+ *    call returns and may be freed right after it.
+ *  - One context may be used by one thread at a time. Different contexts are
+ *    independent and may be used from different threads concurrently.
+ *  - The library never prints, never calls exit() or abort() on bad input.
+ *
+ * Since 0.1.0 unless noted.
+ */
+#ifndef EMA_EMA_H
+#define EMA_EMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Export macro and version                                                  */
+/* ------------------------------------------------------------------------ */
+
+#if defined(EMA_STATIC_DEFINE)
+#  define EMA_API
+#elif defined(_WIN32)
+#  if defined(EMA_BUILDING_LIBRARY)
+#    define EMA_API __declspec(dllexport)
+#  else
+#    define EMA_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__) || defined(__clang__)
+#  define EMA_API __attribute__((visibility("default")))
+#else
+#  define EMA_API
+#endif
+
+#define EMA_VERSION_MAJOR 0
+#define EMA_VERSION_MINOR 1
+#define EMA_VERSION_PATCH 0
+/* MAJOR*10000 + MINOR*100 + PATCH, as ZSTD_VERSION_NUMBER. */
+#define EMA_VERSION_NUMBER \
+  (EMA_VERSION_MAJOR * 10000 + EMA_VERSION_MINOR * 100 + EMA_VERSION_PATCH)
+#define EMA_VERSION_STRING "0.1.0"
+
+/* Runtime twins of the macros above: compare them with the macros to check
+   that the header you compiled against matches the library you linked.
+   Thread-safe; never fail. */
+EMA_API unsigned    ema_version_number(void);
+EMA_API const char *ema_version_string(void); /* static text, e.g. "0.1.0" */
+
+/* ------------------------------------------------------------------------ */
+/* Status codes and dtypes (values are frozen: never renumbered or reused)   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ema_status {
+  EMA_OK = 0,
+  EMA_E_INVALID_ARG = 1, /* NULL where not allowed, decay outside [0,1], bad shape/option */
+  EMA_E_DTYPE = 2,       /* a dtype that cannot be averaged (integer, bool) */
+  EMA_E_NOMEM = 3,       /* an allocation failed; nothing was changed */
+  EMA_E_NOT_FOUND = 4,   /* no tensor of that name */
+  EMA_E_EXISTS = 5,      /* that name is already registered */
+  EMA_E_STATE = 6,       /* not allowed now (apply/save while swapped, restore without store) */
+  EMA_E_IO = 7,          /* open/read/write/fsync/rename failed */
+  EMA_E_FORMAT = 8,      /* not a valid checkpoint: truncated, corrupt, hostile */
+  EMA_E_MISMATCH = 9,    /* checkpoint lacks a tensor or has another dtype/shape */
+  EMA_E_UNSUPPORTED = 10 /* a feature this build of the library does not provide */
+} ema_status;
+
+typedef enum ema_dtype {
+  EMA_F32 = 0,  /* IEEE binary32 */
+  EMA_F64 = 1,  /* IEEE binary64 */
+  EMA_F16 = 2,  /* IEEE binary16, stored as uint16_t bit patterns */
+  EMA_BF16 = 3, /* bfloat16 (upper half of a binary32), stored as uint16_t */
+  EMA_I32 = 4,  /* int32: never averaged */
+  EMA_I64 = 5   /* int64: never averaged */
+} ema_dtype;
+
+/* Largest number of dimensions of a tracked tensor. */
+#define EMA_MAX_DIMS 8
+/* Longest tensor name accepted, in bytes, without the terminating NUL. */
+#define EMA_MAX_NAME 1024
+
+/* Static English text for a status ("invalid argument", ...); never NULL.
+   Unknown values give "unknown status". Thread-safe. */
+EMA_API const char *ema_status_string(ema_status s);
+
+/* Size in bytes of one element of dtype, or 0 for a value outside the enum.
+   Thread-safe. */
+EMA_API size_t ema_dtype_size(ema_dtype dtype);
+
+/* Short lowercase name of dtype ("f32", "bf16", ...), or "?" for a value
+   outside the enum. Static text. Thread-safe. */
+EMA_API const char *ema_dtype_name(ema_dtype dtype);
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ema_ctx ema_ctx; /* opaque; one thread at a time */
+
+/* Create a context with a constant decay in [0, 1] (NaN is refused).
+   On success *out receives the new context; on failure *out is set to NULL
+   when out is not NULL. Returns EMA_E_INVALID_ARG for a NULL out or a bad
+   decay, EMA_E_NOMEM when memory runs out. Defaults: num_updates off,
+   zero_debias off, name "ExponentialMovingAverage", float32 shadows for
+   f16/bf16 parameters. */
+EMA_API ema_status ema_create(ema_ctx **out, double decay);
+
+/* Free the context, its shadows and every buffer it owns. Tracked tensors
+   stay the caller's and are not touched (if the context is swapped, the
+   model holds the averages at this point: call ema_swap() first to get the
+   training values back). NULL is a no-op. */
+EMA_API void ema_free(ema_ctx *ctx);
+
+/* Detail of the last failed call on ctx, one sentence; "" when the last call
+   succeeded or nothing failed yet. The text is owned by ctx and valid until
+   the next call on ctx. A NULL ctx gives a static text that says so. */
+EMA_API const char *ema_last_error(const ema_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Register a tensor to average.
+   - name: copied; 1..EMA_MAX_NAME bytes of UTF-8 without NUL; unique in ctx.
+   - data: borrowed; the caller's C-contiguous values of ndim dims of shape
+     (copied). data must stay valid and at the same address until ema_free.
+     NULL is allowed only when the tensor has zero elements.
+   - dtype: EMA_F32, EMA_F64, EMA_F16 or EMA_BF16. Integer dtypes fail with
+     EMA_E_DTYPE: averaging a step counter or an index makes no sense (the
+     classic trap is a trainable global_step averaged by mistake); carry such
+     tensors with ema_track_state().
+   - ndim in [0, EMA_MAX_DIMS]; shape[i] >= 0 (zero-size tensors are fine);
+     shape may be NULL when ndim is 0.
+   The shadow is created now as a copy of the current values (TensorFlow:
+   "shadow variables are initialized with the same initial values as the
+   trained variables"). With zero_debias on, the shadow starts at 0 instead
+   and the average reads 0 until the first update.
+   f16/bf16 tensors get float32 shadows unless ema_set_half_shadows() asked
+   for same-dtype shadows.
+   Errors: EMA_E_INVALID_ARG, EMA_E_DTYPE, EMA_E_EXISTS, EMA_E_NOMEM,
+   EMA_E_STATE (while swapped). */
+EMA_API ema_status ema_track(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype,
+                             int ndim, const int64_t *shape);
+
+/* Register plain state: a tensor of any dtype (integers included) that is
+   never averaged, only saved and restored under its own name (TensorFlow's
+   variables_to_restore() maps such variables to themselves). Same rules for
+   name, data and shape as ema_track(). Names share one namespace with
+   ema_track(). Since 0.1.0. */
+EMA_API ema_status ema_track_state(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype,
+                                   int ndim, const int64_t *shape);
+
+/* Number of registered tensors (averaged and plain state), 0 for NULL. */
+EMA_API size_t ema_count(const ema_ctx *ctx);
+
+/* Facts about the i-th registered tensor, in registration order, for tools
+   and bindings. Any output pointer may be NULL. *name stays valid until
+   ema_free; *data is the caller's borrowed pointer; *averaged is 1 for
+   ema_track() tensors and 0 for plain state; *shape must hold EMA_MAX_DIMS.
+   Errors: EMA_E_INVALID_ARG (NULL ctx), EMA_E_NOT_FOUND (i out of range). */
+EMA_API ema_status ema_tensor_info(const ema_ctx *ctx, size_t i, const char **name, void **data,
+                                   ema_dtype *dtype, int *ndim, int64_t *shape, int *averaged);
+
+/* Shadow policy for f16/bf16 tensors tracked after this call: 0 (default)
+   keeps float32 shadows, which keep averaging at decay 0.9999 where a bf16
+   shadow stalls; 1 keeps shadows of the parameter's own dtype with every
+   operation rounded to that dtype, as TensorFlow does. */
+EMA_API ema_status ema_set_half_shadows(ema_ctx *ctx, int same_dtype);
+
+/* ------------------------------------------------------------------------ */
+/* Decay                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Set the decay used from the next apply on (a dynamic decay). decay must be
+   in [0, 1]; NaN is refused with EMA_E_INVALID_ARG. */
+EMA_API ema_status ema_set_decay(ema_ctx *ctx, double decay);
+
+/* Set TensorFlow's num_updates (its global_step). With n >= 0 the effective
+   decay is min(decay, (1+n)/(10+n)) evaluated in float32 exactly as
+   TensorFlow does (n is first converted to float32). n < 0 turns the
+   warm-up off. The library never increments n: the caller owns the step. */
+EMA_API ema_status ema_set_num_updates(ema_ctx *ctx, int64_t n);
+
+/* Turn TensorFlow's zero_debias on or off. Allowed only before the first
+   ema_track() of an averaged tensor (EMA_E_STATE after). With it on, each
+   tensor keeps a biased accumulator b starting at 0 and a counter k, and the
+   average is b / (1 - (1-om)^k), all in the shadow's precision, with
+   om = 1 - d; this is Ng's bias correction, exact for a constant decay. */
+EMA_API ema_status ema_set_zero_debias(ema_ctx *ctx, int on);
+
+/* Set the EMA's name (copied; default "ExponentialMovingAverage"); it is the
+   suffix of every average in checkpoints: "<tensor>/<name>". 1..255 bytes,
+   no NUL. */
+EMA_API ema_status ema_set_name(ema_ctx *ctx, const char *name);
+
+/* The decay d the next apply will use, after the num_updates warm-up,
+   converted exactly from float32 to double. NaN for a NULL ctx. */
+EMA_API double ema_effective_decay(const ema_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Updates                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Update every averaged tensor once: s = s - (s - v) * (1 - d), evaluated in
+   that order in the shadow's precision, without fused multiply-add, which is
+   what TensorFlow does bit for bit. Plain state is not touched.
+   Errors: EMA_E_STATE while swapped. */
+EMA_API ema_status ema_apply(ema_ctx *ctx);
+
+/* Update only the named averaged tensors (TensorFlow's apply(var_list)).
+   names: borrowed array of n names. An unknown name, a name given twice or a
+   plain-state name fails the whole call and updates nothing.
+   n == 0 is a successful no-op (names may then be NULL). */
+EMA_API ema_status ema_apply_some(ema_ctx *ctx, const char *const *names, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Averages                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* The average of the named tensor (the debiased one when zero_debias is on),
+   in its shadow dtype, which *dtype receives when dtype is not NULL. The
+   pointer is owned by ctx and stays valid (same address) until ema_free; the
+   values it points to change with every apply. While the context is swapped
+   the model's training values live there instead (see ema_swap).
+   NULL for a NULL ctx or name, for a name that is not tracked, and for plain
+   state. */
+EMA_API const void *ema_average(const ema_ctx *ctx, const char *name, ema_dtype *dtype);
+
+/* Write "<name>/<ema name>" (e.g. "w/ExponentialMovingAverage"), NUL
+   terminated, into buf of cap bytes. The name need not be tracked.
+   Errors: EMA_E_INVALID_ARG for NULL arguments or when buf is too small
+   (then buf is left unchanged). */
+EMA_API ema_status ema_average_name(const ema_ctx *ctx, const char *name, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------------ */
+/* Evaluating with the averages                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Exchange model values and averages in place: afterwards every averaged
+   model tensor holds its average (rounded to the model dtype) and the context
+   keeps the training values; calling ema_swap() again undoes it bit for bit
+   (-0.0, subnormals, Inf and NaN payloads included). Same-dtype shadows are
+   exchanged with no extra memory; f16/bf16 models with float32 shadows keep
+   the model's values in a side buffer allocated on first use.
+   While swapped, apply, store, copy_to, restore, track, load and save fail
+   with EMA_E_STATE: they would mix averages and training values. */
+EMA_API ema_status ema_swap(ema_ctx *ctx);
+
+/* 1 while swapped, 0 otherwise (and for NULL). */
+EMA_API int ema_is_swapped(const ema_ctx *ctx);
+
+/* Keep a copy of every averaged model tensor's values in the context.
+   EMA_E_STATE while swapped or while a stored copy is already held (storing
+   again would overwrite it and could lose the training values). */
+EMA_API ema_status ema_store(ema_ctx *ctx);
+
+/* Write the averages into the model tensors (rounded to the model dtype).
+   Typical use: ema_store, ema_copy_to, evaluate, ema_restore.
+   EMA_E_STATE while swapped. */
+EMA_API ema_status ema_copy_to(ema_ctx *ctx);
+
+/* Put the values kept by ema_store back into the model and drop the copy.
+   EMA_E_STATE without a stored copy or while swapped. */
+EMA_API ema_status ema_restore(ema_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoints                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Save one safetensors file holding each model tensor under its own name,
+   its average under ema_average_name(), and the EMA state in __metadata__.
+   Written atomically. path is borrowed. EMA_E_STATE while swapped. */
+EMA_API ema_status ema_save(const ema_ctx *ctx, const char *path);
+
+/* Resume from a checkpoint written by ema_save: model tensors, averages and
+   EMA state all come back so that training continues exactly. */
+EMA_API ema_status ema_load(ema_ctx *ctx, const char *path);
+
+/* TensorFlow's variables_to_restore(): each average in the file lands in its
+   model tensor; plain state lands under its own name. */
+EMA_API ema_status ema_load_averages_into_model(ema_ctx *ctx, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EMA_EMA_H */
