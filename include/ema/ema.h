@@ -294,6 +294,15 @@ EMA_API ema_status ema_load(ema_ctx *ctx, const char *path);
    model tensor; plain state lands under its own name. */
 EMA_API ema_status ema_load_averages_into_model(ema_ctx *ctx, const char *path);
 
+/* ------------------------------------------------------------------------ */
+/* Diagnostics                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Name of the kernel set this process uses ("ref", "avx2", ...), chosen once
+   from the CPU and OS, or forced with the environment variable EMA_ISA.
+   Static text. Thread-safe. */
+EMA_API const char *ema_isa(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,6 +19,8 @@ static float bits_f32(uint32_t u) {
   return f;
 }
 
+/* Exact widening. A signaling NaN stays signaling here (as in PyTorch and
+   TensorFlow); the first arithmetic operation on it makes it quiet. */
 float ema_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 
 uint16_t ema_f32_to_bf16(float f) {
@@ -53,8 +55,8 @@ uint16_t ema_f32_to_f16(float f) {
   uint32_t u = f32_bits(f);
   uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
   uint32_t a = u & 0x7FFFFFFFu;
-  if (a > 0x7F800000u) /* NaN: quiet, top 10 payload bits kept */
-    return (uint16_t)(sign | 0x7E00u | (a >> 13));
+  if (a > 0x7F800000u) /* NaN: sign and top 10 payload bits kept, made quiet (as F16C) */
+    return (uint16_t)(sign | 0x7E00u | ((a >> 13) & 0x03FFu));
   if (a >= 0x477FF000u) /* rounds to >= 65520: Inf (Inf stays Inf) */
     return (uint16_t)(sign | 0x7C00u);
   if (a >= 0x38800000u) { /* normal in f16 (>= 2^-14) */

@@ -1,0 +1,691 @@
+/*
+ * The context: tensor registry, shadow arena, decay, updates, averages.
+ *
+ * Every public function validates its whole input first and only then
+ * changes state, so that a failed call leaves everything as it was.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Version, statuses, dtypes                                                 */
+/* ------------------------------------------------------------------------ */
+
+unsigned ema_version_number(void) { return EMA_VERSION_NUMBER; }
+const char *ema_version_string(void) { return EMA_VERSION_STRING; }
+
+const char *ema_status_string(ema_status s) {
+  switch (s) {
+    case EMA_OK: return "ok";
+    case EMA_E_INVALID_ARG: return "invalid argument";
+    case EMA_E_DTYPE: return "dtype cannot be averaged";
+    case EMA_E_NOMEM: return "out of memory";
+    case EMA_E_NOT_FOUND: return "no tensor of that name";
+    case EMA_E_EXISTS: return "name already registered";
+    case EMA_E_STATE: return "not allowed in the current state";
+    case EMA_E_IO: return "input/output error";
+    case EMA_E_FORMAT: return "not a valid checkpoint";
+    case EMA_E_MISMATCH: return "checkpoint does not match the registered tensors";
+    case EMA_E_UNSUPPORTED: return "not supported by this build";
+  }
+  return "unknown status";
+}
+
+size_t ema_dtype_size(ema_dtype d) {
+  switch (d) {
+    case EMA_F32: return 4;
+    case EMA_F64: return 8;
+    case EMA_F16: return 2;
+    case EMA_BF16: return 2;
+    case EMA_I32: return 4;
+    case EMA_I64: return 8;
+  }
+  return 0;
+}
+
+const char *ema_dtype_name(ema_dtype d) {
+  switch (d) {
+    case EMA_F32: return "f32";
+    case EMA_F64: return "f64";
+    case EMA_F16: return "f16";
+    case EMA_BF16: return "bf16";
+    case EMA_I32: return "i32";
+    case EMA_I64: return "i64";
+  }
+  return "?";
+}
+
+int ema__is_float_dtype(ema_dtype d) { return d == EMA_F32 || d == EMA_F64 || d == EMA_F16 || d == EMA_BF16; }
+
+const char *ema_isa(void) { return ema_kernels_best()->name; }
+
+/* ------------------------------------------------------------------------ */
+/* Arena: 64-byte-aligned blocks that never move                             */
+/* ------------------------------------------------------------------------ */
+
+struct ema_block {
+  ema_block *next;
+  unsigned char *base;
+  size_t cap, used;
+};
+
+#define EMA_BLOCK_MIN ((size_t)64 << 10)
+#define EMA_BLOCK_GROW_MAX ((size_t)64 << 20)
+
+static size_t round_up(size_t n) { return (n + EMA_ALIGN - 1) / EMA_ALIGN * EMA_ALIGN; }
+
+/* Reserve bytes (already rounded) in the arena; returns NULL on failure. A
+   block allocated for a call that later fails stays in the arena, empty,
+   which is invisible to the caller. */
+static unsigned char *arena_alloc(ema_ctx *ctx, size_t bytes) {
+  ema_block *b = ctx->blocks;
+  if (bytes == 0) bytes = EMA_ALIGN; /* distinct, valid pointers for empty tensors */
+  if (!b || b->cap - b->used < bytes) {
+    size_t grow = ctx->arena_total;
+    if (grow < EMA_BLOCK_MIN) grow = EMA_BLOCK_MIN;
+    if (grow > EMA_BLOCK_GROW_MAX) grow = EMA_BLOCK_GROW_MAX;
+    size_t cap = bytes > grow ? bytes : grow;
+    ema_block *nb = (ema_block *)ema__malloc(sizeof *nb);
+    if (!nb) return NULL;
+    nb->base = (unsigned char *)ema__aligned_alloc(cap);
+    if (!nb->base) {
+      free(nb);
+      return NULL;
+    }
+    nb->cap = cap;
+    nb->used = 0;
+    nb->next = ctx->blocks;
+    ctx->blocks = nb;
+    ctx->arena_total += cap;
+    b = nb;
+  }
+  unsigned char *p = b->base + b->used;
+  b->used += bytes;
+  return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Name index                                                                */
+/* ------------------------------------------------------------------------ */
+
+static size_t hash_name(const char *s) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (; *s; s++) {
+    h ^= (unsigned char)*s;
+    h *= 1099511628211ull;
+  }
+  return (size_t)(h ^ (h >> 32));
+}
+
+ema_tensor *ema__find(const ema_ctx *ctx, const char *name) {
+  if (!ctx->index_cap) return NULL;
+  size_t mask = ctx->index_cap - 1;
+  for (size_t i = hash_name(name) & mask;; i = (i + 1) & mask) {
+    size_t slot = ctx->index[i];
+    if (!slot) return NULL;
+    if (strcmp(ctx->tensors[slot - 1].name, name) == 0) return &ctx->tensors[slot - 1];
+  }
+}
+
+static void index_insert(size_t *index, size_t cap, const char *name, size_t slot) {
+  size_t mask = cap - 1;
+  size_t i = hash_name(name) & mask;
+  while (index[i]) i = (i + 1) & mask;
+  index[i] = slot;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Create / free / errors                                                    */
+/* ------------------------------------------------------------------------ */
+
+static int decay_ok(double d) { return d >= 0.0 && d <= 1.0; } /* false for NaN */
+
+ema_status ema_create(ema_ctx **out, double decay) {
+  if (out) *out = NULL;
+  if (!out) return EMA_E_INVALID_ARG;
+  if (!decay_ok(decay)) return EMA_E_INVALID_ARG;
+  ema_ctx *ctx = (ema_ctx *)ema__calloc(1, sizeof *ctx);
+  if (!ctx) return EMA_E_NOMEM;
+  ctx->decay = decay;
+  ctx->num_updates = -1;
+  strcpy(ctx->name, "ExponentialMovingAverage");
+  ctx->k = ema_kernels_best();
+  *out = ctx;
+  return EMA_OK;
+}
+
+void ema_free(ema_ctx *ctx) {
+  if (!ctx) return;
+  for (size_t i = 0; i < ctx->count; i++) free(ctx->tensors[i].name);
+  free(ctx->tensors);
+  free(ctx->index);
+  while (ctx->blocks) {
+    ema_block *n = ctx->blocks->next;
+    ema__aligned_free(ctx->blocks->base);
+    free(ctx->blocks);
+    ctx->blocks = n;
+  }
+  ema__aligned_free(ctx->store_buf);
+  ema__aligned_free(ctx->swap_buf);
+  free(ctx);
+}
+
+const char *ema_last_error(const ema_ctx *ctx) {
+  if (!ctx) return "the context is NULL (ema_create failed or was not called)";
+  return ctx->err;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tracking                                                                  */
+/* ------------------------------------------------------------------------ */
+
+int ema__valid_utf8(const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return 0;
+    }
+    if (n - i < len) return 0;
+    for (size_t j = 1; j < len; j++) {
+      if ((s[i + j] & 0xC0) != 0x80) return 0;
+      cp = (cp << 6) | (s[i + j] & 0x3Fu);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return 0;
+    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    i += len;
+  }
+  return 1;
+}
+
+static int shadow_pair(ema_dtype d, int half_same, ema_dtype *sdtype) {
+  switch (d) {
+    case EMA_F32: *sdtype = EMA_F32; return EMA_PAIR_F32;
+    case EMA_F64: *sdtype = EMA_F64; return EMA_PAIR_F64;
+    case EMA_BF16:
+      *sdtype = half_same ? EMA_BF16 : EMA_F32;
+      return half_same ? EMA_PAIR_BF16_BF16 : EMA_PAIR_BF16_F32;
+    case EMA_F16:
+      *sdtype = half_same ? EMA_F16 : EMA_F32;
+      return half_same ? EMA_PAIR_F16_F16 : EMA_PAIR_F16_F32;
+    default: return -1;
+  }
+}
+
+static ema_status track(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype, int ndim,
+                        const int64_t *shape, int averaged) {
+  const char *fn = averaged ? "ema_track" : "ema_track_state";
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (!name) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: name is NULL", fn);
+  size_t name_len = strlen(name);
+  if (name_len == 0 || name_len > EMA_MAX_NAME)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: a tensor name must be 1 to %d bytes long (got %zu)", fn,
+                     EMA_MAX_NAME, name_len);
+  if (!ema__valid_utf8(name, name_len))
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor name is not valid UTF-8 (checkpoints store names as JSON)",
+                     fn);
+  if (strcmp(name, "__metadata__") == 0)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: '__metadata__' is reserved by the safetensors format", fn);
+  if (ema_dtype_size(dtype) == 0)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has unknown dtype value %d", fn, name, (int)dtype);
+  if (averaged && !ema__is_float_dtype(dtype))
+    return ema__fail(ctx, EMA_E_DTYPE,
+                     "ema_track: tensor '%s' has integer dtype %s, which cannot be averaged (averaging a step "
+                     "counter such as global_step is the classic mistake); register it with ema_track_state() to "
+                     "save and restore it as plain state",
+                     name, ema_dtype_name(dtype));
+  if (ndim < 0 || ndim > EMA_MAX_DIMS)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has ndim %d; it must be in [0, %d]", fn, name, ndim,
+                     EMA_MAX_DIMS);
+  if (ndim > 0 && !shape)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has ndim %d but shape is NULL", fn, name, ndim);
+  /* Element count with overflow checks: the largest buffer we make is two
+     shadows of 8 bytes per element, so keep numel * 16 within size_t. */
+  size_t numel = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] < 0)
+      return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has negative dimension %d (%lld)", fn, name, i,
+                       (long long)shape[i]);
+    uint64_t d = (uint64_t)shape[i];
+    if (d != 0 && numel > (SIZE_MAX / 16) / d)
+      return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' is too large: its element count overflows", fn, name);
+    numel *= (size_t)d;
+  }
+  if (numel > 0 && !data)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has %zu elements but data is NULL", fn, name, numel);
+  if (ctx->swapped)
+    return ema__fail(ctx, EMA_E_STATE, "%s: cannot register '%s' while swapped; call ema_swap() to swap back first", fn,
+                     name);
+  if (ctx->stored)
+    return ema__fail(ctx, EMA_E_STATE, "%s: cannot register '%s' while a stored copy is held; call ema_restore() first",
+                     fn, name);
+  if (ema__find(ctx, name)) return ema__fail(ctx, EMA_E_EXISTS, "%s: tensor '%s' is already registered", fn, name);
+
+  ema_dtype sdtype = dtype;
+  int pair = averaged ? shadow_pair(dtype, ctx->half_same, &sdtype) : -1;
+
+  /* Allocate everything first. */
+  if (ctx->count == ctx->cap) {
+    size_t ncap = ctx->cap ? ctx->cap * 2 : 16;
+    ema_tensor *nt = (ema_tensor *)ema__realloc(ctx->tensors, ncap * sizeof *nt);
+    if (!nt) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory growing the registry", fn);
+    ctx->tensors = nt; /* same contents, more room: nothing observable changed */
+    ctx->cap = ncap;
+  }
+  size_t *nindex = NULL;
+  size_t ncap_index = ctx->index_cap;
+  if ((ctx->count + 1) * 2 > ctx->index_cap) {
+    ncap_index = ctx->index_cap ? ctx->index_cap * 2 : 32;
+    nindex = (size_t *)ema__calloc(ncap_index, sizeof *nindex);
+    if (!nindex) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory growing the name index", fn);
+  }
+  char *name_copy = (char *)ema__malloc(name_len + 1);
+  if (!name_copy) {
+    free(nindex);
+    return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory copying the name", fn);
+  }
+  memcpy(name_copy, name, name_len + 1);
+  unsigned char *shadow = NULL, *average = NULL;
+  if (averaged) {
+    size_t sbytes = round_up(numel * ema_dtype_size(sdtype));
+    size_t total = ctx->zero_debias ? 2 * (sbytes ? sbytes : EMA_ALIGN) : sbytes;
+    shadow = arena_alloc(ctx, total);
+    if (!shadow) {
+      free(name_copy);
+      free(nindex);
+      return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory allocating the shadow of '%s' (%zu bytes)", fn, name,
+                       total);
+    }
+    average = ctx->zero_debias ? shadow + (sbytes ? sbytes : EMA_ALIGN) : shadow;
+  }
+
+  /* Commit. */
+  if (nindex) {
+    for (size_t i = 0; i < ctx->count; i++) index_insert(nindex, ncap_index, ctx->tensors[i].name, i + 1);
+    free(ctx->index);
+    ctx->index = nindex;
+    ctx->index_cap = ncap_index;
+  }
+  ema_tensor *t = &ctx->tensors[ctx->count];
+  memset(t, 0, sizeof *t);
+  t->name = name_copy;
+  t->name_len = name_len;
+  t->data = data;
+  t->dtype = dtype;
+  t->sdtype = sdtype;
+  t->pair = pair;
+  t->ndim = ndim;
+  for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+  t->numel = numel;
+  t->shadow = shadow;
+  t->average = average;
+  if (averaged) {
+    if (ctx->zero_debias) {
+      memset(shadow, 0, numel * ema_dtype_size(sdtype)); /* +0.0 in every float format */
+      memset(average, 0, numel * ema_dtype_size(sdtype));
+    } else if (numel) {
+      ctx->k->to_shadow[pair](shadow, data, numel);
+    }
+    ctx->n_averaged++;
+  }
+  index_insert(ctx->index, ctx->index_cap, name_copy, ctx->count + 1);
+  ctx->count++;
+  return EMA_OK;
+}
+
+ema_status ema_track(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype, int ndim, const int64_t *shape) {
+  return track(ctx, name, data, dtype, ndim, shape, 1);
+}
+
+ema_status ema_track_state(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype, int ndim,
+                           const int64_t *shape) {
+  return track(ctx, name, data, dtype, ndim, shape, 0);
+}
+
+size_t ema_count(const ema_ctx *ctx) { return ctx ? ctx->count : 0; }
+
+ema_status ema_tensor_info(const ema_ctx *ctx, size_t i, const char **name, void **data, ema_dtype *dtype, int *ndim,
+                           int64_t *shape, int *averaged) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (i >= ctx->count)
+    return ema__fail(ctx, EMA_E_NOT_FOUND, "ema_tensor_info: index %zu is out of range (%zu tensors)", i, ctx->count);
+  const ema_tensor *t = &ctx->tensors[i];
+  if (name) *name = t->name;
+  if (data) *data = t->data;
+  if (dtype) *dtype = t->dtype;
+  if (ndim) *ndim = t->ndim;
+  if (shape)
+    for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
+  if (averaged) *averaged = t->pair >= 0;
+  return EMA_OK;
+}
+
+ema_status ema_set_half_shadows(ema_ctx *ctx, int same_dtype) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  ctx->half_same = same_dtype ? 1 : 0;
+  return EMA_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decay                                                                     */
+/* ------------------------------------------------------------------------ */
+
+ema_status ema_set_decay(ema_ctx *ctx, double decay) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (!decay_ok(decay))
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_set_decay: decay must be in [0, 1], got %g", decay);
+  ctx->decay = decay;
+  return EMA_OK;
+}
+
+ema_status ema_set_num_updates(ema_ctx *ctx, int64_t n) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  ctx->num_updates = n < 0 ? -1 : n;
+  return EMA_OK;
+}
+
+ema_status ema_set_zero_debias(ema_ctx *ctx, int on) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (ctx->n_averaged > 0 && (on != 0) != (ctx->zero_debias != 0))
+    return ema__fail(ctx, EMA_E_STATE,
+                     "ema_set_zero_debias: must be called before the first ema_track() (%zu tensors are tracked)",
+                     ctx->n_averaged);
+  ctx->zero_debias = on ? 1 : 0;
+  return EMA_OK;
+}
+
+ema_status ema_set_name(ema_ctx *ctx, const char *name) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (!name) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_set_name: name is NULL");
+  size_t n = strlen(name);
+  if (n == 0 || n > EMA_MAX_EMA_NAME)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_set_name: the name must be 1 to %d bytes long (got %zu)",
+                     EMA_MAX_EMA_NAME, n);
+  if (!ema__valid_utf8(name, n)) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_set_name: the name is not valid UTF-8");
+  memcpy(ctx->name, name, n + 1);
+  return EMA_OK;
+}
+
+/* TensorFlow: decay is a float32 tensor; num_updates is cast to float32 and
+   min(decay, (1 + n) / (10 + n)) is evaluated in float32. */
+float ema__effective_decay_f32(const ema_ctx *ctx) {
+  float d = (float)ctx->decay;
+  if (ctx->num_updates >= 0) {
+    float n = (float)ctx->num_updates;
+    float r = (1.0f + n) / (10.0f + n);
+    if (r < d) d = r;
+  }
+  return d;
+}
+
+double ema_effective_decay(const ema_ctx *ctx) {
+  if (!ctx) return NAN;
+  return (double)ema__effective_decay_f32(ctx);
+}
+
+/* om = 1 - d, computed in float32 and then converted to the shadow's dtype
+   (TensorFlow's assign_moving_average casts 1 - decay to the variable's
+   dtype). */
+ema_coef ema__one_minus_decay(const ema_ctx *ctx, int pair) {
+  float om = 1.0f - ema__effective_decay_f32(ctx);
+  ema_coef c;
+  memset(&c, 0, sizeof c);
+  switch (pair) {
+    case EMA_PAIR_F64: c.d = (double)om; break;
+    case EMA_PAIR_BF16_BF16: c.h = ema_f32_to_bf16(om); break;
+    case EMA_PAIR_F16_F16: c.h = ema_f32_to_f16(om); break;
+    default: c.f = om; break;
+  }
+  return c;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Updates                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Zero-debias factor 1 - (1 - om)^k in the shadow's precision, as
+   TensorFlow's _zero_debias computes it (k converted to that precision). */
+static ema_coef debias_factor(int pair, ema_coef om, int64_t k) {
+  ema_coef f;
+  memset(&f, 0, sizeof f);
+  switch (pair) {
+    case EMA_PAIR_F64: f.d = 1.0 - pow(1.0 - om.d, (double)k); break;
+    case EMA_PAIR_BF16_BF16: {
+      float base = ema_bf16_to_f32(ema_f32_to_bf16(1.0f - ema_bf16_to_f32(om.h)));
+      float kk = ema_bf16_to_f32(ema_f32_to_bf16((float)k));
+      float p = ema_bf16_to_f32(ema_f32_to_bf16(powf(base, kk)));
+      f.h = ema_f32_to_bf16(1.0f - p);
+      break;
+    }
+    case EMA_PAIR_F16_F16: {
+      float base = ema_f16_to_f32(ema_f32_to_f16(1.0f - ema_f16_to_f32(om.h)));
+      float kk = ema_f16_to_f32(ema_f32_to_f16((float)k));
+      float p = ema_f16_to_f32(ema_f32_to_f16(powf(base, kk)));
+      f.h = ema_f32_to_f16(1.0f - p);
+      break;
+    }
+    default: f.f = 1.0f - powf(1.0f - om.f, (float)k); break;
+  }
+  return f;
+}
+
+static void update_tensor(ema_ctx *ctx, ema_tensor *t) {
+  ema_coef om = ema__one_minus_decay(ctx, t->pair);
+  if (t->numel) ctx->k->update[t->pair](t->shadow, t->data, t->numel, om);
+  if (ctx->zero_debias) {
+    t->debias_steps++;
+    ema_coef f = debias_factor(t->pair, om, t->debias_steps);
+    if (t->numel) ctx->k->div[t->pair](t->average, t->shadow, t->numel, f);
+  }
+}
+
+ema_status ema_apply(ema_ctx *ctx) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (ctx->swapped)
+    return ema__fail(ctx, EMA_E_STATE,
+                     "ema_apply: the model holds the averages (swapped); call ema_swap() to swap back first");
+  for (size_t i = 0; i < ctx->count; i++)
+    if (ctx->tensors[i].pair >= 0) update_tensor(ctx, &ctx->tensors[i]);
+  return EMA_OK;
+}
+
+ema_status ema_apply_some(ema_ctx *ctx, const char *const *names, size_t n) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (n == 0) return EMA_OK;
+  if (!names) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_apply_some: names is NULL with n = %zu", n);
+  if (ctx->swapped)
+    return ema__fail(ctx, EMA_E_STATE,
+                     "ema_apply_some: the model holds the averages (swapped); call ema_swap() to swap back first");
+  /* Validate every name before updating anything. */
+  ema_status st = EMA_OK;
+  size_t i;
+  for (i = 0; i < n; i++) {
+    ema_tensor *t = names[i] ? ema__find(ctx, names[i]) : NULL;
+    if (!names[i]) {
+      st = ema__fail(ctx, EMA_E_INVALID_ARG, "ema_apply_some: names[%zu] is NULL; nothing was updated", i);
+    } else if (!t) {
+      st = ema__fail(ctx, EMA_E_NOT_FOUND, "ema_apply_some: no tensor named '%s' is tracked; nothing was updated",
+                     names[i]);
+    } else if (t->pair < 0) {
+      st = ema__fail(ctx, EMA_E_DTYPE,
+                     "ema_apply_some: '%s' is plain state (ema_track_state), which is never averaged; nothing was "
+                     "updated",
+                     names[i]);
+    } else if (t->mark) {
+      st = ema__fail(ctx, EMA_E_INVALID_ARG, "ema_apply_some: '%s' is listed twice; nothing was updated", names[i]);
+    } else {
+      t->mark = 1;
+      continue;
+    }
+    break;
+  }
+  for (size_t j = 0; j < i; j++) ema__find(ctx, names[j])->mark = 0;
+  if (st != EMA_OK) return st;
+  for (i = 0; i < n; i++) update_tensor(ctx, ema__find(ctx, names[i]));
+  return EMA_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Averages                                                                  */
+/* ------------------------------------------------------------------------ */
+
+const void *ema_average(const ema_ctx *ctx, const char *name, ema_dtype *dtype) {
+  if (!ctx || !name) return NULL;
+  const ema_tensor *t = ema__find(ctx, name);
+  if (!t || t->pair < 0) return NULL;
+  if (dtype) *dtype = t->sdtype;
+  return t->average;
+}
+
+ema_status ema_average_name(const ema_ctx *ctx, const char *name, char *buf, size_t cap) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (!name || !buf) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_average_name: name and buf must not be NULL");
+  size_t a = strlen(name), b = strlen(ctx->name);
+  if (a + 1 + b + 1 > cap)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_average_name: buffer of %zu bytes is too small; %zu are needed", cap,
+                     a + b + 2);
+  memcpy(buf, name, a);
+  buf[a] = '/';
+  memcpy(buf + a + 1, ctx->name, b + 1);
+  return EMA_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Swap, store, copy_to, restore                                             */
+/* ------------------------------------------------------------------------ */
+
+static int is_mixed(int pair) { return pair == EMA_PAIR_BF16_F32 || pair == EMA_PAIR_F16_F32; }
+
+static size_t model_bytes(const ema_tensor *t) { return t->numel * ema_dtype_size(t->dtype); }
+
+/* Bytes needed to hold the model values of the selected averaged tensors,
+   each at a 64-byte-aligned offset. mixed_only selects mixed-dtype pairs. */
+static size_t side_bytes(const ema_ctx *ctx, int mixed_only) {
+  size_t total = 0;
+  for (size_t i = 0; i < ctx->count; i++) {
+    const ema_tensor *t = &ctx->tensors[i];
+    if (t->pair < 0 || (mixed_only && !is_mixed(t->pair))) continue;
+    total += round_up(model_bytes(t));
+  }
+  return total;
+}
+
+static ema_status ensure_buffer(ema_ctx *ctx, unsigned char **buf, size_t *cap, size_t need, const char *fn) {
+  if (need <= *cap && *buf) return EMA_OK;
+  unsigned char *nb = (unsigned char *)ema__aligned_alloc(need ? need : EMA_ALIGN);
+  if (!nb) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory allocating %zu bytes", fn, need);
+  ema__aligned_free(*buf);
+  *buf = nb;
+  *cap = need;
+  return EMA_OK;
+}
+
+ema_status ema_swap(ema_ctx *ctx) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (!ctx->swapped) {
+    ema_status st = ensure_buffer(ctx, &ctx->swap_buf, &ctx->swap_cap, side_bytes(ctx, 1), "ema_swap");
+    if (st != EMA_OK) return st;
+  }
+  size_t off = 0;
+  for (size_t i = 0; i < ctx->count; i++) {
+    ema_tensor *t = &ctx->tensors[i];
+    if (t->pair < 0) continue;
+    size_t bytes = model_bytes(t);
+    if (is_mixed(t->pair)) {
+      if (!ctx->swapped) {
+        if (bytes) memcpy(ctx->swap_buf + off, t->data, bytes);
+        if (t->numel) ctx->k->from_shadow[t->pair](t->data, t->average, t->numel);
+      } else if (bytes) {
+        memcpy(t->data, ctx->swap_buf + off, bytes);
+      }
+      off += round_up(bytes);
+    } else if (bytes) {
+      ctx->k->swap(t->data, t->average, bytes);
+    }
+  }
+  ctx->swapped = !ctx->swapped;
+  return EMA_OK;
+}
+
+int ema_is_swapped(const ema_ctx *ctx) { return ctx ? ctx->swapped : 0; }
+
+ema_status ema_store(ema_ctx *ctx) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (ctx->swapped)
+    return ema__fail(ctx, EMA_E_STATE, "ema_store: the model holds the averages (swapped); call ema_swap() first");
+  if (ctx->stored)
+    return ema__fail(ctx, EMA_E_STATE,
+                     "ema_store: a stored copy is already held; call ema_restore() before storing again");
+  ema_status st = ensure_buffer(ctx, &ctx->store_buf, &ctx->store_cap, side_bytes(ctx, 0), "ema_store");
+  if (st != EMA_OK) return st;
+  size_t off = 0;
+  for (size_t i = 0; i < ctx->count; i++) {
+    ema_tensor *t = &ctx->tensors[i];
+    if (t->pair < 0) continue;
+    size_t bytes = model_bytes(t);
+    if (bytes) memcpy(ctx->store_buf + off, t->data, bytes);
+    off += round_up(bytes);
+  }
+  ctx->stored = 1;
+  return EMA_OK;
+}
+
+ema_status ema_copy_to(ema_ctx *ctx) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (ctx->swapped)
+    return ema__fail(ctx, EMA_E_STATE, "ema_copy_to: the model holds the averages (swapped); call ema_swap() first");
+  for (size_t i = 0; i < ctx->count; i++) {
+    ema_tensor *t = &ctx->tensors[i];
+    if (t->pair >= 0 && t->numel) ctx->k->from_shadow[t->pair](t->data, t->average, t->numel);
+  }
+  return EMA_OK;
+}
+
+ema_status ema_restore(ema_ctx *ctx) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (ctx->swapped)
+    return ema__fail(ctx, EMA_E_STATE, "ema_restore: the context is swapped; call ema_swap() to swap back instead");
+  if (!ctx->stored) return ema__fail(ctx, EMA_E_STATE, "ema_restore: nothing is stored; call ema_store() first");
+  size_t off = 0;
+  for (size_t i = 0; i < ctx->count; i++) {
+    ema_tensor *t = &ctx->tensors[i];
+    if (t->pair < 0) continue;
+    size_t bytes = model_bytes(t);
+    if (bytes) memcpy(t->data, ctx->store_buf + off, bytes);
+    off += round_up(bytes);
+  }
+  ctx->stored = 0;
+  return EMA_OK;
+}

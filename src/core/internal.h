@@ -1,0 +1,92 @@
+/*
+ * Internal view of the context, shared by src/core and src/io (checkpoints).
+ * Nothing here is part of the public API.
+ */
+#ifndef EMA_CORE_INTERNAL_H
+#define EMA_CORE_INTERNAL_H
+
+#include "ema/ema.h"
+#include "kernels/kernels.h"
+
+#include <stdarg.h>
+
+#define EMA_ALIGN 64
+#define EMA_MAX_EMA_NAME 255
+#define EMA_ERR_CAP 512
+
+/* One registered tensor. Shadows live in the arena; data is the caller's. */
+typedef struct ema_tensor {
+  char *name;
+  size_t name_len;
+  void *data;       /* borrowed */
+  ema_dtype dtype;  /* model dtype */
+  ema_dtype sdtype; /* shadow dtype (== dtype for plain state) */
+  int pair;         /* ema_pair, or -1 for plain state */
+  int ndim;
+  int64_t shape[EMA_MAX_DIMS];
+  size_t numel;
+  void *shadow;  /* s, or the biased accumulator with zero_debias; arena */
+  void *average; /* == shadow, or the debiased average with zero_debias; arena */
+  int64_t debias_steps; /* k of zero_debias */
+  int mark;             /* scratch flag for ema_apply_some validation */
+} ema_tensor;
+
+typedef struct ema_block ema_block;
+
+struct ema_ctx {
+  double decay;
+  int64_t num_updates; /* < 0: off */
+  int zero_debias;
+  int half_same; /* same-dtype shadows for f16/bf16 tensors tracked from now on */
+  char name[EMA_MAX_EMA_NAME + 1];
+
+  ema_tensor *tensors;
+  size_t count, cap;
+  size_t *index; /* open addressing: tensor index + 1, 0 = empty */
+  size_t index_cap;
+  size_t n_averaged;
+
+  ema_block *blocks; /* arena: never moves once allocated */
+  size_t arena_total;
+
+  int swapped;
+  int stored;
+  unsigned char *store_buf; /* ema_store copy of model values */
+  size_t store_cap;
+  unsigned char *swap_buf; /* model values of mixed-dtype tensors while swapped */
+  size_t swap_cap;
+
+  const ema_kernels *k;
+  char err[EMA_ERR_CAP];
+};
+
+/* Errors: set the context's message (printf-style) and return s. The message
+   buffer is logically mutable even through a const context. */
+ema_status ema__fail(const ema_ctx *ctx, ema_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void ema__clear_error(const ema_ctx *ctx);
+
+/* Allocation with a test hook: after ema__test_fail_alloc(n), the (n+1)-th
+   allocation from now on and every later one fails until reset with -1. */
+void *ema__malloc(size_t n);
+void *ema__calloc(size_t n, size_t size);
+void *ema__realloc(void *p, size_t n);
+void *ema__aligned_alloc(size_t n);
+void ema__aligned_free(void *p);
+void ema__test_fail_alloc(long n);
+
+/* Lookup by name; NULL when absent. */
+ema_tensor *ema__find(const ema_ctx *ctx, const char *name);
+
+/* Coefficients of the next update for a pair, from the effective decay. */
+float ema__effective_decay_f32(const ema_ctx *ctx);
+ema_coef ema__one_minus_decay(const ema_ctx *ctx, int pair);
+
+/* Checks shared by track and load. */
+int ema__valid_utf8(const char *s, size_t n);
+int ema__is_float_dtype(ema_dtype d);
+
+#endif
