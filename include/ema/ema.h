@@ -295,6 +295,26 @@ EMA_API ema_status ema_load(ema_ctx *ctx, const char *path);
 EMA_API ema_status ema_load_averages_into_model(ema_ctx *ctx, const char *path);
 
 /* ------------------------------------------------------------------------ */
+/* Threads                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define EMA_MAX_THREADS 256
+
+/* Number of threads ema_apply (and swap, store, copy_to, restore) may use,
+   the calling thread included. 0 restores the default: the number of online
+   CPUs, at most 8. 1 runs everything on the calling thread and starts no
+   thread. Workers belong to the context, sleep between calls, and are
+   started here (or lazily by the first call that moves at least 1 MiB);
+   the work of one call is split among them by bytes, across tensors, so many
+   small tensors cost one fork/join. Results are bitwise identical for every
+   thread count. Errors: EMA_E_INVALID_ARG (n < 0 or > EMA_MAX_THREADS),
+   EMA_E_NOMEM (threads could not be started; the previous setting stays). */
+EMA_API ema_status ema_set_threads(ema_ctx *ctx, int n);
+
+/* Threads the context uses (see ema_set_threads); 0 for NULL. */
+EMA_API int ema_threads(const ema_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
 /* Diagnostics                                                               */
 /* ------------------------------------------------------------------------ */
 

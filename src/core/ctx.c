@@ -7,6 +7,10 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdio.h>
+
+#include "pool.h"
+#include "run.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,12 +157,15 @@ ema_status ema_create(ema_ctx **out, double decay) {
   ctx->num_updates = -1;
   strcpy(ctx->name, "ExponentialMovingAverage");
   ctx->k = ema_kernels_best();
+  ctx->threads = ema__default_threads();
   *out = ctx;
   return EMA_OK;
 }
 
 void ema_free(ema_ctx *ctx) {
   if (!ctx) return;
+  ema__pool_free(ctx->pool);
+  free(ctx->run_items);
   for (size_t i = 0; i < ctx->count; i++) free(ctx->tensors[i].name);
   free(ctx->tensors);
   free(ctx->index);
@@ -289,6 +296,9 @@ static ema_status track(ema_ctx *ctx, const char *name, void *data, ema_dtype dt
     ema_tensor *nt = (ema_tensor *)ema__realloc(ctx->tensors, ncap * sizeof *nt);
     if (!nt) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory growing the registry", fn);
     ctx->tensors = nt; /* same contents, more room: nothing observable changed */
+    ema_run_item *ni = (ema_run_item *)ema__realloc(ctx->run_items, ncap * sizeof *ni);
+    if (!ni) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory growing the registry", fn);
+    ctx->run_items = ni;
     ctx->cap = ncap;
   }
   size_t *nindex = NULL;
@@ -494,13 +504,16 @@ static ema_coef debias_factor(int pair, ema_coef om, int64_t k) {
   return f;
 }
 
-static void update_tensor(ema_ctx *ctx, ema_tensor *t) {
-  ema_coef om = ema__one_minus_decay(ctx, t->pair);
-  if (t->numel) ctx->k->update[t->pair](t->shadow, t->data, t->numel, om);
+static void add_update(ema_ctx *ctx, ema_tensor *t, size_t *n) {
+  ema_run_item *it = &ctx->run_items[(*n)++];
+  memset(it, 0, sizeof *it);
+  it->t = t;
+  it->op = EMA_OP_UPDATE;
+  it->om = ema__one_minus_decay(ctx, t->pair);
   if (ctx->zero_debias) {
+    it->debias = 1;
     t->debias_steps++;
-    ema_coef f = debias_factor(t->pair, om, t->debias_steps);
-    if (t->numel) ctx->k->div[t->pair](t->average, t->shadow, t->numel, f);
+    it->factor = debias_factor(t->pair, it->om, t->debias_steps);
   }
 }
 
@@ -510,8 +523,10 @@ ema_status ema_apply(ema_ctx *ctx) {
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE,
                      "ema_apply: the model holds the averages (swapped); call ema_swap() to swap back first");
+  size_t n = 0;
   for (size_t i = 0; i < ctx->count; i++)
-    if (ctx->tensors[i].pair >= 0) update_tensor(ctx, &ctx->tensors[i]);
+    if (ctx->tensors[i].pair >= 0) add_update(ctx, &ctx->tensors[i], &n);
+  ema__run(ctx, ctx->run_items, n);
   return EMA_OK;
 }
 
@@ -548,7 +563,9 @@ ema_status ema_apply_some(ema_ctx *ctx, const char *const *names, size_t n) {
   }
   for (size_t j = 0; j < i; j++) ema__find(ctx, names[j])->mark = 0;
   if (st != EMA_OK) return st;
-  for (i = 0; i < n; i++) update_tensor(ctx, ema__find(ctx, names[i]));
+  size_t m = 0;
+  for (i = 0; i < n; i++) add_update(ctx, ema__find(ctx, names[i]), &m);
+  ema__run(ctx, ctx->run_items, m);
   return EMA_OK;
 }
 
@@ -608,6 +625,15 @@ static ema_status ensure_buffer(ema_ctx *ctx, unsigned char **buf, size_t *cap, 
   return EMA_OK;
 }
 
+static ema_run_item *add_item(ema_ctx *ctx, ema_tensor *t, int op, unsigned char *side, size_t *n) {
+  ema_run_item *it = &ctx->run_items[(*n)++];
+  memset(it, 0, sizeof *it);
+  it->t = t;
+  it->op = op;
+  it->side = side;
+  return it;
+}
+
 ema_status ema_swap(ema_ctx *ctx) {
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
@@ -615,23 +641,18 @@ ema_status ema_swap(ema_ctx *ctx) {
     ema_status st = ensure_buffer(ctx, &ctx->swap_buf, &ctx->swap_cap, side_bytes(ctx, 1), "ema_swap");
     if (st != EMA_OK) return st;
   }
-  size_t off = 0;
+  size_t off = 0, n = 0;
   for (size_t i = 0; i < ctx->count; i++) {
     ema_tensor *t = &ctx->tensors[i];
     if (t->pair < 0) continue;
-    size_t bytes = model_bytes(t);
     if (is_mixed(t->pair)) {
-      if (!ctx->swapped) {
-        if (bytes) memcpy(ctx->swap_buf + off, t->data, bytes);
-        if (t->numel) ctx->k->from_shadow[t->pair](t->data, t->average, t->numel);
-      } else if (bytes) {
-        memcpy(t->data, ctx->swap_buf + off, bytes);
-      }
-      off += round_up(bytes);
-    } else if (bytes) {
-      ctx->k->swap(t->data, t->average, bytes);
+      add_item(ctx, t, ctx->swapped ? EMA_OP_SIDE_TO_MODEL : EMA_OP_SWAP_IN_MIXED, ctx->swap_buf + off, &n);
+      off += round_up(model_bytes(t));
+    } else {
+      add_item(ctx, t, EMA_OP_SWAP, NULL, &n);
     }
   }
+  ema__run(ctx, ctx->run_items, n);
   ctx->swapped = !ctx->swapped;
   return EMA_OK;
 }
@@ -648,14 +669,14 @@ ema_status ema_store(ema_ctx *ctx) {
                      "ema_store: a stored copy is already held; call ema_restore() before storing again");
   ema_status st = ensure_buffer(ctx, &ctx->store_buf, &ctx->store_cap, side_bytes(ctx, 0), "ema_store");
   if (st != EMA_OK) return st;
-  size_t off = 0;
+  size_t off = 0, n = 0;
   for (size_t i = 0; i < ctx->count; i++) {
     ema_tensor *t = &ctx->tensors[i];
     if (t->pair < 0) continue;
-    size_t bytes = model_bytes(t);
-    if (bytes) memcpy(ctx->store_buf + off, t->data, bytes);
-    off += round_up(bytes);
+    add_item(ctx, t, EMA_OP_MODEL_TO_SIDE, ctx->store_buf + off, &n);
+    off += round_up(model_bytes(t));
   }
+  ema__run(ctx, ctx->run_items, n);
   ctx->stored = 1;
   return EMA_OK;
 }
@@ -665,10 +686,10 @@ ema_status ema_copy_to(ema_ctx *ctx) {
   ema__clear_error(ctx);
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE, "ema_copy_to: the model holds the averages (swapped); call ema_swap() first");
-  for (size_t i = 0; i < ctx->count; i++) {
-    ema_tensor *t = &ctx->tensors[i];
-    if (t->pair >= 0 && t->numel) ctx->k->from_shadow[t->pair](t->data, t->average, t->numel);
-  }
+  size_t n = 0;
+  for (size_t i = 0; i < ctx->count; i++)
+    if (ctx->tensors[i].pair >= 0) add_item(ctx, &ctx->tensors[i], EMA_OP_COPY_TO, NULL, &n);
+  ema__run(ctx, ctx->run_items, n);
   return EMA_OK;
 }
 
@@ -678,14 +699,40 @@ ema_status ema_restore(ema_ctx *ctx) {
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE, "ema_restore: the context is swapped; call ema_swap() to swap back instead");
   if (!ctx->stored) return ema__fail(ctx, EMA_E_STATE, "ema_restore: nothing is stored; call ema_store() first");
-  size_t off = 0;
+  size_t off = 0, n = 0;
   for (size_t i = 0; i < ctx->count; i++) {
     ema_tensor *t = &ctx->tensors[i];
     if (t->pair < 0) continue;
-    size_t bytes = model_bytes(t);
-    if (bytes) memcpy(t->data, ctx->store_buf + off, bytes);
-    off += round_up(bytes);
+    add_item(ctx, t, EMA_OP_SIDE_TO_MODEL, ctx->store_buf + off, &n);
+    off += round_up(model_bytes(t));
   }
+  ema__run(ctx, ctx->run_items, n);
   ctx->stored = 0;
   return EMA_OK;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Threads                                                                   */
+/* ------------------------------------------------------------------------ */
+
+ema_status ema_set_threads(ema_ctx *ctx, int n) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (n < 0 || n > EMA_MAX_THREADS)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_set_threads: %d threads asked; use 0 (default) or 1 to %d", n,
+                     EMA_MAX_THREADS);
+  int want = n == 0 ? ema__default_threads() : n;
+  if (want == ctx->threads) return EMA_OK;
+  ema_pool *np = NULL;
+  if (want > 1) {
+    ema_status st = ema__pool_create(&np, want);
+    if (st != EMA_OK) return ema__fail(ctx, st, "ema_set_threads: could not start %d worker threads", want - 1);
+  }
+  ema__pool_free(ctx->pool);
+  ctx->pool = np;
+  ctx->pool_failed = 0;
+  ctx->threads = want;
+  return EMA_OK;
+}
+
+int ema_threads(const ema_ctx *ctx) { return ctx ? ctx->threads : 0; }

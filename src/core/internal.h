@@ -32,6 +32,8 @@ typedef struct ema_tensor {
 } ema_tensor;
 
 typedef struct ema_block ema_block;
+typedef struct ema_pool ema_pool;
+struct ema_run_item;
 
 struct ema_ctx {
   double decay;
@@ -57,6 +59,10 @@ struct ema_ctx {
   size_t swap_cap;
 
   const ema_kernels *k;
+  int threads;     /* threads an apply may use, the caller included */
+  ema_pool *pool;  /* started on the first large run */
+  int pool_failed; /* the pool could not be started: run on one thread */
+  struct ema_run_item *run_items; /* scratch, cap entries */
   char err[EMA_ERR_CAP];
 };
 

@@ -1,0 +1,126 @@
+/*
+ * One pass over many tensors: the work of an apply, swap, store, copy_to or
+ * restore is a list of items (tensor + what to do with it), split among the
+ * context's threads by bytes moved, not by tensors. 10,000 small tensors cost
+ * one fork/join, like one big tensor. Split points fall on 16-element
+ * boundaries so that threads never write the same cache line of a shadow.
+ *
+ * Every operation is elementwise, so the result does not depend on how the
+ * items are split: bitwise identical for any number of threads.
+ */
+#include "run.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include "pool.h"
+
+/* Below this many bytes, a run stays on the calling thread: waking workers
+   costs more than it saves. */
+#define EMA_PARALLEL_MIN_BYTES ((size_t)1 << 20)
+#define EMA_SPLIT_ELEMS 16
+
+static size_t cost_per_elem(const ema_run_item *it) {
+  size_t m = ema_dtype_size(it->t->dtype), s = ema_dtype_size(it->t->sdtype);
+  switch (it->op) {
+    case EMA_OP_UPDATE: return m + 2 * s + (it->debias ? 2 * s : 0);
+    case EMA_OP_SWAP: return 4 * m;
+    case EMA_OP_SWAP_IN_MIXED: return 3 * m + s;
+    case EMA_OP_COPY_TO: return s + m;
+    default: return 2 * m; /* plain copies */
+  }
+}
+
+static void run_range(const ema_kernels *k, const ema_run_item *it, size_t e0, size_t e1) {
+  const ema_tensor *t = it->t;
+  size_t n = e1 - e0;
+  if (n == 0) return;
+  size_t m = ema_dtype_size(t->dtype), s = ema_dtype_size(t->sdtype);
+  unsigned char *data = (unsigned char *)t->data + e0 * m;
+  unsigned char *shadow = (unsigned char *)t->shadow + e0 * s;
+  unsigned char *avg = (unsigned char *)t->average + e0 * s;
+  unsigned char *side = it->side ? it->side + e0 * m : NULL;
+  switch (it->op) {
+    case EMA_OP_UPDATE:
+      k->update[t->pair](shadow, data, n, it->om);
+      if (it->debias) k->div[t->pair](avg, shadow, n, it->factor);
+      break;
+    case EMA_OP_SWAP: k->swap(data, avg, n * m); break;
+    case EMA_OP_SWAP_IN_MIXED:
+      memcpy(side, data, n * m);
+      k->from_shadow[t->pair](data, avg, n);
+      break;
+    case EMA_OP_COPY_TO: k->from_shadow[t->pair](data, avg, n); break;
+    case EMA_OP_MODEL_TO_SIDE: memcpy(side, data, n * m); break;
+    case EMA_OP_SIDE_TO_MODEL: memcpy(data, side, n * m); break;
+  }
+}
+
+typedef struct run_job {
+  const ema_kernels *k;
+  ema_run_item *items;
+  size_t n;
+  size_t total;
+} run_job;
+
+/* First element of item it at or after cost offset b (monotone in b). */
+static size_t elem_at(const ema_run_item *it, size_t b) {
+  if (b <= it->begin) return 0;
+  size_t c = cost_per_elem(it);
+  size_t e = (b - it->begin) / c;
+  e = (e + EMA_SPLIT_ELEMS - 1) / EMA_SPLIT_ELEMS * EMA_SPLIT_ELEMS;
+  return e < it->t->numel ? e : it->t->numel;
+}
+
+static size_t boundary(size_t total, int part, int nparts) {
+  /* floor(total * part / nparts) without overflow */
+  size_t q = total / (size_t)nparts, r = total % (size_t)nparts;
+  return q * (size_t)part + r * (size_t)part / (size_t)nparts;
+}
+
+static void run_part(void *arg, int part, int nparts) {
+  run_job *job = (run_job *)arg;
+  size_t b0 = boundary(job->total, part, nparts), b1 = boundary(job->total, part + 1, nparts);
+  /* first item whose cost range ends after b0 */
+  size_t lo = 0, hi = job->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const ema_run_item *it = &job->items[mid];
+    if (it->begin + it->t->numel * cost_per_elem(it) <= b0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  for (size_t i = lo; i < job->n; i++) {
+    const ema_run_item *it = &job->items[i];
+    if (it->begin >= b1 && part + 1 < nparts) break;
+    size_t e0 = part == 0 ? 0 : elem_at(it, b0);
+    size_t e1 = part + 1 == nparts ? it->t->numel : elem_at(it, b1);
+    if (e0 < e1) run_range(job->k, it, e0, e1);
+  }
+}
+
+int ema__default_threads(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  if (n < 1) n = 1;
+  if (n > 8) n = 8; /* memory-bound: more threads than channels buy nothing */
+  return (int)n;
+}
+
+void ema__run(ema_ctx *ctx, ema_run_item *items, size_t n) {
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++) {
+    items[i].begin = total;
+    total += items[i].t->numel * cost_per_elem(&items[i]);
+  }
+  run_job job = {ctx->k, items, n, total};
+  if (ctx->threads > 1 && total >= EMA_PARALLEL_MIN_BYTES && !ctx->pool && !ctx->pool_failed) {
+    /* Lazily start the workers; if that fails, run on one thread: the
+       results are the same, only slower. */
+    if (ema__pool_create(&ctx->pool, ctx->threads) != EMA_OK) ctx->pool_failed = 1;
+  }
+  if (ctx->pool && total >= EMA_PARALLEL_MIN_BYTES)
+    ema__pool_run(ctx->pool, run_part, &job);
+  else
+    run_part(&job, 0, 1);
+}

@@ -1,0 +1,30 @@
+/* One pass over a list of tensors, split among threads by bytes (run.c). */
+#ifndef EMA_CORE_RUN_H
+#define EMA_CORE_RUN_H
+
+#include "internal.h"
+
+typedef enum ema_op {
+  EMA_OP_UPDATE,         /* shadow update (+ zero-debias read-out) */
+  EMA_OP_SWAP,           /* exchange model and average bytes (same dtype) */
+  EMA_OP_SWAP_IN_MIXED,  /* model -> side buffer, average -> model (rounded) */
+  EMA_OP_COPY_TO,        /* average -> model (rounded) */
+  EMA_OP_MODEL_TO_SIDE,  /* model -> side buffer */
+  EMA_OP_SIDE_TO_MODEL   /* side buffer -> model */
+} ema_op;
+
+typedef struct ema_run_item {
+  ema_tensor *t;
+  int op;
+  int debias;
+  ema_coef om, factor;
+  unsigned char *side; /* side buffer of this tensor (model dtype), or NULL */
+  size_t begin;        /* filled by ema__run: cost offset of the item */
+} ema_run_item;
+
+/* Run the items (n may be 0). ctx->run_items is a scratch array of
+   ctx->count entries the caller may use for items. */
+void ema__run(ema_ctx *ctx, ema_run_item *items, size_t n);
+int ema__default_threads(void);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * Results must not depend on the ISA or the number of threads: the same
+ * model (many tensors of odd sizes, every dtype pair, zero-debias on and off)
+ * is averaged with every available kernel set and 1..7 threads, and every
+ * byte of averages and model values is compared with the scalar reference
+ * on one thread. Large enough (> 1 MiB a call) to use the worker pool.
+ */
+#include <ema/ema.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "core/internal.h"
+
+enum { NT = 41 };
+
+typedef struct model {
+  void *data[NT];
+  ema_dtype dtype[NT];
+  int64_t numel[NT];
+} model;
+
+static uint64_t rng;
+static uint32_t next32(void) {
+  rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+  return (uint32_t)(rng >> 32);
+}
+static float randf(void) { return (float)next32() / 4294967296.0f * 4.0f - 2.0f; }
+
+static void fill(model *m, int t, int salt) {
+  for (int64_t i = 0; i < m->numel[t]; i++) {
+    float x = randf() + (float)salt * 0.01f;
+    switch (m->dtype[t]) {
+      case EMA_F32: ((float *)m->data[t])[i] = x; break;
+      case EMA_F64: ((double *)m->data[t])[i] = (double)x * 1.000001; break;
+      case EMA_F16: ((uint16_t *)m->data[t])[i] = ema_f32_to_f16(x); break;
+      case EMA_BF16: ((uint16_t *)m->data[t])[i] = ema_f32_to_bf16(x); break;
+      default: break;
+    }
+  }
+}
+
+static void make_model(model *m) {
+  static const ema_dtype dts[4] = {EMA_F32, EMA_BF16, EMA_F64, EMA_F16};
+  rng = 42;
+  for (int t = 0; t < NT; t++) {
+    m->dtype[t] = dts[t % 4];
+    m->numel[t] = t == 7 ? 300000 : (int64_t)(next32() % 20000) + (t % 5 == 0 ? 0 : 1);
+    if (t == 3) m->numel[t] = 0;
+    m->data[t] = malloc((size_t)m->numel[t] * 8 + 8);
+    fill(m, t, 0);
+  }
+}
+
+static void free_model(model *m) {
+  for (int t = 0; t < NT; t++) free(m->data[t]);
+}
+
+/* Run a fixed script; return the concatenated averages + model bytes. */
+static unsigned char *run_script(const char *isa, int threads, int debias, int same_half, size_t *len) {
+  model m;
+  make_model(&m);
+  ema_ctx *ctx = NULL;
+  CHECK(ema_create(&ctx, 0.97) == EMA_OK);
+  ctx->k = ema_kernels_by_name(isa);
+  CHECK_ST(ctx, ema_set_threads(ctx, threads), EMA_OK);
+  CHECK_ST(ctx, ema_set_zero_debias(ctx, debias), EMA_OK);
+  CHECK_ST(ctx, ema_set_half_shadows(ctx, same_half), EMA_OK);
+  char name[16];
+  for (int t = 0; t < NT; t++) {
+    snprintf(name, sizeof name, "t%d", t);
+    CHECK_ST(ctx, ema_track(ctx, name, m.data[t], m.dtype[t], 1, &m.numel[t]), EMA_OK);
+  }
+  for (int step = 1; step <= 6; step++) {
+    for (int t = 0; t < NT; t++) fill(&m, t, step);
+    CHECK_ST(ctx, ema_set_num_updates(ctx, step * 3), EMA_OK);
+    if (step == 4) {
+      const char *some[] = {"t1", "t7", "t30"};
+      CHECK_ST(ctx, ema_apply_some(ctx, some, 3), EMA_OK);
+    } else {
+      CHECK_ST(ctx, ema_apply(ctx), EMA_OK);
+    }
+  }
+  CHECK(threads == 1 || ctx->pool != NULL); /* the runs were large enough to use the workers */
+  /* evaluation round trips through every path */
+  CHECK_ST(ctx, ema_swap(ctx), EMA_OK);
+  CHECK_ST(ctx, ema_swap(ctx), EMA_OK);
+  CHECK_ST(ctx, ema_store(ctx), EMA_OK);
+  CHECK_ST(ctx, ema_copy_to(ctx), EMA_OK);
+  size_t total = 0;
+  for (int t = 0; t < NT; t++) {
+    ema_dtype sd;
+    snprintf(name, sizeof name, "t%d", t);
+    ema_average(ctx, name, &sd);
+    total += (size_t)m.numel[t] * (ema_dtype_size(sd) + 2 * ema_dtype_size(m.dtype[t]));
+  }
+  unsigned char *out = (unsigned char *)malloc(total + 1), *p = out;
+  for (int t = 0; t < NT; t++) {
+    ema_dtype sd;
+    snprintf(name, sizeof name, "t%d", t);
+    const void *a = ema_average(ctx, name, &sd);
+    size_t ab = (size_t)m.numel[t] * ema_dtype_size(sd), mb = (size_t)m.numel[t] * ema_dtype_size(m.dtype[t]);
+    memcpy(p, a, ab);
+    p += ab;
+    memcpy(p, m.data[t], mb); /* averages rounded into the model by copy_to */
+    p += mb;
+  }
+  CHECK_ST(ctx, ema_restore(ctx), EMA_OK);
+  for (int t = 0; t < NT; t++) {
+    size_t mb = (size_t)m.numel[t] * ema_dtype_size(m.dtype[t]);
+    memcpy(p, m.data[t], mb);
+    p += mb;
+  }
+  *len = (size_t)(p - out);
+  ema_free(ctx);
+  free_model(&m);
+  return out;
+}
+
+int main(void) {
+  static const char *const isas[] = {"ref", "avx2", "avx512", "neon"};
+  for (int debias = 0; debias < 2; debias++) {
+    for (int same = 0; same < 2; same++) {
+      size_t ref_len;
+      unsigned char *ref = run_script("ref", 1, debias, same, &ref_len);
+      for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        if (!ema_kernels_by_name(isas[i])) {
+          if (debias == 0 && same == 0) printf("skip %s: not available on this machine\n", isas[i]);
+          continue;
+        }
+        for (int threads = 1; threads <= 7; threads += (threads < 4 ? 1 : 3)) {
+          size_t len;
+          unsigned char *got = run_script(isas[i], threads, debias, same, &len);
+          CHECK_MSG(len == ref_len && memcmp(got, ref, len) == 0,
+                    "isa %s, %d threads, zero_debias %d, half shadows %d differ from ref on 1 thread", isas[i],
+                    threads, debias, same);
+          free(got);
+        }
+      }
+      free(ref);
+    }
+  }
+  /* thread settings */
+  ema_ctx *ctx = NULL;
+  CHECK(ema_create(&ctx, 0.5) == EMA_OK);
+  CHECK(ema_threads(ctx) >= 1);
+  CHECK_ST(ctx, ema_set_threads(ctx, -1), EMA_E_INVALID_ARG);
+  CHECK_ST(ctx, ema_set_threads(ctx, EMA_MAX_THREADS + 1), EMA_E_INVALID_ARG);
+  CHECK_ST(ctx, ema_set_threads(ctx, 3), EMA_OK);
+  CHECK(ema_threads(ctx) == 3);
+  CHECK_ST(ctx, ema_set_threads(ctx, 1), EMA_OK);
+  CHECK(ema_threads(ctx) == 1 && ctx->pool == NULL); /* no worker left behind */
+  CHECK_ST(ctx, ema_set_threads(ctx, 0), EMA_OK);
+  CHECK(ema_threads(ctx) >= 1);
+  ema_free(ctx);
+  return check_report("test_threads");
+}
