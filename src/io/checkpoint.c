@@ -1,0 +1,557 @@
+/*
+ * Checkpoints: ema_save, ema_load, ema_load_averages_into_model.
+ *
+ * One safetensors file holds, for every registered tensor <n>:
+ *   <n>                       the model values (model dtype)
+ *   <n>/<ema>                 the average (shadow dtype; debiased with zero_debias)
+ *   <n>/<ema>/biased          zero_debias only: the biased accumulator
+ *   <n>/<ema>/local_step      zero_debias only: int64 scalar, updates so far
+ * (<ema> is the EMA's name, "ExponentialMovingAverage" by default; the names
+ * are TensorFlow's), plain state under its own name only, and the EMA state
+ * in __metadata__ (keys in ckpt_meta_keys below).
+ *
+ * Loading validates everything (format, names, dtypes, shapes, metadata,
+ * checksum) and reads every byte it needs into a staging buffer before it
+ * writes anything into the caller's tensors or the context: a failed load
+ * changes nothing.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "io/safetensors.h"
+
+#define CKPT_FORMAT_VERSION "1"
+
+/* ------------------------------------------------------------------------ */
+/* Content checksum: order-independent sum over tensors of                  */
+/* mix(hash(name), hash(bytes)), so the writer's tensor order does not        */
+/* matter. 64-bit multiply-rotate over 8-byte words, four lanes.              */
+/* ------------------------------------------------------------------------ */
+
+#define P1 0x9E3779B185EBCA87ull
+#define P2 0xC2B2AE3D27D4EB4Full
+#define P3 0x165667B19E3779F9ull
+
+static uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+typedef struct hasher {
+  uint64_t lane[4];
+  unsigned char tail[32];
+  size_t tail_len;
+  uint64_t total;
+} hasher;
+
+static void hash_init(hasher *h) {
+  h->lane[0] = P1;
+  h->lane[1] = P2;
+  h->lane[2] = P3;
+  h->lane[3] = P1 ^ P2;
+  h->tail_len = 0;
+  h->total = 0;
+}
+
+static uint64_t load64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i]; /* little-endian on every host */
+  return v;
+}
+
+static void hash_block(hasher *h, const unsigned char *p) {
+  for (int i = 0; i < 4; i++) h->lane[i] = rotl64(h->lane[i] ^ (load64(p + 8 * i) * P2), 31) * P1;
+}
+
+static void hash_update(hasher *h, const void *data, size_t n) {
+  const unsigned char *p = (const unsigned char *)data;
+  h->total += n;
+  if (h->tail_len) {
+    size_t take = 32 - h->tail_len < n ? 32 - h->tail_len : n;
+    memcpy(h->tail + h->tail_len, p, take);
+    h->tail_len += take;
+    p += take;
+    n -= take;
+    if (h->tail_len < 32) return;
+    hash_block(h, h->tail);
+    h->tail_len = 0;
+  }
+  for (; n >= 32; p += 32, n -= 32) hash_block(h, p);
+  memcpy(h->tail, p, n);
+  h->tail_len = n;
+}
+
+static uint64_t hash_final(const hasher *h) {
+  uint64_t x = rotl64(h->lane[0], 1) + rotl64(h->lane[1], 7) + rotl64(h->lane[2], 12) + rotl64(h->lane[3], 18);
+  x ^= h->total * P3;
+  for (size_t i = 0; i < h->tail_len; i++) x = rotl64(x ^ (h->tail[i] * P3), 11) * P1;
+  x ^= x >> 33;
+  x *= P2;
+  x ^= x >> 29;
+  x *= P3;
+  x ^= x >> 32;
+  return x;
+}
+
+static uint64_t hash_bytes(const void *p, size_t n) {
+  hasher h;
+  hash_init(&h);
+  hash_update(&h, p, n);
+  return hash_final(&h);
+}
+
+static uint64_t tensor_digest(const char *name, uint64_t data_hash) {
+  uint64_t x = hash_bytes(name, strlen(name)) ^ rotl64(data_hash, 17);
+  x ^= x >> 31;
+  x *= P1;
+  x ^= x >> 29;
+  return x;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shared helpers                                                            */
+/* ------------------------------------------------------------------------ */
+
+static char *join3(const char *a, const char *b, const char *c) {
+  size_t la = strlen(a), lb = strlen(b), lc = c ? strlen(c) : 0;
+  char *s = (char *)ema__malloc(la + 1 + lb + (c ? 1 + lc : 0) + 1);
+  if (!s) return NULL;
+  memcpy(s, a, la);
+  s[la] = '/';
+  memcpy(s + la + 1, b, lb);
+  if (c) {
+    s[la + 1 + lb] = '/';
+    memcpy(s + la + 2 + lb, c, lc);
+    s[la + 2 + lb + lc] = '\0';
+  } else {
+    s[la + 1 + lb] = '\0';
+  }
+  return s;
+}
+
+static ema_status io_fail(const ema_ctx *ctx, ema_status st, const char *fn, const char *err) {
+  return ema__fail(ctx, st, "%s: %s", fn, err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Save                                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct save_plan {
+  st_wtensor *w;
+  size_t n;
+  char **owned; /* names we allocated */
+  size_t n_owned;
+  int64_t *steps;
+} save_plan;
+
+static void plan_free(save_plan *p) {
+  for (size_t i = 0; i < p->n_owned; i++) free(p->owned[i]);
+  free(p->owned);
+  free(p->w);
+  free(p->steps);
+}
+
+static void plan_add(save_plan *p, const char *name, ema_dtype dt, const ema_tensor *t, const void *data, int scalar) {
+  st_wtensor *w = &p->w[p->n++];
+  w->name = name;
+  w->dtype = (st_dtype)st_dtype_from_ema(dt);
+  w->ndim = scalar ? 0 : t->ndim;
+  w->shape = scalar ? NULL : t->shape;
+  w->data = data;
+}
+
+ema_status ema_save(const ema_ctx *ctx, const char *path) {
+  static const char *fn = "ema_save";
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (!path || !*path) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: path is NULL or empty", fn);
+  if (ctx->swapped)
+    return ema__fail(ctx, EMA_E_STATE,
+                     "%s: the model holds the averages (swapped); call ema_swap() to swap back before saving", fn);
+  save_plan p;
+  memset(&p, 0, sizeof p);
+  size_t per = ctx->zero_debias ? 4 : 2;
+  p.w = (st_wtensor *)ema__calloc(ctx->count * per + 1, sizeof *p.w);
+  p.owned = (char **)ema__calloc(ctx->count * 3 + 1, sizeof *p.owned);
+  p.steps = (int64_t *)ema__calloc(ctx->count + 1, sizeof *p.steps);
+  if (!p.w || !p.owned || !p.steps) {
+    plan_free(&p);
+    return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
+  }
+  ema_status st = EMA_OK;
+  for (size_t i = 0; i < ctx->count && st == EMA_OK; i++) {
+    const ema_tensor *t = &ctx->tensors[i];
+    plan_add(&p, t->name, t->dtype, t, t->data, 0);
+    if (t->pair < 0) continue;
+    char *avg = join3(t->name, ctx->name, NULL);
+    char *biased = ctx->zero_debias ? join3(t->name, ctx->name, "biased") : NULL;
+    char *steps = ctx->zero_debias ? join3(t->name, ctx->name, "local_step") : NULL;
+    if (avg) p.owned[p.n_owned++] = avg;
+    if (biased) p.owned[p.n_owned++] = biased;
+    if (steps) p.owned[p.n_owned++] = steps;
+    if (!avg || (ctx->zero_debias && (!biased || !steps))) {
+      st = ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
+      break;
+    }
+    const char *clash = ema__find(ctx, avg) ? avg
+                        : biased && ema__find(ctx, biased) ? biased
+                        : steps && ema__find(ctx, steps) ? steps
+                                                         : NULL;
+    if (clash) {
+      st = ema__fail(ctx, EMA_E_INVALID_ARG,
+                     "%s: tensor '%s' is registered under the name the average of '%s' is saved as; rename one of "
+                     "them or pick another EMA name with ema_set_name()",
+                     fn, clash, t->name);
+      break;
+    }
+    plan_add(&p, avg, t->sdtype, t, t->average, 0);
+    if (ctx->zero_debias) {
+      p.steps[i] = t->debias_steps;
+      plan_add(&p, biased, t->sdtype, t, t->shadow, 0);
+      plan_add(&p, steps, EMA_I64, t, &p.steps[i], 1);
+    }
+  }
+  if (st != EMA_OK) {
+    plan_free(&p);
+    return st;
+  }
+  /* checksum over every tensor's bytes */
+  uint64_t sum = 0;
+  for (size_t i = 0; i < p.n; i++) {
+    const st_wtensor *w = &p.w[i];
+    size_t count = 1;
+    for (int d = 0; d < w->ndim; d++) count *= (size_t)w->shape[d];
+    size_t bytes = count * st_dtype_bits(w->dtype) / 8;
+    sum += tensor_digest(w->name, hash_bytes(w->data ? w->data : "", w->data ? bytes : 0));
+  }
+  char decay[40], nupd[32], zd[4], csum[20];
+  snprintf(decay, sizeof decay, "%.17g", ctx->decay);
+  snprintf(nupd, sizeof nupd, "%" PRId64, ctx->num_updates);
+  snprintf(zd, sizeof zd, "%d", ctx->zero_debias);
+  snprintf(csum, sizeof csum, "%016" PRIx64, sum);
+  st_wmeta meta[] = {
+      {"libema.format", CKPT_FORMAT_VERSION},
+      {"libema.version", EMA_VERSION_STRING},
+      {"libema.checksum", csum},
+      {"ema.name", ctx->name},
+      {"ema.decay", decay},
+      {"ema.num_updates", nupd},
+      {"ema.zero_debias", zd},
+      {"ema.schedule", "constant"},
+  };
+  char err[EMA_ERR_CAP];
+  st = st_write(path, p.w, p.n, meta, sizeof meta / sizeof meta[0], err, sizeof err);
+  plan_free(&p);
+  if (st != EMA_OK) return io_fail(ctx, st, fn, err);
+  return EMA_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Load                                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* What to copy where once everything is validated and staged. */
+typedef struct load_item {
+  const st_tensor *src;
+  ema_tensor *t;
+  int dest; /* LD_MODEL, LD_SHADOW, LD_AVERAGE, LD_STEPS, LD_MODEL_FROM_SHADOW */
+  size_t staged;
+} load_item;
+
+enum { LD_MODEL, LD_SHADOW, LD_AVERAGE, LD_STEPS, LD_MODEL_FROM_SHADOW };
+
+typedef struct loader {
+  ema_ctx *ctx;
+  const char *fn;
+  st_file *f;
+  load_item *items;
+  size_t n;
+  unsigned char *stage;
+  const char *ema_name; /* the file's EMA name, or the context's */
+} loader;
+
+static void loader_free(loader *L) {
+  st_close(L->f);
+  free(L->items);
+  ema__aligned_free(L->stage);
+}
+
+static int same_shape(const st_tensor *s, const ema_tensor *t) {
+  if (s->ndim != t->ndim) return 0;
+  for (int i = 0; i < t->ndim; i++)
+    if (s->shape[i] != t->shape[i]) return 0;
+  return 1;
+}
+
+static void shape_text(char *buf, size_t cap, int ndim, const int64_t *shape) {
+  size_t off = 0;
+  off += (size_t)snprintf(buf + off, cap - off, "[");
+  for (int i = 0; i < ndim && off < cap; i++)
+    off += (size_t)snprintf(buf + off, cap - off, i ? ", %" PRId64 : "%" PRId64, shape[i]);
+  if (off < cap) snprintf(buf + off, cap - off, "]");
+}
+
+/* Find key and check its dtype (one of two allowed) and shape. */
+static ema_status expect(loader *L, const char *key, const ema_tensor *t, ema_dtype want, ema_dtype also,
+                         int scalar, const st_tensor **out, const char *role) {
+  const st_tensor *s = st_find(L->f, key);
+  if (!s)
+    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: the checkpoint has no tensor '%s' (%s of '%s')", L->fn, key, role,
+                     t->name);
+  ema_dtype dt;
+  if (!st_dtype_to_ema(s->dtype, &dt) || (dt != want && dt != also))
+    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor '%s' is %s in the checkpoint but %s is needed", L->fn, key,
+                     st_dtype_name(s->dtype), ema_dtype_name(want));
+  if (scalar ? s->ndim != 0 : !same_shape(s, t)) {
+    char a[256], b[256];
+    shape_text(a, sizeof a, s->ndim, s->shape);
+    shape_text(b, sizeof b, scalar ? 0 : t->ndim, t->shape);
+    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor '%s' has shape %s in the checkpoint but %s is registered",
+                     L->fn, key, a, b);
+  }
+  *out = s;
+  return EMA_OK;
+}
+
+static ema_status add_load(loader *L, const st_tensor *s, ema_tensor *t, int dest) {
+  load_item *it = &L->items[L->n++];
+  it->src = s;
+  it->t = t;
+  it->dest = dest;
+  return EMA_OK;
+}
+
+/* Open, check format and checksum. */
+static ema_status loader_open(loader *L, const char *path) {
+  char err[EMA_ERR_CAP];
+  ema_status st = st_open(path, &L->f, err, sizeof err);
+  if (st != EMA_OK) return io_fail(L->ctx, st, L->fn, err);
+  const char *fmt = st_meta_get(L->f, "libema.format");
+  if (fmt && strcmp(fmt, CKPT_FORMAT_VERSION) != 0)
+    return ema__fail(L->ctx, EMA_E_FORMAT,
+                     "%s: '%s' is a libema checkpoint of format version %s; this library reads version %s", L->fn,
+                     path, fmt, CKPT_FORMAT_VERSION);
+  L->ema_name = st_meta_get(L->f, "ema.name");
+  if (!L->ema_name) L->ema_name = L->ctx->name;
+  const char *csum = st_meta_get(L->f, "libema.checksum");
+  if (csum) {
+    char *end = NULL;
+    uint64_t want = strtoull(csum, &end, 16);
+    if (strlen(csum) != 16 || *end)
+      return ema__fail(L->ctx, EMA_E_FORMAT, "%s: '%s' has a malformed libema.checksum '%s'", L->fn, path, csum);
+    enum { CHUNK = 1 << 20 };
+    unsigned char *buf = (unsigned char *)ema__malloc(CHUNK);
+    if (!buf) return ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < L->f->n_tensors; i++) {
+      const st_tensor *s = &L->f->tensors[i];
+      hasher h;
+      hash_init(&h);
+      for (uint64_t off = 0; off < s->nbytes; off += CHUNK) {
+        size_t len = s->nbytes - off < CHUNK ? (size_t)(s->nbytes - off) : CHUNK;
+        st = st_read_range(L->f, s, off, buf, len, err, sizeof err);
+        if (st != EMA_OK) {
+          free(buf);
+          return io_fail(L->ctx, st, L->fn, err);
+        }
+        hash_update(&h, buf, len);
+      }
+      sum += tensor_digest(s->name, hash_final(&h));
+    }
+    free(buf);
+    if (sum != want)
+      return ema__fail(L->ctx, EMA_E_FORMAT,
+                       "%s: '%s' is corrupt: its data does not match the checksum written with it (%016" PRIx64
+                       " != %s)",
+                       L->fn, path, sum, csum);
+  }
+  return EMA_OK;
+}
+
+/* Read every planned tensor into one staging buffer. */
+static ema_status loader_stage(loader *L) {
+  size_t total = 0;
+  for (size_t i = 0; i < L->n; i++) {
+    L->items[i].staged = total;
+    total += (size_t)((L->items[i].src->nbytes + EMA_ALIGN - 1) / EMA_ALIGN * EMA_ALIGN);
+  }
+  L->stage = (unsigned char *)ema__aligned_alloc(total ? total : EMA_ALIGN);
+  if (!L->stage)
+    return ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory staging %zu bytes of checkpoint data", L->fn, total);
+  char err[EMA_ERR_CAP];
+  for (size_t i = 0; i < L->n; i++) {
+    const st_tensor *s = L->items[i].src;
+    ema_status st = st_read(L->f, s, L->stage + L->items[i].staged, (size_t)s->nbytes, err, sizeof err);
+    if (st != EMA_OK) return io_fail(L->ctx, st, L->fn, err);
+  }
+  return EMA_OK;
+}
+
+static ema_status loader_begin(loader *L, ema_ctx *ctx, const char *path, const char *fn) {
+  memset(L, 0, sizeof *L);
+  L->ctx = ctx;
+  L->fn = fn;
+  if (!path || !*path) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: path is NULL or empty", fn);
+  if (ctx->swapped)
+    return ema__fail(ctx, EMA_E_STATE, "%s: the model holds the averages (swapped); call ema_swap() first", fn);
+  if (ctx->stored)
+    return ema__fail(ctx, EMA_E_STATE,
+                     "%s: a stored copy of the model is held; call ema_restore() first so it cannot undo the load",
+                     fn);
+  L->items = (load_item *)ema__calloc(ctx->count * 4 + 1, sizeof *L->items);
+  if (!L->items) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
+  return loader_open(L, path);
+}
+
+static int parse_i64(const char *s, int64_t *out) {
+  char *end = NULL;
+  if (!s || !*s) return 0;
+  long long v = strtoll(s, &end, 10);
+  if (*end) return 0;
+  *out = (int64_t)v;
+  return 1;
+}
+
+ema_status ema_load(ema_ctx *ctx, const char *path) {
+  static const char *fn = "ema_load";
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  loader L;
+  ema_status st = loader_begin(&L, ctx, path, fn);
+  /* EMA state from the metadata */
+  double decay = ctx->decay;
+  int64_t nupd = ctx->num_updates;
+  if (st == EMA_OK) {
+    const char *d = st_meta_get(L.f, "ema.decay"), *n = st_meta_get(L.f, "ema.num_updates");
+    const char *z = st_meta_get(L.f, "ema.zero_debias"), *sch = st_meta_get(L.f, "ema.schedule");
+    char *end = NULL;
+    if (d && (decay = strtod(d, &end), *end || !(decay >= 0.0 && decay <= 1.0)))
+      st = ema__fail(ctx, EMA_E_FORMAT, "%s: metadata ema.decay '%s' is not a decay in [0, 1]", fn, d);
+    else if (n && !parse_i64(n, &nupd))
+      st = ema__fail(ctx, EMA_E_FORMAT, "%s: metadata ema.num_updates '%s' is not an integer", fn, n);
+    else if (z && strcmp(z, ctx->zero_debias ? "1" : "0") != 0)
+      st = ema__fail(ctx, EMA_E_MISMATCH,
+                     "%s: the checkpoint was saved with zero_debias=%s but this context has zero_debias=%d; call "
+                     "ema_set_zero_debias() before tracking",
+                     fn, z, ctx->zero_debias);
+    else if (sch && strcmp(sch, "constant") != 0)
+      st = ema__fail(ctx, EMA_E_UNSUPPORTED, "%s: the checkpoint uses decay schedule '%s', unknown to this version", fn,
+                     sch);
+    else if (strlen(L.ema_name) == 0 || strlen(L.ema_name) > EMA_MAX_EMA_NAME)
+      st = ema__fail(ctx, EMA_E_FORMAT, "%s: metadata ema.name has an invalid length", fn);
+  }
+  /* plan: every registered tensor must be there with its dtype and shape */
+  for (size_t i = 0; i < ctx->count && st == EMA_OK; i++) {
+    ema_tensor *t = &ctx->tensors[i];
+    const st_tensor *s = NULL;
+    st = expect(&L, t->name, t, t->dtype, t->dtype, 0, &s, "model values");
+    if (st != EMA_OK) break;
+    add_load(&L, s, t, LD_MODEL);
+    if (t->pair < 0) continue;
+    char *avg = join3(t->name, L.ema_name, NULL);
+    char *biased = ctx->zero_debias ? join3(t->name, L.ema_name, "biased") : NULL;
+    char *steps = ctx->zero_debias ? join3(t->name, L.ema_name, "local_step") : NULL;
+    if (!avg || (ctx->zero_debias && (!biased || !steps))) {
+      st = ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
+    } else {
+      st = expect(&L, avg, t, t->sdtype, t->sdtype, 0, &s, "average");
+      if (st == EMA_OK) add_load(&L, s, t, ctx->zero_debias ? LD_AVERAGE : LD_SHADOW);
+      if (st == EMA_OK && ctx->zero_debias) {
+        st = expect(&L, biased, t, t->sdtype, t->sdtype, 0, &s, "zero-debias accumulator");
+        if (st == EMA_OK) add_load(&L, s, t, LD_SHADOW);
+        if (st == EMA_OK) st = expect(&L, steps, t, EMA_I64, EMA_I64, 1, &s, "zero-debias step count");
+        if (st == EMA_OK) add_load(&L, s, t, LD_STEPS);
+      }
+    }
+    free(avg);
+    free(biased);
+    free(steps);
+  }
+  if (st == EMA_OK) st = loader_stage(&L);
+  if (st == EMA_OK) { /* validate staged step counts */
+    for (size_t i = 0; i < L.n && st == EMA_OK; i++) {
+      if (L.items[i].dest != LD_STEPS) continue;
+      int64_t k;
+      memcpy(&k, L.stage + L.items[i].staged, 8);
+      if (k < 0)
+        st = ema__fail(ctx, EMA_E_FORMAT, "%s: tensor '%s' holds a negative step count", fn, L.items[i].src->name);
+    }
+  }
+  if (st != EMA_OK) {
+    loader_free(&L);
+    return st;
+  }
+  /* commit: nothing below can fail */
+  for (size_t i = 0; i < L.n; i++) {
+    load_item *it = &L.items[i];
+    const unsigned char *src = L.stage + it->staged;
+    size_t bytes = (size_t)it->src->nbytes;
+    switch (it->dest) {
+      case LD_MODEL:
+        if (bytes) memcpy(it->t->data, src, bytes);
+        break;
+      case LD_SHADOW:
+        if (bytes) memcpy(it->t->shadow, src, bytes);
+        break;
+      case LD_AVERAGE:
+        if (bytes) memcpy(it->t->average, src, bytes);
+        break;
+      case LD_STEPS: memcpy(&it->t->debias_steps, src, 8); break;
+    }
+  }
+  ctx->decay = decay;
+  ctx->num_updates = nupd < 0 ? -1 : nupd;
+  if (L.ema_name != ctx->name) memmove(ctx->name, L.ema_name, strlen(L.ema_name) + 1);
+  loader_free(&L);
+  return EMA_OK;
+}
+
+ema_status ema_load_averages_into_model(ema_ctx *ctx, const char *path) {
+  static const char *fn = "ema_load_averages_into_model";
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  loader L;
+  ema_status st = loader_begin(&L, ctx, path, fn);
+  for (size_t i = 0; i < ctx->count && st == EMA_OK; i++) {
+    ema_tensor *t = &ctx->tensors[i];
+    const st_tensor *s = NULL;
+    if (t->pair < 0) { /* plain state maps to itself */
+      st = expect(&L, t->name, t, t->dtype, t->dtype, 0, &s, "plain state");
+      if (st == EMA_OK) add_load(&L, s, t, LD_MODEL);
+      continue;
+    }
+    char *avg = join3(t->name, L.ema_name, NULL);
+    if (!avg) {
+      st = ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
+      break;
+    }
+    /* the average may be stored in the model's dtype or in float32 (the
+       default shadow of f16/bf16 models), which is rounded on the way in */
+    ema_dtype also = (t->dtype == EMA_F16 || t->dtype == EMA_BF16) ? EMA_F32 : t->dtype;
+    st = expect(&L, avg, t, t->dtype, also, 0, &s, "average");
+    free(avg);
+    if (st == EMA_OK) {
+      ema_dtype dt;
+      st_dtype_to_ema(s->dtype, &dt);
+      add_load(&L, s, t, dt == t->dtype ? LD_MODEL : LD_MODEL_FROM_SHADOW);
+    }
+  }
+  if (st == EMA_OK) st = loader_stage(&L);
+  if (st != EMA_OK) {
+    loader_free(&L);
+    return st;
+  }
+  for (size_t i = 0; i < L.n; i++) {
+    load_item *it = &L.items[i];
+    const unsigned char *src = L.stage + it->staged;
+    if (it->dest == LD_MODEL) {
+      if (it->src->nbytes) memcpy(it->t->data, src, (size_t)it->src->nbytes);
+    } else if (it->t->numel) {
+      int pair = it->t->dtype == EMA_BF16 ? EMA_PAIR_BF16_F32 : EMA_PAIR_F16_F32;
+      ctx->k->from_shadow[pair](it->t->data, src, it->t->numel);
+    }
+  }
+  loader_free(&L);
+  return EMA_OK;
+}

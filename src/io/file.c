@@ -1,0 +1,262 @@
+/*
+ * Public access to safetensors files (ema_file_*) and the inference export
+ * of a checkpoint (ema_extract_averages), over the strict reader/writer in
+ * safetensors.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "io/safetensors.h"
+
+struct ema_file {
+  st_file *f;
+};
+
+static void set_err(char *err, size_t cap, const char *fmt, const char *a, const char *b) {
+  if (err && cap) snprintf(err, cap, fmt, a ? a : "", b ? b : "");
+}
+
+ema_status ema_file_open(ema_file **out, const char *path, char *err, size_t errcap) {
+  if (out) *out = NULL;
+  if (!out || !path) {
+    set_err(err, errcap, "ema_file_open: out and path must not be NULL%s%s", NULL, NULL);
+    return EMA_E_INVALID_ARG;
+  }
+  ema_file *ef = (ema_file *)ema__calloc(1, sizeof *ef);
+  if (!ef) {
+    set_err(err, errcap, "ema_file_open: out of memory%s%s", NULL, NULL);
+    return EMA_E_NOMEM;
+  }
+  ema_status st = st_open(path, &ef->f, err, errcap);
+  if (st != EMA_OK) {
+    free(ef);
+    return st;
+  }
+  *out = ef;
+  return EMA_OK;
+}
+
+void ema_file_close(ema_file *f) {
+  if (!f) return;
+  st_close(f->f);
+  free(f);
+}
+
+size_t ema_file_count(const ema_file *f) { return f ? f->f->n_tensors : 0; }
+
+static void fill_tensor(const st_tensor *s, ema_file_tensor *out) {
+  out->name = s->name;
+  out->dtype_name = st_dtype_name(s->dtype);
+  out->supported = s->ema_supported;
+  out->dtype = s->ema_supported ? s->ema : EMA_F32;
+  out->ndim = s->ndim;
+  out->shape = s->shape;
+  out->numel = s->count;
+  out->nbytes = s->nbytes;
+}
+
+ema_status ema_file_tensor_at(const ema_file *f, size_t i, ema_file_tensor *out) {
+  if (!f || !out) return EMA_E_INVALID_ARG;
+  if (i >= f->f->n_tensors) return EMA_E_NOT_FOUND;
+  fill_tensor(&f->f->tensors[i], out);
+  return EMA_OK;
+}
+
+ema_status ema_file_find(const ema_file *f, const char *name, ema_file_tensor *out) {
+  if (!f || !name || !out) return EMA_E_INVALID_ARG;
+  const st_tensor *s = st_find(f->f, name);
+  if (!s) return EMA_E_NOT_FOUND;
+  fill_tensor(s, out);
+  return EMA_OK;
+}
+
+size_t ema_file_metadata_count(const ema_file *f) { return f ? f->f->n_meta : 0; }
+
+ema_status ema_file_metadata_at(const ema_file *f, size_t i, const char **key, const char **value) {
+  if (!f) return EMA_E_INVALID_ARG;
+  if (i >= f->f->n_meta) return EMA_E_NOT_FOUND;
+  if (key) *key = f->f->meta[i].key;
+  if (value) *value = f->f->meta[i].value;
+  return EMA_OK;
+}
+
+const char *ema_file_metadata(const ema_file *f, const char *key) {
+  if (!f || !key) return NULL;
+  return st_meta_get(f->f, key);
+}
+
+ema_status ema_file_read(const ema_file *f, const char *name, uint64_t offset, void *dst, size_t len, char *err,
+                         size_t errcap) {
+  if (!f || !name || (!dst && len)) {
+    set_err(err, errcap, "ema_file_read: NULL argument%s%s", NULL, NULL);
+    return EMA_E_INVALID_ARG;
+  }
+  const st_tensor *s = st_find(f->f, name);
+  if (!s) {
+    set_err(err, errcap, "ema_file_read: the file has no tensor '%s'%s", name, NULL);
+    return EMA_E_NOT_FOUND;
+  }
+  if (len == 0 && offset <= s->nbytes) return EMA_OK;
+  return st_read_range(f->f, s, offset, dst, len, err, errcap);
+}
+
+ema_status ema_file_write(const char *path, const ema_file_entry *tensors, size_t n, const char *const *meta,
+                          size_t n_meta, char *err, size_t errcap) {
+  if (!path || (!tensors && n) || (!meta && n_meta)) {
+    set_err(err, errcap, "ema_file_write: NULL argument%s%s", NULL, NULL);
+    return EMA_E_INVALID_ARG;
+  }
+  st_wtensor *w = (st_wtensor *)ema__calloc(n + 1, sizeof *w);
+  st_wmeta *m = (st_wmeta *)ema__calloc(n_meta + 1, sizeof *m);
+  if (!w || !m) {
+    free(w);
+    free(m);
+    set_err(err, errcap, "ema_file_write: out of memory%s%s", NULL, NULL);
+    return EMA_E_NOMEM;
+  }
+  ema_status st = EMA_OK;
+  for (size_t i = 0; i < n; i++) {
+    int dt = st_dtype_from_ema(tensors[i].dtype);
+    if (dt < 0 || tensors[i].ndim < 0 || tensors[i].ndim > EMA_MAX_DIMS) {
+      set_err(err, errcap, "ema_file_write: tensor '%s' has an unknown dtype or a bad ndim%s", tensors[i].name, NULL);
+      st = EMA_E_INVALID_ARG;
+      break;
+    }
+    w[i].name = tensors[i].name;
+    w[i].dtype = (st_dtype)dt;
+    w[i].ndim = tensors[i].ndim;
+    w[i].shape = tensors[i].shape;
+    w[i].data = tensors[i].data;
+  }
+  for (size_t i = 0; i < n_meta; i++) {
+    m[i].key = meta[2 * i];
+    m[i].value = meta[2 * i + 1];
+  }
+  if (st == EMA_OK) st = st_write(path, w, n, m, n_meta, err, errcap);
+  free(w);
+  free(m);
+  return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Inference export                                                          */
+/* ------------------------------------------------------------------------ */
+
+static int ends_with(const char *s, size_t n, const char *suffix) {
+  size_t k = strlen(suffix);
+  return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+ema_status ema_extract_averages(const char *checkpoint, const char *out, const char *ema_name, char *err,
+                                size_t errcap) {
+  if (!checkpoint || !out) {
+    set_err(err, errcap, "ema_extract_averages: checkpoint and out must not be NULL%s%s", NULL, NULL);
+    return EMA_E_INVALID_ARG;
+  }
+  st_file *f = NULL;
+  ema_status st = st_open(checkpoint, &f, err, errcap);
+  if (st != EMA_OK) return st;
+  const char *name = st_meta_get(f, "ema.name");
+  if (!name) name = ema_name ? ema_name : "ExponentialMovingAverage";
+  size_t nl = strlen(name);
+  char *suffix = (char *)ema__malloc(nl + 2), *biased = (char *)ema__malloc(nl + 10),
+       *steps = (char *)ema__malloc(nl + 14);
+  st_wtensor *w = (st_wtensor *)ema__calloc(f->n_tensors + 1, sizeof *w);
+  void **owned = (void **)ema__calloc(f->n_tensors + 1, sizeof *owned);
+  size_t nw = 0, n_avg = 0;
+  if (!suffix || !biased || !steps || !w || !owned) {
+    set_err(err, errcap, "ema_extract_averages: out of memory%s%s", NULL, NULL);
+    st = EMA_E_NOMEM;
+    goto done;
+  }
+  snprintf(suffix, nl + 2, "/%s", name);
+  snprintf(biased, nl + 10, "/%s/biased", name);
+  snprintf(steps, nl + 14, "/%s/local_step", name);
+  for (size_t i = 0; i < f->n_tensors && st == EMA_OK; i++) {
+    const st_tensor *s = &f->tensors[i];
+    if (ends_with(s->name, s->name_len, biased) || ends_with(s->name, s->name_len, steps)) continue;
+    if (ends_with(s->name, s->name_len, suffix)) {
+      /* an average: its model tensor gives the name and the dtype */
+      const st_tensor *model = st_find_n(f, s->name, s->name_len - nl - 1);
+      if (!model) continue; /* not ours: an average of nothing is skipped with its owner */
+      int same = model->ndim == s->ndim;
+      for (int d = 0; same && d < s->ndim; d++) same = model->shape[d] == s->shape[d];
+      int conv = s->dtype == ST_F32 && (model->dtype == ST_F16 || model->dtype == ST_BF16);
+      if (!same || (s->dtype != model->dtype && !conv)) {
+        set_err(err, errcap, "ema_extract_averages: the average '%s' does not match the shape or dtype of '%s'",
+                s->name, model->name);
+        st = EMA_E_FORMAT;
+        break;
+      }
+      size_t out_bytes = (size_t)model->nbytes;
+      unsigned char *buf = (unsigned char *)ema__malloc(conv ? (size_t)s->nbytes + out_bytes + 1 : out_bytes + 1);
+      if (!buf) {
+        set_err(err, errcap, "ema_extract_averages: out of memory reading '%s'%s", s->name, NULL);
+        st = EMA_E_NOMEM;
+        break;
+      }
+      owned[nw] = buf;
+      unsigned char *raw = conv ? buf + out_bytes : buf;
+      st = st_read(f, s, raw, (size_t)s->nbytes, err, errcap);
+      if (st != EMA_OK) break;
+      if (conv) {
+        const ema_kernels *k = ema_kernels_best();
+        k->from_shadow[model->dtype == ST_BF16 ? EMA_PAIR_BF16_F32 : EMA_PAIR_F16_F32](buf, raw, (size_t)s->count);
+      }
+      w[nw].name = model->name;
+      w[nw].dtype = model->dtype;
+      w[nw].ndim = model->ndim;
+      w[nw].shape = model->shape;
+      w[nw].data = buf;
+      nw++;
+      n_avg++;
+      continue;
+    }
+    /* a model tensor with an average is replaced by it; others are plain state */
+    char *probe = (char *)ema__malloc(s->name_len + nl + 2);
+    if (!probe) {
+      st = EMA_E_NOMEM;
+      set_err(err, errcap, "ema_extract_averages: out of memory%s%s", NULL, NULL);
+      break;
+    }
+    snprintf(probe, s->name_len + nl + 2, "%s/%s", s->name, name);
+    int has_avg = st_find(f, probe) != NULL;
+    free(probe);
+    if (has_avg) continue;
+    unsigned char *buf = (unsigned char *)ema__malloc((size_t)s->nbytes + 1);
+    if (!buf) {
+      set_err(err, errcap, "ema_extract_averages: out of memory reading '%s'%s", s->name, NULL);
+      st = EMA_E_NOMEM;
+      break;
+    }
+    owned[nw] = buf;
+    st = st_read(f, s, buf, (size_t)s->nbytes, err, errcap);
+    if (st != EMA_OK) break;
+    w[nw].name = s->name;
+    w[nw].dtype = s->dtype;
+    w[nw].ndim = s->ndim;
+    w[nw].shape = s->shape;
+    w[nw].data = buf;
+    nw++;
+  }
+  if (st == EMA_OK && n_avg == 0) {
+    set_err(err, errcap, "ema_extract_averages: '%s' holds no averages named '*/%s'", checkpoint, name);
+    st = EMA_E_FORMAT;
+  }
+  if (st == EMA_OK) {
+    st_wmeta meta[] = {{"format", "pt"}, {"libema.extracted_from", "averages"}, {"ema.name", name}};
+    st = st_write(out, w, nw, meta, 3, err, errcap);
+  }
+done:
+  if (owned)
+    for (size_t i = 0; i <= (f ? f->n_tensors : 0); i++) free(owned[i]);
+  free(owned);
+  free(w);
+  free(suffix);
+  free(biased);
+  free(steps);
+  st_close(f);
+  return st;
+}

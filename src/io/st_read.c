@@ -1,0 +1,472 @@
+/*
+ * src/io/st_read.c: safetensors reader: opens a file (or a buffer), checks
+ * the 8-byte length, parses the header (st_json.c), validates it as the
+ * reference implementation does (names unique, offsets contiguous from 0,
+ * sizes consistent, nothing after the last tensor) and reads tensor bytes on
+ * demand with pread.
+ */
+#ifndef _POSIX_C_SOURCE
+#  define _POSIX_C_SOURCE 200809L
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "io/st_internal.h"
+
+struct st_file_impl {
+  int fd;                    /* -1 for memory files */
+  const unsigned char *mem;  /* memory files: the whole file */
+  char *path;                /* for messages; NULL for memory files */
+  st_header h;
+  size_t *by_name;           /* tensor indices sorted by name */
+};
+
+typedef struct st_file_full {
+  st_file pub;
+  struct st_file_impl impl;
+} st_file_full;
+
+enum { ST_MSG = 1024 };
+
+static uint64_t st_le64(const unsigned char *b) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | b[i];
+  return v;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Validation                                                                */
+/* ------------------------------------------------------------------------ */
+
+static int st_cmp_name(size_t a, size_t b, const void *ctx) {
+  const st_tensor *t = ctx;
+  return st_bytes_cmp(t[a].name, t[a].name_len, t[b].name, t[b].name_len);
+}
+
+static int st_cmp_meta(size_t a, size_t b, const void *ctx) {
+  const st_meta *m = ctx;
+  return st_bytes_cmp(m[a].key, m[a].key_len, m[b].key, m[b].key_len);
+}
+
+/* The reference sorts by (begin, end); ties keep header order. */
+static int st_cmp_off(size_t a, size_t b, const void *ctx) {
+  const st_tensor *t = ctx;
+  if (t[a].begin != t[b].begin) return t[a].begin < t[b].begin ? -1 : 1;
+  if (t[a].end != t[b].end) return t[a].end < t[b].end ? -1 : 1;
+  return 0;
+}
+
+static size_t *st_iota(size_t n) {
+  size_t *v = malloc((n ? n : 1) * sizeof(size_t));
+  if (v)
+    for (size_t i = 0; i < n; i++) v[i] = i;
+  return v;
+}
+
+/* Validate a parsed header against a data section of data_len bytes. On
+   success *by_name gets the name index (caller frees). Writes the message
+   (without path) into msg. */
+static ema_status st_validate(st_header *h, uint64_t data_len, size_t **by_name, char *msg) {
+  char q[128], sh[128];
+  size_t n = h->n_tensors;
+  size_t *names = NULL, *off = NULL, *mk = NULL;
+  ema_status st = EMA_OK;
+
+  if (!(names = st_iota(n)) || !(off = st_iota(n)) || !(mk = st_iota(h->n_meta)) ||
+      st_msort(names, n, st_cmp_name, h->tensors) != 0 ||
+      st_msort(off, n, st_cmp_off, h->tensors) != 0 ||
+      st_msort(mk, h->n_meta, st_cmp_meta, h->meta) != 0) {
+    snprintf(msg, ST_MSG, "out of memory while validating a header of %zu tensors", n);
+    st = EMA_E_NOMEM;
+    goto out;
+  }
+  for (size_t i = 0; i + 1 < n; i++) {
+    const st_tensor *a = &h->tensors[names[i]], *b = &h->tensors[names[i + 1]];
+    if (st_cmp_name(names[i], names[i + 1], h->tensors) == 0) {
+      st_quote(q, sizeof q, b->name, b->name_len);
+      snprintf(msg, ST_MSG,
+               "invalid safetensors header at byte %llu: duplicate tensor name %s (first at "
+               "byte %llu)",
+               (unsigned long long)b->key_offset, q, (unsigned long long)a->key_offset);
+      st = EMA_E_FORMAT;
+      goto out;
+    }
+  }
+  for (size_t i = 0; i + 1 < h->n_meta; i++) {
+    if (st_cmp_meta(mk[i], mk[i + 1], h->meta) == 0) {
+      const st_meta *b = &h->meta[mk[i + 1]];
+      st_quote(q, sizeof q, b->key, b->key_len);
+      snprintf(msg, ST_MSG,
+               "invalid safetensors header at byte %llu: duplicate __metadata__ key %s (first "
+               "at byte %llu)",
+               (unsigned long long)h->meta_key_offsets[mk[i + 1]], q,
+               (unsigned long long)h->meta_key_offsets[mk[i]]);
+      st = EMA_E_FORMAT;
+      goto out;
+    }
+  }
+
+  uint64_t start = 0;
+  for (size_t k = 0; k < n; k++) {
+    st_tensor *t = &h->tensors[off[k]];
+    st_quote(q, sizeof q, t->name, t->name_len);
+    st_shape_str(sh, sizeof sh, t->ndim, t->shape);
+    if (t->begin != start || t->end < t->begin) {
+      if (t->end < t->begin)
+        snprintf(msg, ST_MSG,
+                 "invalid safetensors header: tensor %s (entry at byte %llu) has data_offsets "
+                 "[%llu, %llu] that end before they begin",
+                 q, (unsigned long long)t->key_offset, (unsigned long long)t->begin,
+                 (unsigned long long)t->end);
+      else if (t->begin > start)
+        snprintf(msg, ST_MSG,
+                 "invalid safetensors header: tensor %s (entry at byte %llu) has data_offsets "
+                 "[%llu, %llu] but the tensors before it end at %llu: a hole of %llu bytes "
+                 "(offsets must be contiguous from 0)",
+                 q, (unsigned long long)t->key_offset, (unsigned long long)t->begin,
+                 (unsigned long long)t->end, (unsigned long long)start,
+                 (unsigned long long)(t->begin - start));
+      else
+        snprintf(msg, ST_MSG,
+                 "invalid safetensors header: tensor %s (entry at byte %llu) has data_offsets "
+                 "[%llu, %llu] overlapping the tensor before it, which ends at %llu",
+                 q, (unsigned long long)t->key_offset, (unsigned long long)t->begin,
+                 (unsigned long long)t->end, (unsigned long long)start);
+      st = EMA_E_FORMAT;
+      goto out;
+    }
+    start = t->end;
+    int r = st_tensor_size(t->dtype, t->ndim, t->shape, &t->count, &t->nbytes);
+    if (r == -1) {
+      snprintf(msg, ST_MSG,
+               "invalid safetensors header: tensor %s (entry at byte %llu): the size of shape "
+               "%s of dtype %s overflows 64 bits",
+               q, (unsigned long long)t->key_offset, sh, st_dtype_name(t->dtype));
+      st = EMA_E_FORMAT;
+      goto out;
+    }
+    if (r == -2) {
+      snprintf(msg, ST_MSG,
+               "invalid safetensors header: tensor %s (entry at byte %llu): shape %s of dtype "
+               "%s is not a whole number of bytes",
+               q, (unsigned long long)t->key_offset, sh, st_dtype_name(t->dtype));
+      st = EMA_E_FORMAT;
+      goto out;
+    }
+    if (t->end - t->begin != t->nbytes) {
+      snprintf(msg, ST_MSG,
+               "invalid safetensors header: tensor %s (entry at byte %llu) has data_offsets "
+               "[%llu, %llu] (%llu bytes) but shape %s of dtype %s takes %llu bytes",
+               q, (unsigned long long)t->key_offset, (unsigned long long)t->begin,
+               (unsigned long long)t->end, (unsigned long long)(t->end - t->begin), sh,
+               st_dtype_name(t->dtype), (unsigned long long)t->nbytes);
+      st = EMA_E_FORMAT;
+      goto out;
+    }
+    t->ema_supported = st_dtype_to_ema(t->dtype, &t->ema);
+    if (!t->ema_supported) t->ema = EMA_F32;
+  }
+  if (start != data_len) {
+    if (data_len > start)
+      snprintf(msg, ST_MSG,
+               "invalid safetensors file: %llu bytes follow the last tensor (the tensors cover "
+               "%llu data bytes, the file has %llu)",
+               (unsigned long long)(data_len - start), (unsigned long long)start,
+               (unsigned long long)data_len);
+    else
+      snprintf(msg, ST_MSG,
+               "invalid safetensors file: truncated: the tensors need %llu data bytes, the "
+               "file has %llu",
+               (unsigned long long)start, (unsigned long long)data_len);
+    st = EMA_E_FORMAT;
+    goto out;
+  }
+out:
+  free(off);
+  free(mk);
+  if (st == EMA_OK)
+    *by_name = names;
+  else
+    free(names);
+  return st;
+}
+
+/* Parse and validate; on success fill a new st_file_full. */
+static ema_status st_build(const unsigned char *hdr, uint64_t n, uint64_t file_size, char *msg,
+                           st_file_full **out) {
+  st_file_full *f = calloc(1, sizeof *f);
+  if (!f) {
+    snprintf(msg, ST_MSG, "out of memory");
+    return EMA_E_NOMEM;
+  }
+  f->impl.fd = -1;
+  ema_status st = st_parse_header(hdr, (size_t)n, 8, &f->impl.h, msg, ST_MSG);
+  if (st == EMA_OK) st = st_validate(&f->impl.h, file_size - 8 - n, &f->impl.by_name, msg);
+  if (st != EMA_OK) {
+    st_header_free(&f->impl.h);
+    free(f);
+    return st;
+  }
+  st_header *h = &f->impl.h;
+  f->pub.n_tensors = h->n_tensors;
+  f->pub.tensors = h->tensors;
+  f->pub.n_meta = h->n_meta;
+  f->pub.meta = h->meta;
+  f->pub.has_metadata = h->has_metadata;
+  f->pub.header_len = n;
+  f->pub.data_start = 8 + n;
+  f->pub.data_len = file_size - 8 - n;
+  f->pub.file_size = file_size;
+  f->pub.impl = &f->impl;
+  *out = f;
+  return EMA_OK;
+}
+
+/* The checks on the 8-byte length, shared by both entry points. */
+static ema_status st_check_len(uint64_t size, const unsigned char *first8, uint64_t *n,
+                               char *msg) {
+  if (size < 8) {
+    snprintf(msg, ST_MSG,
+             "invalid safetensors file: %llu bytes, too short for the 8-byte header length",
+             (unsigned long long)size);
+    return EMA_E_FORMAT;
+  }
+  *n = st_le64(first8);
+  if (*n > ST_MAX_HEADER) {
+    snprintf(msg, ST_MSG,
+             "invalid safetensors file: header length %llu (bytes 0-7) exceeds the cap of %u "
+             "bytes",
+             (unsigned long long)*n, ST_MAX_HEADER);
+    return EMA_E_FORMAT;
+  }
+  if (*n > size - 8) {
+    snprintf(msg, ST_MSG,
+             "invalid safetensors file: header length %llu (bytes 0-7) runs past the end of "
+             "the file (%llu bytes follow the length)",
+             (unsigned long long)*n, (unsigned long long)(size - 8));
+    return EMA_E_FORMAT;
+  }
+  return EMA_OK;
+}
+
+ema_status st_open_mem(const void *buf, size_t len, st_file **out, char *err, size_t err_cap) {
+  if (out) *out = NULL;
+  if (!out || (!buf && len > 0)) {
+    st_errf(err, err_cap, "st_open_mem: NULL argument");
+    return EMA_E_INVALID_ARG;
+  }
+  char msg[ST_MSG];
+  msg[0] = '\0';
+  uint64_t n = 0;
+  const unsigned char *b = buf;
+  ema_status st = st_check_len(len, b, &n, msg);
+  st_file_full *f = NULL;
+  if (st == EMA_OK) st = st_build(b + 8, n, len, msg, &f);
+  if (st != EMA_OK) {
+    st_errf(err, err_cap, "%s", msg);
+    return st;
+  }
+  f->impl.mem = b;
+  *out = &f->pub;
+  return EMA_OK;
+}
+
+/* pread exactly len bytes at off; 0, or -1 with errno (0 on early EOF). */
+static int st_pread_all(int fd, void *dst, size_t len, uint64_t off) {
+  unsigned char *p = dst;
+  while (len > 0) {
+    size_t chunk = len < ((size_t)1 << 30) ? len : ((size_t)1 << 30);
+    ssize_t r = pread(fd, p, chunk, (off_t)off);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (r == 0) {
+      errno = 0;
+      return -1;
+    }
+    p += r;
+    len -= (size_t)r;
+    off += (uint64_t)r;
+  }
+  return 0;
+}
+
+static ema_status st_io_error(char *err, size_t err_cap, const char *path, const char *what,
+                              uint64_t off) {
+  char eb[128];
+  if (errno == 0)
+    st_errf(err, err_cap,
+            "%s: unexpected end of file at byte %llu while %s (the file shrank after it was "
+            "opened?)",
+            path, (unsigned long long)off, what);
+  else
+    st_errf(err, err_cap, "%s: %s: %s", path, what, st_strerror(errno, eb, sizeof eb));
+  return EMA_E_IO;
+}
+
+ema_status st_open(const char *path, st_file **out, char *err, size_t err_cap) {
+  if (out) *out = NULL;
+  if (!path || !out) {
+    st_errf(err, err_cap, "st_open: NULL argument");
+    return EMA_E_INVALID_ARG;
+  }
+  char eb[128], msg[ST_MSG];
+  /* O_NONBLOCK: opening a FIFO must not hang; it is refused below anyway. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    st_errf(err, err_cap, "%s: cannot open: %s", path, st_strerror(errno, eb, sizeof eb));
+    return EMA_E_IO;
+  }
+  struct stat sb;
+  if (fstat(fd, &sb) != 0) {
+    st_errf(err, err_cap, "%s: cannot stat: %s", path, st_strerror(errno, eb, sizeof eb));
+    close(fd);
+    return EMA_E_IO;
+  }
+  if (!S_ISREG(sb.st_mode)) {
+    st_errf(err, err_cap, "%s: not a regular file", path);
+    close(fd);
+    return EMA_E_IO;
+  }
+  uint64_t size = (uint64_t)sb.st_size, n = 0;
+  unsigned char first8[8] = {0};
+  ema_status st = EMA_OK;
+  if (size >= 8 && st_pread_all(fd, first8, 8, 0) != 0) {
+    st = st_io_error(err, err_cap, path, "reading the header length", 0);
+    close(fd);
+    return st;
+  }
+  st = st_check_len(size, first8, &n, msg);
+  if (st != EMA_OK) {
+    st_errf(err, err_cap, "%s: %s", path, msg);
+    close(fd);
+    return st;
+  }
+  unsigned char *hdr = malloc(n ? (size_t)n : 1);
+  char *pcopy = malloc(strlen(path) + 1);
+  if (!hdr || !pcopy) {
+    st_errf(err, err_cap, "%s: out of memory for a header of %llu bytes", path,
+            (unsigned long long)n);
+    free(hdr);
+    free(pcopy);
+    close(fd);
+    return EMA_E_NOMEM;
+  }
+  memcpy(pcopy, path, strlen(path) + 1);
+  if (st_pread_all(fd, hdr, (size_t)n, 8) != 0) {
+    st = st_io_error(err, err_cap, path, "reading the header", 8);
+    free(hdr);
+    free(pcopy);
+    close(fd);
+    return st;
+  }
+  st_file_full *f = NULL;
+  st = st_build(hdr, n, size, msg, &f);
+  free(hdr);
+  if (st != EMA_OK) {
+    st_errf(err, err_cap, "%s: %s", path, msg);
+    free(pcopy);
+    close(fd);
+    return st;
+  }
+  f->impl.fd = fd;
+  f->impl.path = pcopy;
+  *out = &f->pub;
+  return EMA_OK;
+}
+
+void st_close(st_file *f) {
+  if (!f) return;
+  st_file_full *ff = (st_file_full *)f;
+  if (ff->impl.fd >= 0) close(ff->impl.fd);
+  free(ff->impl.path);
+  free(ff->impl.by_name);
+  st_header_free(&ff->impl.h);
+  free(ff);
+}
+
+const st_tensor *st_find_n(const st_file *f, const char *name, size_t len) {
+  if (!f || !f->impl || (!name && len)) return NULL;
+  const st_tensor *t = f->tensors;
+  const size_t *idx = f->impl->by_name;
+  size_t lo = 0, hi = f->n_tensors;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const st_tensor *m = &t[idx[mid]];
+    int c = st_bytes_cmp(m->name, m->name_len, name, len);
+    if (c == 0) return m;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
+
+const st_tensor *st_find(const st_file *f, const char *name) {
+  if (!name) return NULL;
+  return st_find_n(f, name, strlen(name));
+}
+
+const char *st_meta_get(const st_file *f, const char *key) {
+  if (!f || !key) return NULL;
+  size_t len = strlen(key);
+  for (size_t i = 0; i < f->n_meta; i++)
+    if (st_bytes_cmp(f->meta[i].key, f->meta[i].key_len, key, len) == 0) return f->meta[i].value;
+  return NULL;
+}
+
+ema_status st_read_range(const st_file *f, const st_tensor *t, uint64_t offset, void *dst,
+                         size_t len, char *err, size_t err_cap) {
+  if (!f || !f->impl || !t || (!dst && len)) {
+    st_errf(err, err_cap, "st_read: NULL argument");
+    return EMA_E_INVALID_ARG;
+  }
+  uintptr_t base = (uintptr_t)f->tensors, tp = (uintptr_t)t;
+  if (tp < base || (tp - base) % sizeof(st_tensor) != 0 ||
+      (tp - base) / sizeof(st_tensor) >= f->n_tensors) {
+    st_errf(err, err_cap, "st_read: the tensor does not belong to this file");
+    return EMA_E_INVALID_ARG;
+  }
+  if (offset > t->nbytes || len > t->nbytes - offset) {
+    char q[128];
+    st_quote(q, sizeof q, t->name, t->name_len);
+    st_errf(err, err_cap, "st_read: bytes [%llu, %llu) are outside tensor %s of %llu bytes",
+            (unsigned long long)offset, (unsigned long long)offset + len, q,
+            (unsigned long long)t->nbytes);
+    return EMA_E_INVALID_ARG;
+  }
+  if (len == 0) return EMA_OK;
+  uint64_t at = f->data_start + t->begin + offset;
+  const struct st_file_impl *im = f->impl;
+  if (im->fd < 0) {
+    memcpy(dst, im->mem + at, len);
+    return EMA_OK;
+  }
+  if (st_pread_all(im->fd, dst, len, at) != 0) {
+    char q[128], what[200];
+    st_quote(q, sizeof q, t->name, t->name_len);
+    snprintf(what, sizeof what, "reading tensor %s", q);
+    return st_io_error(err, err_cap, im->path, what, at);
+  }
+  return EMA_OK;
+}
+
+ema_status st_read(const st_file *f, const st_tensor *t, void *dst, size_t cap, char *err,
+                   size_t err_cap) {
+  if (t && cap < t->nbytes) {
+    char q[128];
+    st_quote(q, sizeof q, t->name, t->name_len);
+    st_errf(err, err_cap, "st_read: tensor %s needs %llu bytes, the buffer holds %zu", q,
+            (unsigned long long)t->nbytes, cap);
+    return EMA_E_INVALID_ARG;
+  }
+  return st_read_range(f, t, 0, dst, t ? (size_t)t->nbytes : 0, err, err_cap);
+}
