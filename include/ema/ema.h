@@ -212,6 +212,104 @@ EMA_API ema_status ema_set_name(ema_ctx *ctx, const char *name);
 EMA_API double ema_effective_decay(const ema_ctx *ctx);
 
 /* ------------------------------------------------------------------------ */
+/* Decay schedules, step-driven updates, banks of averages (since 0.1.0)     */
+/* ------------------------------------------------------------------------ */
+
+/* ema_apply() is TensorFlow's update: a constant (or caller-changed) decay
+   with the optional num_updates warm-up, in TensorFlow's float32 arithmetic.
+   ema_update(ctx, step) is the step-driven update of the schedules below:
+   the library knows the training step of every update, so an update that
+   covers k steps (update_every k) uses the k-step decay, the product of the
+   k per-step decays, and the curve does not depend on k. Decays are computed
+   in float64 and 1 - d is then rounded to the shadow's precision. */
+typedef enum ema_schedule_kind {
+  /* d = decay per step (k steps: decay^k). */
+  EMA_SCHEDULE_CONSTANT = 0,
+  /* timm ModelEmaV3 / diffusers EMAModel / ema-pytorch warm-up: with
+     t = step - update_after_step - 1, the per-step decay is 0 when t <= 0,
+     else clamp(1 - (1 + t/inv_gamma)^(-power), min_decay, decay). */
+  EMA_SCHEDULE_INV_POWER = 1,
+  /* Power-function EMA (Karras et al. 2024): an update covering dt steps
+     ending at step t has decay (1 - dt/t)^(gamma+1); gamma from sigma_rel
+     when sigma_rel > 0 (see ema_power_gamma). */
+  EMA_SCHEDULE_POWER = 2,
+  /* Half-life of h steps: per-step decay 0.5^(1/h). */
+  EMA_SCHEDULE_HALFLIFE = 3
+} ema_schedule_kind;
+
+typedef struct ema_schedule {
+  ema_schedule_kind kind;
+  double decay;              /* CONSTANT: the decay; INV_POWER: the largest decay. In [0, 1]. */
+  double min_decay;          /* INV_POWER: the smallest decay once warm-up starts (default 0) */
+  double inv_gamma;          /* INV_POWER: > 0 (default 1) */
+  double power;              /* INV_POWER: > 0 (default 2/3) */
+  double gamma;              /* POWER: > -1, used when sigma_rel is 0 */
+  double sigma_rel;          /* POWER: in (0, 0.2887); 0 = use gamma */
+  double halflife;           /* HALFLIFE: steps, > 0 */
+  int64_t update_after_step; /* every kind: steps <= this copy the model (decay 0); default 0 */
+} ema_schedule;
+
+/* Fill *s with the defaults of kind: decay 0.9999, min_decay 0, inv_gamma 1,
+   power 2/3, gamma 6.94 (sigma_rel 0.10 is set instead), halflife 1000,
+   update_after_step 0. */
+EMA_API void ema_schedule_init(ema_schedule *s, ema_schedule_kind kind);
+
+/* The decay of one update covering the steps (from_step, to_step], i.e. the
+   product of the per-step decays of steps from_step+1 .. to_step (0 when any
+   of them is <= update_after_step). 0 <= from_step < to_step.
+   Errors: EMA_E_INVALID_ARG for a bad schedule or steps. Thread-safe. */
+EMA_API ema_status ema_schedule_decay(const ema_schedule *s, int64_t from_step, int64_t to_step, double *decay);
+
+/* Use schedule s (copied) for the context's first average. Its decay field
+   becomes the context's decay (ema_set_decay changes it). */
+EMA_API ema_status ema_set_schedule(ema_ctx *ctx, const ema_schedule *s);
+
+/* A bank: add another average of the same tensors, with its own name
+   (copied; the suffix of its tensors in checkpoints, "<tensor>/<name>") and
+   schedule (copied). Every update then reads each parameter once and updates
+   every average. Allowed only before the first ema_track() of an averaged
+   tensor. At most EMA_MAX_AVERAGES averages; average 0 is the context's own.
+   *index (may be NULL) gets the new average's index.
+   Errors: EMA_E_INVALID_ARG (bad name or schedule, name taken, too many),
+   EMA_E_STATE (tensors already tracked). */
+#define EMA_MAX_AVERAGES 8
+EMA_API ema_status ema_add_average(ema_ctx *ctx, const char *name, const ema_schedule *s, size_t *index);
+
+/* Number of averages (1 + those added); 0 for NULL. */
+EMA_API size_t ema_average_count(const ema_ctx *ctx);
+
+/* Name of average k (owned by ctx), NULL when k is out of range. */
+EMA_API const char *ema_average_label(const ema_ctx *ctx, size_t k);
+
+/* One update of every average at training step `step` (>= 1, larger than the
+   step of the previous ema_update), covering the steps since then; each
+   average uses its schedule (a step <= update_after_step copies the model).
+   With zero_debias, the average is the biased accumulator divided by the
+   exact accumulated weight 1 - prod(d_i), kept in float64, which is right
+   under any schedule (TensorFlow's 1 - d^k is exact only for a constant d).
+   Errors: EMA_E_INVALID_ARG (step not increasing), EMA_E_STATE (swapped). */
+EMA_API ema_status ema_update(ema_ctx *ctx, int64_t step);
+
+/* Step of the last ema_update (0 before any). */
+EMA_API int64_t ema_last_step(const ema_ctx *ctx);
+
+/* Like ema_average(), for average k of the bank. */
+EMA_API const void *ema_average_of(const ema_ctx *ctx, const char *name, size_t k, ema_dtype *dtype);
+
+/* Which average ema_swap, ema_copy_to, ema_average and
+   ema_load_averages_into_model use (default 0). EMA_E_STATE while swapped. */
+EMA_API ema_status ema_set_active_average(ema_ctx *ctx, size_t k);
+
+/* Write average k of every averaged tensor, under the tensor's own name and
+   in the shadow's dtype, to a safetensors snapshot file (atomically), with
+   __metadata__ "ema.t" (the step of the last ema_update), "ema.gamma" and
+   "ema.sigma_rel" (power-function averages), "ema.name" and
+   "libema.snapshot". Snapshots of two power-function averages taken every S
+   steps are what `ema posthoc` synthesises any sigma_rel from.
+   Errors: EMA_E_INVALID_ARG, EMA_E_STATE (swapped), EMA_E_IO, EMA_E_NOMEM. */
+EMA_API ema_status ema_snapshot(const ema_ctx *ctx, size_t k, const char *path);
+
+/* ------------------------------------------------------------------------ */
 /* Updates                                                                   */
 /* ------------------------------------------------------------------------ */
 

@@ -153,9 +153,11 @@ ema_status ema_create(ema_ctx **out, double decay) {
   if (!decay_ok(decay)) return EMA_E_INVALID_ARG;
   ema_ctx *ctx = (ema_ctx *)ema__calloc(1, sizeof *ctx);
   if (!ctx) return EMA_E_NOMEM;
-  ctx->decay = decay;
+  ema_schedule_init(&ctx->avg[0].sched, EMA_SCHEDULE_CONSTANT);
+  ctx->avg[0].sched.decay = decay;
+  strcpy(ctx->avg[0].name, "ExponentialMovingAverage");
+  ctx->n_avg = 1;
   ctx->num_updates = -1;
-  strcpy(ctx->name, "ExponentialMovingAverage");
   ctx->k = ema_kernels_best();
   ctx->threads = ema__default_threads();
   *out = ctx;
@@ -314,10 +316,12 @@ static ema_status track(ema_ctx *ctx, const char *name, void *data, ema_dtype dt
     return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory copying the name", fn);
   }
   memcpy(name_copy, name, name_len + 1);
-  unsigned char *shadow = NULL, *average = NULL;
+  unsigned char *shadow = NULL;
+  size_t sbytes = round_up(numel * ema_dtype_size(sdtype));
+  if (!sbytes) sbytes = EMA_ALIGN; /* distinct, valid pointers for empty tensors */
+  size_t per_avg = ctx->zero_debias ? 2 * sbytes : sbytes;
   if (averaged) {
-    size_t sbytes = round_up(numel * ema_dtype_size(sdtype));
-    size_t total = ctx->zero_debias ? 2 * (sbytes ? sbytes : EMA_ALIGN) : sbytes;
+    size_t total = per_avg * ctx->n_avg;
     shadow = arena_alloc(ctx, total);
     if (!shadow) {
       free(name_copy);
@@ -325,7 +329,6 @@ static ema_status track(ema_ctx *ctx, const char *name, void *data, ema_dtype dt
       return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory allocating the shadow of '%s' (%zu bytes)", fn, name,
                        total);
     }
-    average = ctx->zero_debias ? shadow + (sbytes ? sbytes : EMA_ALIGN) : shadow;
   }
 
   /* Commit. */
@@ -346,14 +349,17 @@ static ema_status track(ema_ctx *ctx, const char *name, void *data, ema_dtype dt
   t->ndim = ndim;
   for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
   t->numel = numel;
-  t->shadow = shadow;
-  t->average = average;
   if (averaged) {
-    if (ctx->zero_debias) {
-      memset(shadow, 0, numel * ema_dtype_size(sdtype)); /* +0.0 in every float format */
-      memset(average, 0, numel * ema_dtype_size(sdtype));
-    } else if (numel) {
-      ctx->k->to_shadow[pair](shadow, data, numel);
+    for (size_t a = 0; a < ctx->n_avg; a++) {
+      unsigned char *sh = shadow + a * per_avg;
+      t->shadow[a] = sh;
+      t->average[a] = ctx->zero_debias ? sh + sbytes : sh;
+      t->debias_prod[a] = 1.0;
+      if (ctx->zero_debias) {
+        memset(sh, 0, 2 * sbytes); /* +0.0 in every float format */
+      } else if (numel) {
+        ctx->k->to_shadow[pair](sh, data, numel);
+      }
     }
     ctx->n_averaged++;
   }
@@ -406,7 +412,7 @@ ema_status ema_set_decay(ema_ctx *ctx, double decay) {
   ema__clear_error(ctx);
   if (!decay_ok(decay))
     return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_set_decay: decay must be in [0, 1], got %g", decay);
-  ctx->decay = decay;
+  ctx->avg[0].sched.decay = decay;
   return EMA_OK;
 }
 
@@ -437,14 +443,17 @@ ema_status ema_set_name(ema_ctx *ctx, const char *name) {
     return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_set_name: the name must be 1 to %d bytes long (got %zu)",
                      EMA_MAX_EMA_NAME, n);
   if (!ema__valid_utf8(name, n)) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_set_name: the name is not valid UTF-8");
-  memcpy(ctx->name, name, n + 1);
+  for (size_t k = 1; k < ctx->n_avg; k++)
+    if (strcmp(ctx->avg[k].name, name) == 0)
+      return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_set_name: average %zu is already called '%s'", k, name);
+  memcpy(ctx->avg[0].name, name, n + 1);
   return EMA_OK;
 }
 
 /* TensorFlow: decay is a float32 tensor; num_updates is cast to float32 and
    min(decay, (1 + n) / (10 + n)) is evaluated in float32. */
-float ema__effective_decay_f32(const ema_ctx *ctx) {
-  float d = (float)ctx->decay;
+float ema__effective_decay_f32(const ema_ctx *ctx, size_t k) {
+  float d = (float)ctx->avg[k].sched.decay;
   if (ctx->num_updates >= 0) {
     float n = (float)ctx->num_updates;
     float r = (1.0f + n) / (10.0f + n);
@@ -455,14 +464,13 @@ float ema__effective_decay_f32(const ema_ctx *ctx) {
 
 double ema_effective_decay(const ema_ctx *ctx) {
   if (!ctx) return NAN;
-  return (double)ema__effective_decay_f32(ctx);
+  return (double)ema__effective_decay_f32(ctx, ctx->active);
 }
 
 /* om = 1 - d, computed in float32 and then converted to the shadow's dtype
    (TensorFlow's assign_moving_average casts 1 - decay to the variable's
    dtype). */
-ema_coef ema__one_minus_decay(const ema_ctx *ctx, int pair) {
-  float om = 1.0f - ema__effective_decay_f32(ctx);
+ema_coef ema__coef_from_f32_om(float om, int pair) {
   ema_coef c;
   memset(&c, 0, sizeof c);
   switch (pair) {
@@ -470,6 +478,19 @@ ema_coef ema__one_minus_decay(const ema_ctx *ctx, int pair) {
     case EMA_PAIR_BF16_BF16: c.h = ema_f32_to_bf16(om); break;
     case EMA_PAIR_F16_F16: c.h = ema_f32_to_f16(om); break;
     default: c.f = om; break;
+  }
+  return c;
+}
+
+/* A float64 coefficient rounded once to the shadow's precision. */
+ema_coef ema__coef_from_f64(double x, int pair) {
+  ema_coef c;
+  memset(&c, 0, sizeof c);
+  switch (pair) {
+    case EMA_PAIR_F64: c.d = x; break;
+    case EMA_PAIR_BF16_BF16: c.h = ema_f32_to_bf16((float)x); break;
+    case EMA_PAIR_F16_F16: c.h = ema_f32_to_f16((float)x); break;
+    default: c.f = (float)x; break;
   }
   return c;
 }
@@ -504,17 +525,35 @@ static ema_coef debias_factor(int pair, ema_coef om, int64_t k) {
   return f;
 }
 
+/* TensorFlow's update of every average (ema_apply, ema_apply_some). */
 static void add_update(ema_ctx *ctx, ema_tensor *t, size_t *n) {
   ema_run_item *it = &ctx->run_items[(*n)++];
   memset(it, 0, sizeof *it);
   it->t = t;
   it->op = EMA_OP_UPDATE;
-  it->om = ema__one_minus_decay(ctx, t->pair);
-  if (ctx->zero_debias) {
-    it->debias = 1;
-    t->debias_steps++;
-    it->factor = debias_factor(t->pair, it->om, t->debias_steps);
+  it->n_avg = (int)ctx->n_avg;
+  it->debias = ctx->zero_debias;
+  for (size_t a = 0; a < ctx->n_avg; a++) {
+    float d = ema__effective_decay_f32(ctx, a);
+    it->om[a] = ema__coef_from_f32_om(1.0f - d, t->pair);
+    t->debias_prod[a] *= (double)d;
+    if (ctx->zero_debias) {
+      t->debias_steps[a]++;
+      it->factor[a] = debias_factor(t->pair, it->om[a], t->debias_steps[a]);
+    }
   }
+}
+
+/* ema_apply is TensorFlow's arithmetic: every average must have a constant
+   decay (changed between calls if the caller likes). */
+static ema_status require_constant(ema_ctx *ctx, const char *fn) {
+  for (size_t a = 0; a < ctx->n_avg; a++)
+    if (ctx->avg[a].sched.kind != EMA_SCHEDULE_CONSTANT)
+      return ema__fail(ctx, EMA_E_STATE,
+                       "%s: average '%s' follows a %s schedule, which needs the training step: call ema_update(ctx, "
+                       "step) instead",
+                       fn, ctx->avg[a].name, ema__schedule_name(ctx->avg[a].sched.kind));
+  return EMA_OK;
 }
 
 ema_status ema_apply(ema_ctx *ctx) {
@@ -523,6 +562,8 @@ ema_status ema_apply(ema_ctx *ctx) {
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE,
                      "ema_apply: the model holds the averages (swapped); call ema_swap() to swap back first");
+  ema_status rc = require_constant(ctx, "ema_apply");
+  if (rc != EMA_OK) return rc;
   size_t n = 0;
   for (size_t i = 0; i < ctx->count; i++)
     if (ctx->tensors[i].pair >= 0) add_update(ctx, &ctx->tensors[i], &n);
@@ -538,6 +579,8 @@ ema_status ema_apply_some(ema_ctx *ctx, const char *const *names, size_t n) {
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE,
                      "ema_apply_some: the model holds the averages (swapped); call ema_swap() to swap back first");
+  ema_status rc = require_constant(ctx, "ema_apply_some");
+  if (rc != EMA_OK) return rc;
   /* Validate every name before updating anything. */
   ema_status st = EMA_OK;
   size_t i;
@@ -578,20 +621,29 @@ const void *ema_average(const ema_ctx *ctx, const char *name, ema_dtype *dtype) 
   const ema_tensor *t = ema__find(ctx, name);
   if (!t || t->pair < 0) return NULL;
   if (dtype) *dtype = t->sdtype;
-  return t->average;
+  return t->average[ctx->active];
+}
+
+const void *ema_average_of(const ema_ctx *ctx, const char *name, size_t k, ema_dtype *dtype) {
+  if (!ctx || !name || k >= ctx->n_avg) return NULL;
+  const ema_tensor *t = ema__find(ctx, name);
+  if (!t || t->pair < 0) return NULL;
+  if (dtype) *dtype = t->sdtype;
+  return t->average[k];
 }
 
 ema_status ema_average_name(const ema_ctx *ctx, const char *name, char *buf, size_t cap) {
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
   if (!name || !buf) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_average_name: name and buf must not be NULL");
-  size_t a = strlen(name), b = strlen(ctx->name);
+  const char *ename = ctx->avg[ctx->active].name;
+  size_t a = strlen(name), b = strlen(ename);
   if (a + 1 + b + 1 > cap)
     return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_average_name: buffer of %zu bytes is too small; %zu are needed", cap,
                      a + b + 2);
   memcpy(buf, name, a);
   buf[a] = '/';
-  memcpy(buf + a + 1, ctx->name, b + 1);
+  memcpy(buf + a + 1, ename, b + 1);
   return EMA_OK;
 }
 
@@ -631,6 +683,7 @@ static ema_run_item *add_item(ema_ctx *ctx, ema_tensor *t, int op, unsigned char
   it->t = t;
   it->op = op;
   it->side = side;
+  it->k = (int)ctx->active;
   return it;
 }
 
@@ -736,3 +789,102 @@ ema_status ema_set_threads(ema_ctx *ctx, int n) {
 }
 
 int ema_threads(const ema_ctx *ctx) { return ctx ? ctx->threads : 0; }
+
+/* ------------------------------------------------------------------------ */
+/* Schedules, banks, step-driven updates                                     */
+/* ------------------------------------------------------------------------ */
+
+ema_status ema_set_schedule(ema_ctx *ctx, const ema_schedule *s) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  const char *why = ema__schedule_problem(s);
+  if (why) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_set_schedule: %s", why);
+  ctx->avg[0].sched = *s;
+  return EMA_OK;
+}
+
+ema_status ema_add_average(ema_ctx *ctx, const char *name, const ema_schedule *s, size_t *index) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (!name) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_add_average: name is NULL");
+  size_t n = strlen(name);
+  if (n == 0 || n > EMA_MAX_EMA_NAME || !ema__valid_utf8(name, n))
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_add_average: the name must be 1 to %d bytes of UTF-8",
+                     EMA_MAX_EMA_NAME);
+  const char *why = ema__schedule_problem(s);
+  if (why) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_add_average: %s", why);
+  if (ctx->n_averaged > 0)
+    return ema__fail(ctx, EMA_E_STATE, "ema_add_average: must be called before the first ema_track()");
+  if (ctx->n_avg == EMA_MAX_AVERAGES)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_add_average: a context holds at most %d averages",
+                     EMA_MAX_AVERAGES);
+  for (size_t k = 0; k < ctx->n_avg; k++)
+    if (strcmp(ctx->avg[k].name, name) == 0)
+      return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_add_average: an average is already called '%s'", name);
+  ema_avg *a = &ctx->avg[ctx->n_avg];
+  memcpy(a->name, name, n + 1);
+  a->sched = *s;
+  if (index) *index = ctx->n_avg;
+  ctx->n_avg++;
+  return EMA_OK;
+}
+
+size_t ema_average_count(const ema_ctx *ctx) { return ctx ? ctx->n_avg : 0; }
+
+const char *ema_average_label(const ema_ctx *ctx, size_t k) {
+  return ctx && k < ctx->n_avg ? ctx->avg[k].name : NULL;
+}
+
+int64_t ema_last_step(const ema_ctx *ctx) { return ctx ? ctx->last_step : 0; }
+
+ema_status ema_set_active_average(ema_ctx *ctx, size_t k) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (k >= ctx->n_avg)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_set_active_average: there are %zu averages, not %zu", ctx->n_avg,
+                     k + 1);
+  if (ctx->swapped)
+    return ema__fail(ctx, EMA_E_STATE, "ema_set_active_average: swapped; call ema_swap() to swap back first");
+  ctx->active = k;
+  return EMA_OK;
+}
+
+ema_status ema_update(ema_ctx *ctx, int64_t step) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (ctx->swapped)
+    return ema__fail(ctx, EMA_E_STATE,
+                     "ema_update: the model holds the averages (swapped); call ema_swap() to swap back first");
+  if (step <= ctx->last_step || step < 1)
+    return ema__fail(ctx, EMA_E_INVALID_ARG,
+                     "ema_update: step %lld must be >= 1 and larger than the previous update's step %lld",
+                     (long long)step, (long long)ctx->last_step);
+  double d[EMA_MAX_AVERAGES];
+  for (size_t a = 0; a < ctx->n_avg; a++) {
+    if (ema_schedule_decay(&ctx->avg[a].sched, ctx->last_step, step, &d[a]) != EMA_OK)
+      return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_update: the schedule of average '%s' is invalid",
+                       ctx->avg[a].name);
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < ctx->count; i++) {
+    ema_tensor *t = &ctx->tensors[i];
+    if (t->pair < 0) continue;
+    ema_run_item *it = &ctx->run_items[n++];
+    memset(it, 0, sizeof *it);
+    it->t = t;
+    it->op = EMA_OP_UPDATE;
+    it->n_avg = (int)ctx->n_avg;
+    it->debias = ctx->zero_debias;
+    for (size_t a = 0; a < ctx->n_avg; a++) {
+      if (d[a] == 0.0) it->copy_mask |= 1u << a;
+      it->om[a] = ema__coef_from_f64(1.0 - d[a], t->pair);
+      t->debias_steps[a]++;
+      t->debias_prod[a] *= d[a];
+      /* exact zero-debias: divide by the accumulated weight 1 - prod(d) */
+      it->factor[a] = ema__coef_from_f64(1.0 - t->debias_prod[a], t->pair);
+    }
+  }
+  ema__run(ctx, ctx->run_items, n);
+  ctx->last_step = step;
+  return EMA_OK;
+}

@@ -25,9 +25,11 @@ typedef struct ema_tensor {
   int ndim;
   int64_t shape[EMA_MAX_DIMS];
   size_t numel;
-  void *shadow;  /* s, or the biased accumulator with zero_debias; arena */
-  void *average; /* == shadow, or the debiased average with zero_debias; arena */
-  int64_t debias_steps; /* k of zero_debias */
+  /* per average k of the bank (EMA_MAX_AVERAGES, ctx->n_avg used): */
+  void *shadow[EMA_MAX_AVERAGES];  /* s, or the biased accumulator with zero_debias; arena */
+  void *average[EMA_MAX_AVERAGES]; /* == shadow, or the debiased average with zero_debias; arena */
+  int64_t debias_steps[EMA_MAX_AVERAGES]; /* k of TensorFlow's zero_debias */
+  double debias_prod[EMA_MAX_AVERAGES];   /* prod of the decays so far (exact zero-debias) */
   int mark;             /* scratch flag for ema_apply_some validation */
 } ema_tensor;
 
@@ -35,12 +37,20 @@ typedef struct ema_block ema_block;
 typedef struct ema_pool ema_pool;
 struct ema_run_item;
 
+/* One average of the bank. Average 0 is the context's own. */
+typedef struct ema_avg {
+  char name[EMA_MAX_EMA_NAME + 1];
+  ema_schedule sched; /* sched.decay is the decay of ema_apply for this average */
+} ema_avg;
+
 struct ema_ctx {
-  double decay;
+  ema_avg avg[EMA_MAX_AVERAGES];
+  size_t n_avg;
+  size_t active;     /* average used by swap, copy_to, ema_average */
+  int64_t last_step; /* step of the last ema_update, 0 before any */
   int64_t num_updates; /* < 0: off */
   int zero_debias;
   int half_same; /* same-dtype shadows for f16/bf16 tensors tracked from now on */
-  char name[EMA_MAX_EMA_NAME + 1];
 
   ema_tensor *tensors;
   size_t count, cap;
@@ -87,9 +97,17 @@ void ema__test_fail_alloc(long n);
 /* Lookup by name; NULL when absent. */
 ema_tensor *ema__find(const ema_ctx *ctx, const char *name);
 
-/* Coefficients of the next update for a pair, from the effective decay. */
-float ema__effective_decay_f32(const ema_ctx *ctx);
-ema_coef ema__one_minus_decay(const ema_ctx *ctx, int pair);
+/* TensorFlow's effective decay of average k for ema_apply, in float32. */
+float ema__effective_decay_f32(const ema_ctx *ctx, size_t k);
+/* 1 - d as a coefficient of the pair's shadow precision: from TensorFlow's
+   float32 decay (ema_apply) or from a float64 decay (ema_update). */
+ema_coef ema__coef_from_f32_om(float om, int pair);
+ema_coef ema__coef_from_f64(double x, int pair);
+/* Name of the schedule kind in checkpoints ("constant", ...); NULL if bad. */
+const char *ema__schedule_name(ema_schedule_kind kind);
+int ema__schedule_from_name(const char *name, ema_schedule_kind *kind);
+const char *ema__schedule_problem(const ema_schedule *s); /* NULL when valid */
+double ema__schedule_gamma(const ema_schedule *s);         /* power-function gamma */
 
 /* Checks shared by track and load. */
 int ema__valid_utf8(const char *s, size_t n);

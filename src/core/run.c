@@ -23,7 +23,7 @@
 static size_t cost_per_elem(const ema_run_item *it) {
   size_t m = ema_dtype_size(it->t->dtype), s = ema_dtype_size(it->t->sdtype);
   switch (it->op) {
-    case EMA_OP_UPDATE: return m + 2 * s + (it->debias ? 2 * s : 0);
+    case EMA_OP_UPDATE: return m + (size_t)it->n_avg * (2 * s + (it->debias ? 2 * s : 0));
     case EMA_OP_SWAP: return 4 * m;
     case EMA_OP_SWAP_IN_MIXED: return 3 * m + s;
     case EMA_OP_COPY_TO: return s + m;
@@ -31,20 +31,41 @@ static size_t cost_per_elem(const ema_run_item *it) {
   }
 }
 
+/* A bank updates its averages chunk by chunk, so each chunk of parameters
+   is read from memory once and stays in L1 for the other averages. */
+#define EMA_BANK_CHUNK_BYTES 8192
+
+static void update_range(const ema_kernels *k, const ema_run_item *it, size_t e0, size_t e1) {
+  const ema_tensor *t = it->t;
+  size_t m = ema_dtype_size(t->dtype), s = ema_dtype_size(t->sdtype);
+  size_t chunk = it->n_avg == 1 ? e1 - e0 : EMA_BANK_CHUNK_BYTES / m;
+  for (size_t c0 = e0; c0 < e1; c0 += chunk) {
+    size_t n = e1 - c0 < chunk ? e1 - c0 : chunk;
+    const unsigned char *data = (const unsigned char *)t->data + c0 * m;
+    for (int a = 0; a < it->n_avg; a++) {
+      unsigned char *shadow = (unsigned char *)t->shadow[a] + c0 * s;
+      if (it->copy_mask & (1u << a))
+        k->to_shadow[t->pair](shadow, data, n);
+      else
+        k->update[t->pair](shadow, data, n, it->om[a]);
+      if (it->debias) k->div[t->pair]((unsigned char *)t->average[a] + c0 * s, shadow, n, it->factor[a]);
+    }
+  }
+}
+
 static void run_range(const ema_kernels *k, const ema_run_item *it, size_t e0, size_t e1) {
   const ema_tensor *t = it->t;
   size_t n = e1 - e0;
   if (n == 0) return;
+  if (it->op == EMA_OP_UPDATE) {
+    update_range(k, it, e0, e1);
+    return;
+  }
   size_t m = ema_dtype_size(t->dtype), s = ema_dtype_size(t->sdtype);
   unsigned char *data = (unsigned char *)t->data + e0 * m;
-  unsigned char *shadow = (unsigned char *)t->shadow + e0 * s;
-  unsigned char *avg = (unsigned char *)t->average + e0 * s;
+  unsigned char *avg = (unsigned char *)t->average[it->k] + e0 * s;
   unsigned char *side = it->side ? it->side + e0 * m : NULL;
   switch (it->op) {
-    case EMA_OP_UPDATE:
-      k->update[t->pair](shadow, data, n, it->om);
-      if (it->debias) k->div[t->pair](avg, shadow, n, it->factor);
-      break;
     case EMA_OP_SWAP: k->swap(data, avg, n * m); break;
     case EMA_OP_SWAP_IN_MIXED:
       memcpy(side, data, n * m);

@@ -17,7 +17,11 @@ typedef struct ema_run_item {
   ema_tensor *t;
   int op;
   int debias;
-  ema_coef om, factor;
+  int n_avg;                      /* EMA_OP_UPDATE: averages to update (0..n_avg-1) */
+  unsigned copy_mask;             /* EMA_OP_UPDATE: averages whose decay is 0: copy the model */
+  int k;                          /* other ops: the average they use */
+  ema_coef om[EMA_MAX_AVERAGES];  /* 1 - d per average */
+  ema_coef factor[EMA_MAX_AVERAGES]; /* zero-debias divisor per average */
   unsigned char *side; /* side buffer of this tensor (model dtype), or NULL */
   size_t begin;        /* filled by ema__run: cost offset of the item */
 } ema_run_item;

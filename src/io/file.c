@@ -162,11 +162,11 @@ ema_status ema_extract_averages(const char *checkpoint, const char *out, const c
   if (!name) name = ema_name ? ema_name : "ExponentialMovingAverage";
   size_t nl = strlen(name);
   char *suffix = (char *)ema__malloc(nl + 2), *biased = (char *)ema__malloc(nl + 10),
-       *steps = (char *)ema__malloc(nl + 14);
+       *steps = (char *)ema__malloc(nl + 14), *prod = (char *)ema__malloc(nl + 16);
   st_wtensor *w = (st_wtensor *)ema__calloc(f->n_tensors + 1, sizeof *w);
   void **owned = (void **)ema__calloc(f->n_tensors + 1, sizeof *owned);
   size_t nw = 0, n_avg = 0;
-  if (!suffix || !biased || !steps || !w || !owned) {
+  if (!suffix || !biased || !steps || !prod || !w || !owned) {
     set_err(err, errcap, "ema_extract_averages: out of memory%s%s", NULL, NULL);
     st = EMA_E_NOMEM;
     goto done;
@@ -174,9 +174,12 @@ ema_status ema_extract_averages(const char *checkpoint, const char *out, const c
   snprintf(suffix, nl + 2, "/%s", name);
   snprintf(biased, nl + 10, "/%s/biased", name);
   snprintf(steps, nl + 14, "/%s/local_step", name);
+  snprintf(prod, nl + 16, "/%s/decay_product", name);
   for (size_t i = 0; i < f->n_tensors && st == EMA_OK; i++) {
     const st_tensor *s = &f->tensors[i];
-    if (ends_with(s->name, s->name_len, biased) || ends_with(s->name, s->name_len, steps)) continue;
+    if (ends_with(s->name, s->name_len, biased) || ends_with(s->name, s->name_len, steps) ||
+        ends_with(s->name, s->name_len, prod))
+      continue;
     if (ends_with(s->name, s->name_len, suffix)) {
       /* an average: its model tensor gives the name and the dtype */
       const st_tensor *model = st_find_n(f, s->name, s->name_len - nl - 1);
@@ -257,6 +260,7 @@ done:
   free(suffix);
   free(biased);
   free(steps);
+  free(prod);
   st_close(f);
   return st;
 }

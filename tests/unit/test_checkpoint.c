@@ -392,7 +392,7 @@ static void test_file_api_and_extract(void) {
 
   ema_file *f = NULL;
   CHECK(ema_file_open(&f, path, err, sizeof err) == EMA_OK);
-  CHECK(ema_file_count(f) == 8 + 6 * 3); /* 8 model tensors, 6 averages with biased and local_step */
+  CHECK(ema_file_count(f) == 8 + 6 * 4); /* 8 model tensors, 6 averages with biased, local_step, decay_product */
   CHECK(strcmp(ema_file_metadata(f, "ema.zero_debias"), "1") == 0);
   CHECK(ema_file_metadata(f, "nope") == NULL);
   CHECK(ema_file_metadata_count(f) >= 7);
