@@ -168,7 +168,7 @@ static void plan_add(save_plan *p, const char *name, ema_dtype dt, const ema_ten
 enum { META_FIXED = 9, META_PER_AVG = 10, META_CAP = META_FIXED + META_PER_AVG * EMA_MAX_AVERAGES };
 typedef struct meta_buf {
   st_wmeta m[META_CAP];
-  char keys[META_CAP][48];
+  char keys[META_CAP][64];
   char vals[META_CAP][48];
   size_t n;
 } meta_buf;
@@ -192,7 +192,7 @@ static void meta_addi(meta_buf *mb, const char *key, int64_t v) {
 }
 
 static void meta_schedules(meta_buf *mb, const ema_ctx *ctx) {
-  char key[48];
+  char key[64];
   meta_addi(mb, "ema.averages", (int64_t)ctx->n_avg);
   for (size_t k = 0; k < ctx->n_avg; k++) {
     const ema_schedule *s = &ctx->avg[k].sched;
