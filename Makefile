@@ -21,7 +21,7 @@ build: deps-build
 	cmake --build build -j $(JOBS)
 
 demo: build
-	./build/train_softmax
+	./build/ema demo --out build/demo
 
 build-asan: deps-test
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEMA_WERROR=ON -DEMA_SANITIZE=ON >/dev/null

@@ -464,9 +464,10 @@ EMA_API ema_status ema_file_write(const char *path, const ema_file_entry *tensor
 /* Turn a checkpoint written by ema_save into a plain inference file: every
    average "<n>/<ema>" is written as "<n>", rounded to the model tensor's
    dtype; plain state is copied as it is; zero-debias accumulators are left
-   out. The result loads into the model with any safetensors reader. The EMA
-   name is the checkpoint's (metadata ema.name), or ema_name when the file
-   has none (NULL: "ExponentialMovingAverage"). Memory: the output's size.
+   out. The result loads into the model with any safetensors reader.
+   ema_name selects the average (any average of a bank); NULL takes the
+   checkpoint's own (metadata ema.name, else "ExponentialMovingAverage").
+   Memory: the output's size.
    Errors: those of ema_file_open and ema_file_write, EMA_E_FORMAT when the
    checkpoint has no averages or an average does not match its tensor. */
 EMA_API ema_status ema_extract_averages(const char *checkpoint, const char *out, const char *ema_name, char *err,

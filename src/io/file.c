@@ -158,8 +158,9 @@ ema_status ema_extract_averages(const char *checkpoint, const char *out, const c
   st_file *f = NULL;
   ema_status st = st_open(checkpoint, &f, err, errcap);
   if (st != EMA_OK) return st;
-  const char *name = st_meta_get(f, "ema.name");
-  if (!name) name = ema_name ? ema_name : "ExponentialMovingAverage";
+  /* an explicit name selects that average (of a bank); else the checkpoint's */
+  const char *name = ema_name ? ema_name : st_meta_get(f, "ema.name");
+  if (!name) name = "ExponentialMovingAverage";
   size_t nl = strlen(name);
   char *suffix = (char *)ema__malloc(nl + 2), *biased = (char *)ema__malloc(nl + 10),
        *steps = (char *)ema__malloc(nl + 14), *prod = (char *)ema__malloc(nl + 16);
