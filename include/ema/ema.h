@@ -461,13 +461,29 @@ typedef struct ema_file_entry {
 EMA_API ema_status ema_file_write(const char *path, const ema_file_entry *tensors, size_t n,
                                   const char *const *meta, size_t n_meta, char *err, size_t errcap);
 
+/* Produces the bytes of tensor `index` (into tensors[] of
+   ema_file_write_stream) from byte `offset`, len bytes (at most 1 MiB) into
+   dst. Return EMA_OK, or a status and a sentence in err to abort. */
+typedef ema_status (*ema_file_producer)(void *user, size_t index, uint64_t offset, void *dst, size_t len, char *err,
+                                        size_t errcap);
+
+/* Like ema_file_write, with the data streamed from produce() instead of the
+   entries' data pointers (ignored): tensors are produced one at a time, in
+   the file's order (not necessarily the caller's), each in increasing
+   offsets, so memory stays bounded by a 1 MiB buffer whatever the file's
+   size. An error from produce aborts the write and leaves any previous file
+   at path untouched. */
+EMA_API ema_status ema_file_write_stream(const char *path, const ema_file_entry *tensors, size_t n,
+                                         const char *const *meta, size_t n_meta, ema_file_producer produce,
+                                         void *user, char *err, size_t errcap);
+
 /* Turn a checkpoint written by ema_save into a plain inference file: every
    average "<n>/<ema>" is written as "<n>", rounded to the model tensor's
    dtype; plain state is copied as it is; zero-debias accumulators are left
    out. The result loads into the model with any safetensors reader.
    ema_name selects the average (any average of a bank); NULL takes the
    checkpoint's own (metadata ema.name, else "ExponentialMovingAverage").
-   Memory: the output's size.
+   Streams: memory stays bounded by a few MiB whatever the model's size.
    Errors: those of ema_file_open and ema_file_write, EMA_E_FORMAT when the
    checkpoint has no averages or an average does not match its tensor. */
 EMA_API ema_status ema_extract_averages(const char *checkpoint, const char *out, const char *ema_name, char *err,

@@ -102,8 +102,8 @@ ema_status ema_file_read(const ema_file *f, const char *name, uint64_t offset, v
   return st_read_range(f->f, s, offset, dst, len, err, errcap);
 }
 
-ema_status ema_file_write(const char *path, const ema_file_entry *tensors, size_t n, const char *const *meta,
-                          size_t n_meta, char *err, size_t errcap) {
+ema_status ema_file_write_stream(const char *path, const ema_file_entry *tensors, size_t n, const char *const *meta,
+                                 size_t n_meta, ema_file_producer produce, void *user, char *err, size_t errcap) {
   if (!path || (!tensors && n) || (!meta && n_meta)) {
     set_err(err, errcap, "ema_file_write: NULL argument%s%s", NULL, NULL);
     return EMA_E_INVALID_ARG;
@@ -120,7 +120,8 @@ ema_status ema_file_write(const char *path, const ema_file_entry *tensors, size_
   for (size_t i = 0; i < n; i++) {
     int dt = st_dtype_from_ema(tensors[i].dtype);
     if (dt < 0 || tensors[i].ndim < 0 || tensors[i].ndim > EMA_MAX_DIMS) {
-      set_err(err, errcap, "ema_file_write: tensor '%s' has an unknown dtype or a bad ndim%s", tensors[i].name, NULL);
+      set_err(err, errcap, "ema_file_write: tensor '%s' has an unknown dtype or a bad ndim%s",
+              tensors[i].name ? tensors[i].name : "(null)", NULL);
       st = EMA_E_INVALID_ARG;
       break;
     }
@@ -134,19 +135,41 @@ ema_status ema_file_write(const char *path, const ema_file_entry *tensors, size_
     m[i].key = meta[2 * i];
     m[i].value = meta[2 * i + 1];
   }
-  if (st == EMA_OK) st = st_write(path, w, n, m, n_meta, err, errcap);
+  if (st == EMA_OK) st = st_write_stream(path, w, n, m, n_meta, produce, user, err, errcap);
   free(w);
   free(m);
   return st;
+}
+
+ema_status ema_file_write(const char *path, const ema_file_entry *tensors, size_t n, const char *const *meta,
+                          size_t n_meta, char *err, size_t errcap) {
+  return ema_file_write_stream(path, tensors, n, meta, n_meta, NULL, NULL, err, errcap);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Inference export                                                          */
 /* ------------------------------------------------------------------------ */
 
-static int ends_with(const char *s, size_t n, const char *suffix) {
-  size_t k = strlen(suffix);
-  return n >= k && memcmp(s + n - k, suffix, k) == 0;
+typedef struct extract_src {
+  const st_file *f;
+  const st_tensor **src; /* per output tensor: where its bytes come from */
+  int *conv;             /* 1: float32 average rounded to the model's f16/bf16 */
+  float *buf;            /* conversion buffer */
+} extract_src;
+
+#define EXTRACT_CONV_CHUNK ((size_t)1 << 20) /* output bytes; the producer's largest request */
+
+static ema_status extract_produce(void *user, size_t index, uint64_t offset, void *dst, size_t len, char *err,
+                                  size_t errcap) {
+  extract_src *x = (extract_src *)user;
+  const st_tensor *s = x->src[index];
+  if (!x->conv[index]) return st_read_range(x->f, s, offset, dst, len, err, errcap);
+  /* 2-byte outputs from 4-byte float32 averages */
+  ema_status st = st_read_range(x->f, s, offset * 2, x->buf, len * 2, err, errcap);
+  if (st != EMA_OK) return st;
+  const ema_kernels *k = ema_kernels_best();
+  k->from_shadow[x->conv[index] == 1 ? EMA_PAIR_BF16_F32 : EMA_PAIR_F16_F32](dst, x->buf, len / 2);
+  return EMA_OK;
 }
 
 ema_status ema_extract_averages(const char *checkpoint, const char *out, const char *ema_name, char *err,
@@ -162,29 +185,41 @@ ema_status ema_extract_averages(const char *checkpoint, const char *out, const c
   const char *name = ema_name ? ema_name : st_meta_get(f, "ema.name");
   if (!name) name = "ExponentialMovingAverage";
   size_t nl = strlen(name);
-  char *suffix = (char *)ema__malloc(nl + 2), *biased = (char *)ema__malloc(nl + 10),
-       *steps = (char *)ema__malloc(nl + 14), *prod = (char *)ema__malloc(nl + 16);
+  extract_src x;
+  memset(&x, 0, sizeof x);
+  x.f = f;
+  char *probe = NULL;
   st_wtensor *w = (st_wtensor *)ema__calloc(f->n_tensors + 1, sizeof *w);
-  void **owned = (void **)ema__calloc(f->n_tensors + 1, sizeof *owned);
-  size_t nw = 0, n_avg = 0;
-  if (!suffix || !biased || !steps || !prod || !w || !owned) {
+  x.src = (const st_tensor **)ema__calloc(f->n_tensors + 1, sizeof *x.src);
+  x.conv = (int *)ema__calloc(f->n_tensors + 1, sizeof *x.conv);
+  x.buf = (float *)ema__malloc(EXTRACT_CONV_CHUNK * 2);
+  size_t nw = 0, n_avg = 0, probe_cap = 0;
+  if (!w || !x.src || !x.conv || !x.buf) {
     set_err(err, errcap, "ema_extract_averages: out of memory%s%s", NULL, NULL);
     st = EMA_E_NOMEM;
     goto done;
   }
-  snprintf(suffix, nl + 2, "/%s", name);
-  snprintf(biased, nl + 10, "/%s/biased", name);
-  snprintf(steps, nl + 14, "/%s/local_step", name);
-  snprintf(prod, nl + 16, "/%s/decay_product", name);
   for (size_t i = 0; i < f->n_tensors && st == EMA_OK; i++) {
     const st_tensor *s = &f->tensors[i];
-    if (ends_with(s->name, s->name_len, biased) || ends_with(s->name, s->name_len, steps) ||
-        ends_with(s->name, s->name_len, prod))
-      continue;
-    if (ends_with(s->name, s->name_len, suffix)) {
-      /* an average: its model tensor gives the name and the dtype */
-      const st_tensor *model = st_find_n(f, s->name, s->name_len - nl - 1);
-      if (!model) continue; /* not ours: an average of nothing is skipped with its owner */
+    /* "<n>/<name>" and "<n>/<name>/..." belong to the model tensor <n> */
+    if (s->name_len + 2 + nl > probe_cap) {
+      free(probe);
+      probe_cap = 2 * (s->name_len + nl + 2);
+      probe = (char *)ema__malloc(probe_cap);
+      if (!probe) {
+        set_err(err, errcap, "ema_extract_averages: out of memory%s%s", NULL, NULL);
+        st = EMA_E_NOMEM;
+        break;
+      }
+    }
+    const char *mark = NULL;
+    for (const char *q = strstr(s->name, "/"); q; q = strstr(q + 1, "/"))
+      if (strncmp(q + 1, name, nl) == 0 && (q[1 + nl] == '\0' || q[1 + nl] == '/') &&
+          st_find_n(f, s->name, (size_t)(q - s->name)))
+        mark = q;
+    if (mark) {
+      if (mark[1 + nl] == '/') continue; /* zero-debias accumulators */
+      const st_tensor *model = st_find_n(f, s->name, (size_t)(mark - s->name));
       int same = model->ndim == s->ndim;
       for (int d = 0; same && d < s->ndim; d++) same = model->shape[d] == s->shape[d];
       int conv = s->dtype == ST_F32 && (model->dtype == ST_F16 || model->dtype == ST_BF16);
@@ -194,55 +229,24 @@ ema_status ema_extract_averages(const char *checkpoint, const char *out, const c
         st = EMA_E_FORMAT;
         break;
       }
-      size_t out_bytes = (size_t)model->nbytes;
-      unsigned char *buf = (unsigned char *)ema__malloc(conv ? (size_t)s->nbytes + out_bytes + 1 : out_bytes + 1);
-      if (!buf) {
-        set_err(err, errcap, "ema_extract_averages: out of memory reading '%s'%s", s->name, NULL);
-        st = EMA_E_NOMEM;
-        break;
-      }
-      owned[nw] = buf;
-      unsigned char *raw = conv ? buf + out_bytes : buf;
-      st = st_read(f, s, raw, (size_t)s->nbytes, err, errcap);
-      if (st != EMA_OK) break;
-      if (conv) {
-        const ema_kernels *k = ema_kernels_best();
-        k->from_shadow[model->dtype == ST_BF16 ? EMA_PAIR_BF16_F32 : EMA_PAIR_F16_F32](buf, raw, (size_t)s->count);
-      }
+      x.src[nw] = s;
+      x.conv[nw] = conv ? (model->dtype == ST_BF16 ? 1 : 2) : 0;
       w[nw].name = model->name;
       w[nw].dtype = model->dtype;
       w[nw].ndim = model->ndim;
       w[nw].shape = model->shape;
-      w[nw].data = buf;
       nw++;
       n_avg++;
       continue;
     }
     /* a model tensor with an average is replaced by it; others are plain state */
-    char *probe = (char *)ema__malloc(s->name_len + nl + 2);
-    if (!probe) {
-      st = EMA_E_NOMEM;
-      set_err(err, errcap, "ema_extract_averages: out of memory%s%s", NULL, NULL);
-      break;
-    }
-    snprintf(probe, s->name_len + nl + 2, "%s/%s", s->name, name);
-    int has_avg = st_find(f, probe) != NULL;
-    free(probe);
-    if (has_avg) continue;
-    unsigned char *buf = (unsigned char *)ema__malloc((size_t)s->nbytes + 1);
-    if (!buf) {
-      set_err(err, errcap, "ema_extract_averages: out of memory reading '%s'%s", s->name, NULL);
-      st = EMA_E_NOMEM;
-      break;
-    }
-    owned[nw] = buf;
-    st = st_read(f, s, buf, (size_t)s->nbytes, err, errcap);
-    if (st != EMA_OK) break;
+    snprintf(probe, probe_cap, "%s/%s", s->name, name);
+    if (st_find(f, probe)) continue;
+    x.src[nw] = s;
     w[nw].name = s->name;
     w[nw].dtype = s->dtype;
     w[nw].ndim = s->ndim;
     w[nw].shape = s->shape;
-    w[nw].data = buf;
     nw++;
   }
   if (st == EMA_OK && n_avg == 0) {
@@ -251,17 +255,14 @@ ema_status ema_extract_averages(const char *checkpoint, const char *out, const c
   }
   if (st == EMA_OK) {
     st_wmeta meta[] = {{"format", "pt"}, {"libema.extracted_from", "averages"}, {"ema.name", name}};
-    st = st_write(out, w, nw, meta, 3, err, errcap);
+    st = st_write_stream(out, w, nw, meta, 3, extract_produce, &x, err, errcap);
   }
 done:
-  if (owned)
-    for (size_t i = 0; i <= (f ? f->n_tensors : 0); i++) free(owned[i]);
-  free(owned);
+  free(probe);
   free(w);
-  free(suffix);
-  free(biased);
-  free(steps);
-  free(prod);
+  free(x.src);
+  free(x.conv);
+  free(x.buf);
   st_close(f);
   return st;
 }

@@ -236,6 +236,18 @@ typedef struct st_wmeta {
 ema_status st_write(const char *path, const st_wtensor *tensors, size_t n, const st_wmeta *meta,
                     size_t n_meta, char *err, size_t err_cap);
 
+/* Like st_write, but the tensor data comes from produce() instead of the
+   data pointers (which are ignored): for each tensor in file order, produce
+   is called with the tensor's index in `tensors`, a byte offset and a buffer
+   of len <= 1 MiB bytes to fill, in increasing offsets. Memory stays bounded
+   by that buffer. A status other than EMA_OK from produce (with a message
+   it wrote into err) aborts the write: the temporary file is removed and
+   path is untouched. With produce NULL this is st_write. */
+typedef ema_status (*st_producer)(void *user, size_t index, uint64_t offset, void *dst, size_t len, char *err,
+                                  size_t err_cap);
+ema_status st_write_stream(const char *path, const st_wtensor *tensors, size_t n, const st_wmeta *meta,
+                           size_t n_meta, st_producer produce, void *user, char *err, size_t err_cap);
+
 /* The same file image built in memory: *out (free() it) gets *out_len
    bytes. Same validation and errors as st_write, without EMA_E_IO. */
 ema_status st_serialize(const st_wtensor *tensors, size_t n, const st_wmeta *meta, size_t n_meta,

@@ -196,7 +196,7 @@ static ema_status st_bad(char *err, size_t cap, const char *what, const char *s,
   return EMA_E_INVALID_ARG;
 }
 
-static ema_status st_prepare(const st_wtensor *t, size_t n, const st_wmeta *m, size_t nm,
+static ema_status st_prepare(const st_wtensor *t, size_t n, const st_wmeta *m, size_t nm, int need_data,
                              st_prep *p, char *err, size_t cap) {
   memset(p, 0, sizeof *p);
   if ((n && !t) || (nm && !m)) {
@@ -252,7 +252,7 @@ static ema_status st_prepare(const st_wtensor *t, size_t n, const st_wmeta *m, s
       st = st_bad(err, cap, "tensor", w->name, i, "not a whole number of bytes");
       goto fail;
     }
-    if (p->nbytes[i] > 0 && !w->data) {
+    if (need_data && p->nbytes[i] > 0 && !w->data) {
       st = st_bad(err, cap, "tensor", w->name, i, "NULL data");
       goto fail;
     }
@@ -362,7 +362,7 @@ ema_status st_serialize(const st_wtensor *tensors, size_t n, const st_wmeta *met
   *out = NULL;
   *out_len = 0;
   st_prep p;
-  ema_status st = st_prepare(tensors, n, meta, n_meta, &p, err, err_cap);
+  ema_status st = st_prepare(tensors, n, meta, n_meta, 1, &p, err, err_cap);
   if (st != EMA_OK) return st;
   if (p.data_len > SIZE_MAX - p.head_len) {
     st_prep_free(&p);
@@ -443,6 +443,15 @@ static int st_out_put(st_out *o, const void *p, size_t n) {
 
 ema_status st_write(const char *path, const st_wtensor *tensors, size_t n, const st_wmeta *meta,
                     size_t n_meta, char *err, size_t err_cap) {
+  return st_write_stream(path, tensors, n, meta, n_meta, NULL, NULL, err, err_cap);
+}
+
+/* Chunk of tensor data requested from a producer at a time. */
+#define ST_PRODUCE_CHUNK ((size_t)1 << 20)
+
+ema_status st_write_stream(const char *path, const st_wtensor *tensors, size_t n, const st_wmeta *meta,
+                           size_t n_meta, st_producer produce, void *user, char *err, size_t err_cap) {
+  unsigned char *chunk = NULL;
   if (!path || !*path) {
     st_errf(err, err_cap, "st_write: NULL or empty path");
     return EMA_E_INVALID_ARG;
@@ -454,7 +463,7 @@ ema_status st_write(const char *path, const st_wtensor *tensors, size_t n, const
     return EMA_E_INVALID_ARG;
   }
   st_prep p;
-  ema_status st = st_prepare(tensors, n, meta, n_meta, &p, err, err_cap);
+  ema_status st = st_prepare(tensors, n, meta, n_meta, produce == NULL, &p, err, err_cap);
   if (st != EMA_OK) return st;
 
   char eb[128];
@@ -513,9 +522,26 @@ ema_status st_write(const char *path, const st_wtensor *tensors, size_t n, const
 
   st_out o = {fd, obuf, 0, ocap};
   int bad = st_out_put(&o, p.head, p.head_len);
+  if (produce && !bad) {
+    chunk = malloc(ST_PRODUCE_CHUNK);
+    if (!chunk) {
+      st_errf(err, err_cap, "%s: out of memory", path);
+      st = EMA_E_NOMEM;
+      goto done;
+    }
+  }
   for (size_t k = 0; k < n && !bad; k++) {
     size_t nb = (size_t)p.nbytes[p.order[k]];
-    if (nb) bad = st_out_put(&o, tensors[p.order[k]].data, nb);
+    if (!produce) {
+      if (nb) bad = st_out_put(&o, tensors[p.order[k]].data, nb);
+      continue;
+    }
+    for (size_t off = 0; off < nb && !bad; off += ST_PRODUCE_CHUNK) {
+      size_t len = nb - off < ST_PRODUCE_CHUNK ? nb - off : ST_PRODUCE_CHUNK;
+      st = produce(user, p.order[k], off, chunk, len, err, err_cap);
+      if (st != EMA_OK) goto done; /* the producer wrote the message */
+      bad = st_out_put(&o, chunk, len);
+    }
   }
   if (!bad) bad = st_out_flush(&o);
   if (bad) {
@@ -562,6 +588,7 @@ done:
   free(dir);
   free(tmp);
   free(obuf);
+  free(chunk);
   st_prep_free(&p);
   return st;
 }

@@ -441,6 +441,88 @@ static void test_file_api_and_extract(void) {
   ema_free(ctx);
 }
 
+/* A producer that writes i-th byte = (offset + i) * 7, and fails at a
+   chosen offset. */
+static ema_status ramp_producer(void *user, size_t index, uint64_t offset, void *dst, size_t len, char *err,
+                                size_t errcap) {
+  uint64_t fail_at = *(const uint64_t *)user;
+  (void)index;
+  if (offset >= fail_at) {
+    snprintf(err, errcap, "producer gave up at %llu", (unsigned long long)offset);
+    return EMA_E_IO;
+  }
+  for (size_t i = 0; i < len; i++) ((unsigned char *)dst)[i] = (unsigned char)((offset + i) * 7u);
+  return EMA_OK;
+}
+
+static void test_write_stream(void) {
+  char path[512], err[256];
+  snprintf(path, sizeof path, "%s", tmp_path("stream.safetensors"));
+  int64_t shape[1] = {3 << 20}; /* 12 MiB of float32: several 1 MiB chunks */
+  ema_file_entry e[1] = {{"big", EMA_F32, 1, shape, NULL}};
+  uint64_t never = UINT64_MAX, midway = 5u << 20;
+  CHECK_MSG(ema_file_write_stream(path, e, 1, NULL, 0, ramp_producer, &never, err, sizeof err) == EMA_OK, "%s", err);
+  size_t len0;
+  unsigned char *img = slurp(path, &len0);
+  CHECK(img && len0 > (12u << 20));
+  ema_file *f = NULL;
+  CHECK(ema_file_open(&f, path, err, sizeof err) == EMA_OK);
+  unsigned char probe[16];
+  CHECK(ema_file_read(f, "big", (7u << 20) + 3, probe, sizeof probe, err, sizeof err) == EMA_OK);
+  CHECK(probe[0] == (unsigned char)(((7u << 20) + 3) * 7u) && probe[15] == (unsigned char)(((7u << 20) + 18) * 7u));
+  ema_file_close(f);
+  /* a failing producer aborts and the previous file stays */
+  CHECK(ema_file_write_stream(path, e, 1, NULL, 0, ramp_producer, &midway, err, sizeof err) == EMA_E_IO);
+  CHECK(strstr(err, "gave up") != NULL);
+  size_t len1;
+  unsigned char *now = slurp(path, &len1);
+  CHECK(now && len1 == len0 && memcmp(now, img, len0) == 0);
+  free(now);
+  free(img);
+}
+
+/* Extract streams tensors larger than its 1 MiB chunks, converting float32
+   averages of a bf16 model chunk by chunk. */
+static void test_extract_large(void) {
+  enum { N = 1500007 };
+  uint16_t *b = (uint16_t *)malloc(N * sizeof *b);
+  float *f = (float *)malloc(N * sizeof *f);
+  int64_t n = N;
+  for (int i = 0; i < N; i++) {
+    b[i] = ema_f32_to_bf16((float)i * 1e-3f);
+    f[i] = (float)i;
+  }
+  ema_ctx *ctx = NULL;
+  CHECK(ema_create(&ctx, 0.7) == EMA_OK);
+  CHECK_ST(ctx, ema_track(ctx, "b", b, EMA_BF16, 1, &n), EMA_OK);
+  CHECK_ST(ctx, ema_track(ctx, "f", f, EMA_F32, 1, &n), EMA_OK);
+  for (int i = 0; i < N; i++) {
+    b[i] = ema_f32_to_bf16(-(float)i * 1e-3f);
+    f[i] = (float)(N - i);
+  }
+  CHECK_ST(ctx, ema_apply(ctx), EMA_OK);
+  char path[512], out[512], err[256];
+  snprintf(path, sizeof path, "%s", tmp_path("large.safetensors"));
+  snprintf(out, sizeof out, "%s", tmp_path("large_out.safetensors"));
+  CHECK_ST(ctx, ema_save(ctx, path), EMA_OK);
+  CHECK_MSG(ema_extract_averages(path, out, NULL, err, sizeof err) == EMA_OK, "%s", err);
+  CHECK_ST(ctx, ema_swap(ctx), EMA_OK); /* the model holds the rounded averages */
+  ema_file *ef = NULL;
+  CHECK(ema_file_open(&ef, out, err, sizeof err) == EMA_OK);
+  uint16_t *rb = (uint16_t *)malloc(N * sizeof *rb);
+  float *rf = (float *)malloc(N * sizeof *rf);
+  CHECK(ema_file_read(ef, "b", 0, rb, N * sizeof *rb, err, sizeof err) == EMA_OK);
+  CHECK(ema_file_read(ef, "f", 0, rf, N * sizeof *rf, err, sizeof err) == EMA_OK);
+  CHECK(memcmp(rb, b, N * sizeof *b) == 0);
+  CHECK(memcmp(rf, f, N * sizeof *f) == 0);
+  ema_file_close(ef);
+  ema_free(ctx);
+  free(b);
+  free(f);
+  free(rb);
+  free(rf);
+}
+
 /* SIGKILL a child at random moments while it saves over the same file
    again and again: the file must always load, as the old or the new one. */
 static void test_kill_during_save(void) {
@@ -493,6 +575,8 @@ int main(void) {
   test_save_failures();
   test_file_layout();
   test_file_api_and_extract();
+  test_extract_large();
+  test_write_stream();
   test_kill_during_save();
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
