@@ -22,11 +22,11 @@
  * rounded to the tensor's dtype. Integer tensors (a step counter) are copied
  * from the latest snapshot used.
  *
- * Memory: the output file is written with ema_file_write, which takes every
- * tensor at once, so the output model is held in memory (in its own dtypes)
- * plus one double accumulator of the largest tensor. Open files: one at a
- * time while checking; the snapshots with a non-zero coefficient while
- * synthesising.
+ * Memory: the output is written with ema_file_write_stream, which asks for
+ * each tensor's bytes in chunks of at most 1 MiB; each chunk is combined
+ * from the same window of every snapshot, so memory stays bounded by a few
+ * MiB whatever the model's size. Open files: one at a time while checking;
+ * the snapshots with a non-zero coefficient while synthesising.
  */
 #include <errno.h>
 #include <math.h>
@@ -78,6 +78,49 @@ typedef struct snapshot {
 } snapshot;
 
 static int is_float(ema_dtype d) { return d == EMA_F32 || d == EMA_F64 || d == EMA_F16 || d == EMA_BF16; }
+
+/* What the producer needs to combine one chunk of one output tensor. */
+typedef struct combine_job {
+  const snapshot *snaps;
+  size_t n;
+  ema_file **used;     /* open snapshots (NULL: not used) */
+  size_t latest;       /* integer tensors are copied from it */
+  int64_t at_step;
+  const ema_file_entry *entries;
+  double *acc;         /* one chunk's elements */
+  unsigned char *window;
+  progress bar;
+  double done_bytes;
+} combine_job;
+
+/* ema_file_write_stream producer: bytes [offset, offset+len) of output
+   tensor k are sum_i coef_i * snapshot_i over the same window, in double. */
+static ema_status combine_chunk(void *user, size_t k, uint64_t offset, void *dst, size_t len, char *err,
+                                size_t errcap) {
+  combine_job *job = (combine_job *)user;
+  const ema_file_entry *e = &job->entries[k];
+  size_t esz = ema_dtype_size(e->dtype), m = len / esz;
+  if (!is_float(e->dtype)) { /* integers: copied from the latest snapshot used */
+    ema_status st = ema_file_read(job->used[job->latest], e->name, offset, dst, len, err, errcap);
+    if (st != EMA_OK) snprintf(err, errcap, "%s: could not read '%s'", job->snaps[job->latest].path, e->name);
+    return st;
+  }
+  for (size_t j = 0; j < m; j++) job->acc[j] = 0;
+  for (size_t i = 0; i < job->n; i++) {
+    if (!job->used[i] || job->snaps[i].t > job->at_step || job->snaps[i].coef == 0) continue;
+    ema_status st = ema_file_read(job->used[i], e->name, offset, job->window, len, err, errcap);
+    if (st != EMA_OK) {
+      snprintf(err, errcap, "%s: could not read '%s' at byte %llu of the tensor", job->snaps[i].path, e->name,
+               (unsigned long long)offset);
+      return st;
+    }
+    for (size_t j = 0; j < m; j++) job->acc[j] += job->snaps[i].coef * cli_load_element(job->window, e->dtype, j);
+    job->done_bytes += (double)len;
+    progress_update(&job->bar, job->done_bytes);
+  }
+  for (size_t j = 0; j < m; j++) cli_store_element(dst, e->dtype, j, job->acc[j]);
+  return EMA_OK;
+}
 
 static int same_shape(const ema_file_tensor *a, const ema_file_tensor *b) {
   if (a->ndim != b->ndim) return 0;
@@ -239,7 +282,7 @@ static int run_posthoc(const cli_command *cmd, int argc, char **argv) {
   char err[1024];
   ema_file *ref = NULL, **used = NULL;
   ema_file_entry *entries = NULL;
-  unsigned char **outbufs = NULL;
+  unsigned char *window = NULL;
   double *acc = NULL, *t = NULL, *g = NULL, *coef = NULL;
   char *meta_coef = NULL, *meta_t = NULL, *meta_g = NULL;
   size_t nt = 0;
@@ -311,8 +354,7 @@ static int run_posthoc(const cli_command *cmd, int argc, char **argv) {
   nt = ema_file_count(ref);
   used = (ema_file **)calloc(n, sizeof *used);
   entries = (ema_file_entry *)calloc(nt ? nt : 1, sizeof *entries);
-  outbufs = (unsigned char **)calloc(nt ? nt : 1, sizeof *outbufs);
-  if (!used || !entries || !outbufs) goto nomem;
+  if (!used || !entries) goto nomem;
   size_t latest = 0; /* the latest snapshot used: integer tensors come from it */
   int have_latest = 0;
   for (size_t i = 0; i < n; i++) {
@@ -329,8 +371,7 @@ static int run_posthoc(const cli_command *cmd, int argc, char **argv) {
     cli_error("%s", err);
     goto done;
   }
-  uint64_t max_numel = 0;
-  double total = 0, done_bytes = 0;
+  double total = 0;
   for (size_t k = 0; k < nt; k++) {
     ema_file_tensor ti;
     ema_file_tensor_at(ref, k, &ti);
@@ -339,61 +380,19 @@ static int run_posthoc(const cli_command *cmd, int argc, char **argv) {
                 ti.dtype_name);
       goto done;
     }
-    if (ti.numel > max_numel) max_numel = ti.numel;
-    total += (double)ti.nbytes * (double)info.n_used;
-  }
-  enum { WINDOW = 1 << 14 };
-  acc = (double *)malloc((size_t)(max_numel ? max_numel : 1) * sizeof *acc);
-  unsigned char *window = (unsigned char *)malloc(WINDOW * 8);
-  if (!acc || !window) {
-    free(window);
-    goto nomem;
-  }
-  progress bar;
-  progress_begin(&bar, "combining", total);
-  int failed = 0;
-  for (size_t k = 0; k < nt && !failed; k++) {
-    ema_file_tensor ti;
-    ema_file_tensor_at(ref, k, &ti);
-    size_t esz = ema_dtype_size(ti.dtype);
-    outbufs[k] = (unsigned char *)malloc(ti.nbytes ? (size_t)ti.nbytes : 1);
-    if (!outbufs[k]) {
-      failed = 1;
-      cli_error("posthoc: out of memory for tensor '%s' (%llu bytes)", ti.name, (unsigned long long)ti.nbytes);
-      break;
-    }
     entries[k].name = ti.name;
     entries[k].dtype = ti.dtype;
     entries[k].ndim = ti.ndim;
     entries[k].shape = ti.shape;
-    entries[k].data = outbufs[k];
-    if (!is_float(ti.dtype)) { /* integers: copied from the latest snapshot used */
-      if (ema_file_read(used[latest], ti.name, 0, outbufs[k], (size_t)ti.nbytes, err, sizeof err) != EMA_OK) {
-        failed = 1;
-        cli_error("%s: %s", snaps[latest].path, err);
-      }
-      continue;
-    }
-    for (uint64_t j = 0; j < ti.numel; j++) acc[j] = 0;
-    for (size_t i = 0; i < n && !failed; i++) {
-      if (!used[i] || snaps[i].t > at_step || snaps[i].coef == 0) continue;
-      for (uint64_t j = 0; j < ti.numel; j += WINDOW) {
-        size_t m = (size_t)(ti.numel - j < WINDOW ? ti.numel - j : WINDOW);
-        if (ema_file_read(used[i], ti.name, j * esz, window, m * esz, err, sizeof err) != EMA_OK) {
-          failed = 1;
-          cli_error("%s: %s", snaps[i].path, err);
-          break;
-        }
-        for (size_t e = 0; e < m; e++) acc[j + e] += snaps[i].coef * cli_load_element(window, ti.dtype, e);
-        done_bytes += (double)(m * esz);
-        progress_update(&bar, done_bytes);
-      }
-    }
-    for (uint64_t j = 0; j < ti.numel; j++) cli_store_element(outbufs[k], ti.dtype, (size_t)j, acc[j]);
+    entries[k].data = NULL; /* produced by combine_chunk */
+    total += (double)ti.nbytes * (double)info.n_used;
   }
-  progress_done(&bar);
-  free(window);
-  if (failed) goto done;
+  /* the producer's largest request is 1 MiB: 512 Ki elements of 2 bytes */
+  acc = (double *)malloc(((size_t)1 << 19) * sizeof *acc);
+  window = (unsigned char *)malloc((size_t)1 << 20);
+  if (!acc || !window) goto nomem;
+  combine_job job = {snaps, n, used, latest, at_step, entries, acc, window, {0}, 0.0};
+  progress_begin(&job.bar, "combining", total);
 
   /* 4. the output, with what it is in its metadata */
   char s_sigma[40], s_gamma[40], s_t[32], s_res[40], s_cond[40];
@@ -422,7 +421,10 @@ static int run_posthoc(const cli_command *cmd, int argc, char **argv) {
       "ema.posthoc.cond", s_cond,
   };
   /* clang-format on */
-  if (ema_file_write(out, entries, nt, meta, sizeof meta / sizeof meta[0] / 2, err, sizeof err) != EMA_OK) {
+  ema_status wst = ema_file_write_stream(out, entries, nt, meta, sizeof meta / sizeof meta[0] / 2, combine_chunk, &job,
+                                         err, sizeof err);
+  progress_done(&job.bar);
+  if (wst != EMA_OK) {
     cli_error("%s", err);
     goto done;
   }
@@ -435,10 +437,8 @@ done:
   ema_file_close(ref);
   if (used)
     for (size_t i = 0; i < n; i++) ema_file_close(used[i]);
-  if (outbufs)
-    for (size_t k = 0; k < nt; k++) free(outbufs[k]);
   free(used);
-  free(outbufs);
+  free(window);
   free(entries);
   free(acc);
   free(t);
