@@ -44,7 +44,10 @@ typedef void (*ema_div_fn)(void *a, const void *b, size_t n, ema_coef f);
 
 /* Conversions between parameter and shadow: to_shadow writes s from v,
    from_shadow writes v from s (rounding to nearest even, NaN kept NaN and
-   quiet, Inf kept). For same-dtype pairs both are plain copies. */
+   quiet, Inf kept). For same-dtype pairs both are plain copies. Widening
+   bf16 -> f32 is an exact shift: a signaling NaN stays signaling there (it
+   turns quiet at the first arithmetic operation); f16 -> f32 makes it quiet,
+   as F16C does. */
 typedef void (*ema_cvt_fn)(void *dst, const void *src, size_t n);
 
 /* Exchange nbytes bytes between a and b (non-overlapping). */
@@ -62,6 +65,12 @@ typedef struct ema_kernels {
 /* The scalar reference table; always available. */
 extern const ema_kernels ema_kernels_ref;
 
+/* AVX2 + F16C kernels (avx2.c), bit-identical to ema_kernels_ref. Compiled
+   in on x86-64 with GCC or Clang only (cmake/kernels.cmake defines
+   EMA_HAVE_AVX2 then); never call it directly: take it from
+   ema_kernels_by_name("avx2"), which checks that the CPU and OS support it. */
+extern const ema_kernels ema_kernels_avx2;
+
 /* The table chosen once for this process: the best ISA the CPU and OS
    support, or the one forced by the environment variable EMA_ISA
    (ref|avx2|...; an unknown or unsupported value falls back to the best;
@@ -71,6 +80,10 @@ const ema_kernels *ema_kernels_best(void);
 /* Look up a table by name ("ref", "avx2"); NULL when that ISA is not
    compiled in or not supported by this CPU/OS. Thread-safe. */
 const ema_kernels *ema_kernels_by_name(const char *name);
+
+/* Name of the table ema_kernels_best() returns ("ref", "avx2", ...); static
+   text. Thread-safe. */
+const char *ema_kernels_chosen_name(void);
 
 /* Scalar conversions, shared by the reference kernels and the core. */
 float ema_bf16_to_f32(uint16_t h);
