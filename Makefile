@@ -6,7 +6,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMA_WERROR=ON
 
-.PHONY: all demo test build build-asan deps-build deps-test clean install
+.PHONY: all demo test fuzz build build-asan deps-build deps-test clean install
 
 all: build
 
@@ -27,14 +27,24 @@ build-asan: deps-test
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEMA_WERROR=ON -DEMA_SANITIZE=ON >/dev/null
 	cmake --build build-asan -j $(JOBS)
 
+# Every test in the plain build, then under ASan+UBSan, then the valgrind
+# runs, then the safetensors fuzzer for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+
 test: deps-test build build-asan
-	ctest --test-dir build --output-on-failure -j $(JOBS)
+	ctest --test-dir build --output-on-failure -j $(JOBS) -LE valgrind
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS) -LE no-sanitize
-	ctest --test-dir build --output-on-failure -L valgrind
+	ctest --test-dir build --output-on-failure -j $(JOBS) -L valgrind
+	@sh tests/fuzz/run_bounded.sh $(FUZZ_SECONDS) > build/fuzz.log 2>&1 \
+	  || { tail -n 40 build/fuzz.log; echo "fuzzing failed: see build/fuzz.log"; exit 1; }
+	@grep -E "^stat::number_of_executed_units|^Done" build/fuzz.log || tail -n 5 build/fuzz.log
+
+fuzz: deps-test
+	sh tests/fuzz/run_bounded.sh $(FUZZ_SECONDS)
 
 install: build
 	cmake --install build
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
