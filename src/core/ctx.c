@@ -168,6 +168,7 @@ void ema_free(ema_ctx *ctx) {
   if (!ctx) return;
   ema__pool_free(ctx->pool);
   free(ctx->run_items);
+  free(ctx->run_factors);
   for (size_t i = 0; i < ctx->count; i++) free(ctx->tensors[i].name);
   free(ctx->tensors);
   free(ctx->index);
@@ -301,6 +302,9 @@ static ema_status track(ema_ctx *ctx, const char *name, void *data, ema_dtype dt
     ema_run_item *ni = (ema_run_item *)ema__realloc(ctx->run_items, ncap * sizeof *ni);
     if (!ni) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory growing the registry", fn);
     ctx->run_items = ni;
+    ema_coef *nf = (ema_coef *)ema__realloc(ctx->run_factors, ncap * EMA_MAX_AVERAGES * sizeof *nf);
+    if (!nf) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory growing the registry", fn);
+    ctx->run_factors = nf;
     ctx->cap = ncap;
   }
   size_t *nindex = NULL;
@@ -525,22 +529,38 @@ static ema_coef debias_factor(int pair, ema_coef om, int64_t k) {
   return f;
 }
 
-/* TensorFlow's update of every average (ema_apply, ema_apply_some). */
-static void add_update(ema_ctx *ctx, ema_tensor *t, size_t *n) {
-  ema_run_item *it = &ctx->run_items[(*n)++];
-  memset(it, 0, sizeof *it);
+/* TensorFlow's coefficients of every average for every pair, once per call. */
+static void tf_coefs(ema_ctx *ctx, float *d) {
+  for (size_t a = 0; a < ctx->n_avg; a++) {
+    d[a] = ema__effective_decay_f32(ctx, a);
+    for (int p = 0; p < EMA_PAIR_COUNT; p++) ctx->coef_om[p][a] = ema__coef_from_f32_om(1.0f - d[a], p);
+  }
+}
+
+static ema_run_item *new_update_item(ema_ctx *ctx, ema_tensor *t, size_t *n) {
+  size_t i = (*n)++;
+  ema_run_item *it = &ctx->run_items[i];
   it->t = t;
   it->op = EMA_OP_UPDATE;
-  it->n_avg = (int)ctx->n_avg;
   it->debias = ctx->zero_debias;
+  it->n_avg = (int)ctx->n_avg;
+  it->copy_mask = 0;
+  it->k = 0;
+  it->om = ctx->coef_om[t->pair];
+  it->factor = ctx->run_factors + i * EMA_MAX_AVERAGES;
+  it->side = NULL;
+  return it;
+}
+
+/* TensorFlow's update of every average (ema_apply, ema_apply_some). */
+static void add_update(ema_ctx *ctx, ema_tensor *t, const float *d, size_t *n) {
+  ema_run_item *it = new_update_item(ctx, t, n);
+  if (!ctx->zero_debias) return;
+  ema_coef *factor = ctx->run_factors + (size_t)(it - ctx->run_items) * EMA_MAX_AVERAGES;
   for (size_t a = 0; a < ctx->n_avg; a++) {
-    float d = ema__effective_decay_f32(ctx, a);
-    it->om[a] = ema__coef_from_f32_om(1.0f - d, t->pair);
-    t->debias_prod[a] *= (double)d;
-    if (ctx->zero_debias) {
-      t->debias_steps[a]++;
-      it->factor[a] = debias_factor(t->pair, it->om[a], t->debias_steps[a]);
-    }
+    t->debias_prod[a] *= (double)d[a];
+    t->debias_steps[a]++;
+    factor[a] = debias_factor(t->pair, it->om[a], t->debias_steps[a]);
   }
 }
 
@@ -564,9 +584,11 @@ ema_status ema_apply(ema_ctx *ctx) {
                      "ema_apply: the model holds the averages (swapped); call ema_swap() to swap back first");
   ema_status rc = require_constant(ctx, "ema_apply");
   if (rc != EMA_OK) return rc;
+  float d[EMA_MAX_AVERAGES];
+  tf_coefs(ctx, d);
   size_t n = 0;
   for (size_t i = 0; i < ctx->count; i++)
-    if (ctx->tensors[i].pair >= 0) add_update(ctx, &ctx->tensors[i], &n);
+    if (ctx->tensors[i].pair >= 0) add_update(ctx, &ctx->tensors[i], d, &n);
   ema__run(ctx, ctx->run_items, n);
   return EMA_OK;
 }
@@ -606,8 +628,10 @@ ema_status ema_apply_some(ema_ctx *ctx, const char *const *names, size_t n) {
   }
   for (size_t j = 0; j < i; j++) ema__find(ctx, names[j])->mark = 0;
   if (st != EMA_OK) return st;
+  float d[EMA_MAX_AVERAGES];
+  tf_coefs(ctx, d);
   size_t m = 0;
-  for (i = 0; i < n; i++) add_update(ctx, ema__find(ctx, names[i]), &m);
+  for (i = 0; i < n; i++) add_update(ctx, ema__find(ctx, names[i]), d, &m);
   ema__run(ctx, ctx->run_items, m);
   return EMA_OK;
 }
@@ -679,7 +703,7 @@ static ema_status ensure_buffer(ema_ctx *ctx, unsigned char **buf, size_t *cap, 
 
 static ema_run_item *add_item(ema_ctx *ctx, ema_tensor *t, int op, unsigned char *side, size_t *n) {
   ema_run_item *it = &ctx->run_items[(*n)++];
-  memset(it, 0, sizeof *it);
+  memset(it, 0, sizeof *it); /* small now: pointers, no coefficient arrays */
   it->t = t;
   it->op = op;
   it->side = side;
@@ -865,23 +889,24 @@ ema_status ema_update(ema_ctx *ctx, int64_t step) {
       return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_update: the schedule of average '%s' is invalid",
                        ctx->avg[a].name);
   }
+  unsigned copy_mask = 0;
+  for (size_t a = 0; a < ctx->n_avg; a++) {
+    if (d[a] == 0.0) copy_mask |= 1u << a;
+    for (int p = 0; p < EMA_PAIR_COUNT; p++) ctx->coef_om[p][a] = ema__coef_from_f64(1.0 - d[a], p);
+  }
   size_t n = 0;
   for (size_t i = 0; i < ctx->count; i++) {
     ema_tensor *t = &ctx->tensors[i];
     if (t->pair < 0) continue;
-    ema_run_item *it = &ctx->run_items[n++];
-    memset(it, 0, sizeof *it);
-    it->t = t;
-    it->op = EMA_OP_UPDATE;
-    it->n_avg = (int)ctx->n_avg;
-    it->debias = ctx->zero_debias;
+    ema_run_item *it = new_update_item(ctx, t, &n);
+    it->copy_mask = copy_mask;
+    if (!ctx->zero_debias) continue;
+    ema_coef *factor = ctx->run_factors + (n - 1) * EMA_MAX_AVERAGES;
     for (size_t a = 0; a < ctx->n_avg; a++) {
-      if (d[a] == 0.0) it->copy_mask |= 1u << a;
-      it->om[a] = ema__coef_from_f64(1.0 - d[a], t->pair);
       t->debias_steps[a]++;
       t->debias_prod[a] *= d[a];
       /* exact zero-debias: divide by the accumulated weight 1 - prod(d) */
-      it->factor[a] = ema__coef_from_f64(1.0 - t->debias_prod[a], t->pair);
+      factor[a] = ema__coef_from_f64(1.0 - t->debias_prod[a], t->pair);
     }
   }
   ema__run(ctx, ctx->run_items, n);

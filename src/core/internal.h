@@ -16,21 +16,23 @@
 
 /* One registered tensor. Shadows live in the arena; data is the caller's. */
 typedef struct ema_tensor {
-  char *name;
-  size_t name_len;
+  /* hot: read by every update, first so that they share a cache line */
   void *data;       /* borrowed */
+  size_t numel;
+  int pair;         /* ema_pair, or -1 for plain state */
   ema_dtype dtype;  /* model dtype */
   ema_dtype sdtype; /* shadow dtype (== dtype for plain state) */
-  int pair;         /* ema_pair, or -1 for plain state */
-  int ndim;
-  int64_t shape[EMA_MAX_DIMS];
-  size_t numel;
+  int mark;         /* scratch flag for ema_apply_some validation */
   /* per average k of the bank (EMA_MAX_AVERAGES, ctx->n_avg used): */
   void *shadow[EMA_MAX_AVERAGES];  /* s, or the biased accumulator with zero_debias; arena */
   void *average[EMA_MAX_AVERAGES]; /* == shadow, or the debiased average with zero_debias; arena */
   int64_t debias_steps[EMA_MAX_AVERAGES]; /* k of TensorFlow's zero_debias */
   double debias_prod[EMA_MAX_AVERAGES];   /* prod of the decays so far (exact zero-debias) */
-  int mark;             /* scratch flag for ema_apply_some validation */
+  /* cold */
+  char *name;
+  size_t name_len;
+  int ndim;
+  int64_t shape[EMA_MAX_DIMS];
 } ema_tensor;
 
 typedef struct ema_block ema_block;
@@ -73,6 +75,8 @@ struct ema_ctx {
   ema_pool *pool;  /* started on the first large run */
   int pool_failed; /* the pool could not be started: run on one thread */
   struct ema_run_item *run_items; /* scratch, cap entries */
+  ema_coef *run_factors;          /* scratch, cap * EMA_MAX_AVERAGES zero-debias divisors */
+  ema_coef coef_om[EMA_PAIR_COUNT][EMA_MAX_AVERAGES]; /* 1 - d of the current update, per pair */
   char err[EMA_ERR_CAP];
 };
 

@@ -87,8 +87,7 @@ typedef struct run_job {
 /* First element of item it at or after cost offset b (monotone in b). */
 static size_t elem_at(const ema_run_item *it, size_t b) {
   if (b <= it->begin) return 0;
-  size_t c = cost_per_elem(it);
-  size_t e = (b - it->begin) / c;
+  size_t e = (b - it->begin) / it->cost;
   e = (e + EMA_SPLIT_ELEMS - 1) / EMA_SPLIT_ELEMS * EMA_SPLIT_ELEMS;
   return e < it->t->numel ? e : it->t->numel;
 }
@@ -107,7 +106,7 @@ static void run_part(void *arg, int part, int nparts) {
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
     const ema_run_item *it = &job->items[mid];
-    if (it->begin + it->t->numel * cost_per_elem(it) <= b0)
+    if (it->begin + it->t->numel * it->cost <= b0)
       lo = mid + 1;
     else
       hi = mid;
@@ -132,7 +131,8 @@ void ema__run(ema_ctx *ctx, ema_run_item *items, size_t n) {
   size_t total = 0;
   for (size_t i = 0; i < n; i++) {
     items[i].begin = total;
-    total += items[i].t->numel * cost_per_elem(&items[i]);
+    items[i].cost = cost_per_elem(&items[i]);
+    total += items[i].t->numel * items[i].cost;
   }
   run_job job = {ctx->k, items, n, total};
   if (ctx->threads > 1 && total >= EMA_PARALLEL_MIN_BYTES && !ctx->pool && !ctx->pool_failed) {

@@ -20,10 +20,11 @@ typedef struct ema_run_item {
   int n_avg;                      /* EMA_OP_UPDATE: averages to update (0..n_avg-1) */
   unsigned copy_mask;             /* EMA_OP_UPDATE: averages whose decay is 0: copy the model */
   int k;                          /* other ops: the average they use */
-  ema_coef om[EMA_MAX_AVERAGES];  /* 1 - d per average */
-  ema_coef factor[EMA_MAX_AVERAGES]; /* zero-debias divisor per average */
-  unsigned char *side; /* side buffer of this tensor (model dtype), or NULL */
-  size_t begin;        /* filled by ema__run: cost offset of the item */
+  const ema_coef *om;     /* EMA_OP_UPDATE: 1 - d per average (a row of ctx->coef_om) */
+  const ema_coef *factor; /* EMA_OP_UPDATE with debias: divisor per average */
+  unsigned char *side;    /* side buffer of this tensor (model dtype), or NULL */
+  size_t begin;           /* filled by ema__run: cost offset of the item */
+  size_t cost;            /* filled by ema__run: bytes moved per element */
 } ema_run_item;
 
 /* Run the items (n may be 0). ctx->run_items is a scratch array of
