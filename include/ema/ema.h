@@ -175,6 +175,21 @@ EMA_API size_t ema_count(const ema_ctx *ctx);
 EMA_API ema_status ema_tensor_info(const ema_ctx *ctx, size_t i, const char **name, void **data,
                                    ema_dtype *dtype, int *ndim, int64_t *shape, int *averaged);
 
+/* Point the registered tensor `name` at new memory of the same dtype and
+   shape (borrowed, as in ema_track), keeping its averages: for a framework
+   that moved or reallocated a parameter (PyTorch's param.data = ...).
+   Errors: EMA_E_INVALID_ARG (NULL data for a non-empty tensor),
+   EMA_E_NOT_FOUND, EMA_E_STATE (while swapped or while a stored copy is
+   held: both refer to the old memory). */
+EMA_API ema_status ema_retarget(ema_ctx *ctx, const char *name, void *data);
+
+/* Forget the registered tensor `name` (averaged or plain state): it is no
+   longer updated, saved or loaded, and its average pointer must no longer
+   be used. Its shadow memory is given back at ema_free. Names of other
+   tensors and their average pointers are unaffected.
+   Errors: EMA_E_NOT_FOUND, EMA_E_STATE (while swapped or stored). */
+EMA_API ema_status ema_untrack(ema_ctx *ctx, const char *name);
+
 /* Shadow policy for f16/bf16 tensors tracked after this call: 0 (default)
    keeps float32 shadows, which keep averaging at decay 0.9999 where a bf16
    shadow stalls; 1 keeps shadows of the parameter's own dtype with every
@@ -206,6 +221,13 @@ EMA_API ema_status ema_set_zero_debias(ema_ctx *ctx, int on);
    suffix of every average in checkpoints: "<tensor>/<name>". 1..255 bytes,
    no NUL. */
 EMA_API ema_status ema_set_name(ema_ctx *ctx, const char *name);
+
+/* The decay as set (ema_create, ema_set_decay, a loaded checkpoint), before
+   any warm-up; NaN for NULL. */
+EMA_API double ema_get_decay(const ema_ctx *ctx);
+
+/* num_updates as set, -1 when off (and for NULL). */
+EMA_API int64_t ema_get_num_updates(const ema_ctx *ctx);
 
 /* The decay d the next apply will use, after the num_updates warm-up,
    converted exactly from float32 to double. NaN for a NULL ctx. */

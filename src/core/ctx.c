@@ -913,3 +913,53 @@ ema_status ema_update(ema_ctx *ctx, int64_t step) {
   ctx->last_step = step;
   return EMA_OK;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Getters, retarget, untrack                                                */
+/* ------------------------------------------------------------------------ */
+
+double ema_get_decay(const ema_ctx *ctx) { return ctx ? ctx->avg[0].sched.decay : NAN; }
+
+int64_t ema_get_num_updates(const ema_ctx *ctx) { return ctx ? ctx->num_updates : -1; }
+
+static ema_status refuse_busy(ema_ctx *ctx, const char *fn) {
+  if (ctx->swapped)
+    return ema__fail(ctx, EMA_E_STATE, "%s: the context is swapped; call ema_swap() to swap back first", fn);
+  if (ctx->stored)
+    return ema__fail(ctx, EMA_E_STATE, "%s: a stored copy of the model is held; call ema_restore() first", fn);
+  return EMA_OK;
+}
+
+ema_status ema_retarget(ema_ctx *ctx, const char *name, void *data) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (!name) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_retarget: name is NULL");
+  ema_tensor *t = ema__find(ctx, name);
+  if (!t) return ema__fail(ctx, EMA_E_NOT_FOUND, "ema_retarget: no tensor named '%s' is tracked", name);
+  if (!data && t->numel)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_retarget: tensor '%s' has %zu elements but data is NULL", name,
+                     t->numel);
+  ema_status st = refuse_busy(ctx, "ema_retarget");
+  if (st != EMA_OK) return st;
+  t->data = data;
+  return EMA_OK;
+}
+
+ema_status ema_untrack(ema_ctx *ctx, const char *name) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (!name) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_untrack: name is NULL");
+  ema_tensor *t = ema__find(ctx, name);
+  if (!t) return ema__fail(ctx, EMA_E_NOT_FOUND, "ema_untrack: no tensor named '%s' is tracked", name);
+  ema_status st = refuse_busy(ctx, "ema_untrack");
+  if (st != EMA_OK) return st;
+  size_t i = (size_t)(t - ctx->tensors);
+  if (t->pair >= 0) ctx->n_averaged--;
+  free(t->name);
+  memmove(&ctx->tensors[i], &ctx->tensors[i + 1], (ctx->count - i - 1) * sizeof *t);
+  ctx->count--;
+  /* rebuild the index in place: same capacity, new slots */
+  memset(ctx->index, 0, ctx->index_cap * sizeof *ctx->index);
+  for (size_t j = 0; j < ctx->count; j++) index_insert(ctx->index, ctx->index_cap, ctx->tensors[j].name, j + 1);
+  return EMA_OK;
+}

@@ -77,7 +77,7 @@ ema_status ema_power_gamma(double sigma_rel, double *gamma) {
   lo = 0.0;
   hi = 1.0 / sigma_rel;
   f = gamma_equation(lo, sigma_rel, &df);
-  if (f >= 0.0) { /* sigma at the top of the range: gamma is 0 */
+  if (f >= 0.0 || sigma_rel == EMA_POWER_SIGMA_REL_MAX) { /* the top of the range: gamma is 0 */
     *gamma = 0.0;
     return EMA_OK;
   }

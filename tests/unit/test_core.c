@@ -552,8 +552,49 @@ static void test_alloc_failures(void) {
   ema_free(ctx);
 }
 
+static void test_retarget_untrack(void) {
+  ema_ctx *ctx = make(0.5);
+  float a[2] = {1, 2}, b[2] = {3, 4}, moved[2] = {0, 0};
+  int64_t n = 2, step = 3;
+  CHECK(ema_get_decay(ctx) == 0.5 && ema_get_num_updates(ctx) == -1);
+  CHECK_ST(ctx, ema_set_num_updates(ctx, 7), EMA_OK);
+  CHECK(ema_get_num_updates(ctx) == 7 && ema_get_decay(ctx) == 0.5);
+  CHECK_ST(ctx, ema_set_num_updates(ctx, -1), EMA_OK);
+  CHECK_ST(ctx, ema_track(ctx, "a", a, EMA_F32, 1, &n), EMA_OK);
+  CHECK_ST(ctx, ema_track(ctx, "b", b, EMA_F32, 1, &n), EMA_OK);
+  CHECK_ST(ctx, ema_track_state(ctx, "step", &step, EMA_I64, 0, NULL), EMA_OK);
+  const float *avg_b = (const float *)ema_average(ctx, "b", NULL);
+  /* the framework moved "a": the average follows the new memory */
+  moved[0] = 9;
+  moved[1] = 9;
+  CHECK_ST(ctx, ema_retarget(ctx, "a", moved), EMA_OK);
+  CHECK_ST(ctx, ema_apply(ctx), EMA_OK);
+  const float *avg_a = (const float *)ema_average(ctx, "a", NULL);
+  CHECK(avg_a[0] == 5.0f && avg_a[1] == 5.5f); /* from 1, 2 towards 9 */
+  CHECK_ST(ctx, ema_retarget(ctx, "nope", moved), EMA_E_NOT_FOUND);
+  CHECK_ST(ctx, ema_retarget(ctx, "a", NULL), EMA_E_INVALID_ARG);
+  CHECK_ST(ctx, ema_swap(ctx), EMA_OK);
+  CHECK_ST(ctx, ema_retarget(ctx, "a", a), EMA_E_STATE);
+  CHECK_ST(ctx, ema_untrack(ctx, "a"), EMA_E_STATE);
+  CHECK_ST(ctx, ema_swap(ctx), EMA_OK);
+  /* untrack: gone from every call; the others keep their names and pointers */
+  CHECK_ST(ctx, ema_untrack(ctx, "a"), EMA_OK);
+  CHECK(ema_count(ctx) == 2 && ema_average(ctx, "a", NULL) == NULL);
+  CHECK(ema_average(ctx, "b", NULL) == avg_b);
+  const char *names[] = {"a"};
+  CHECK_ST(ctx, ema_apply_some(ctx, names, 1), EMA_E_NOT_FOUND);
+  CHECK_ST(ctx, ema_apply(ctx), EMA_OK);
+  CHECK(moved[0] == 9.0f);
+  CHECK_ST(ctx, ema_untrack(ctx, "step"), EMA_OK);
+  CHECK_ST(ctx, ema_untrack(ctx, "step"), EMA_E_NOT_FOUND);
+  CHECK_ST(ctx, ema_track(ctx, "a", a, EMA_F32, 1, &n), EMA_OK); /* the name is free again */
+  CHECK(ema_count(ctx) == 2);
+  ema_free(ctx);
+}
+
 int main(void) {
   test_version();
+  test_retarget_untrack();
   test_create_errors();
   test_track_errors();
   test_tf_quarter_decay();
