@@ -77,6 +77,7 @@ struct ema_block {
 };
 
 #define EMA_BLOCK_MIN ((size_t)64 << 10)
+#define EMA_BANK_STAGGER ((size_t)(68 << 10) + 5 * 64)
 #define EMA_BLOCK_GROW_MAX ((size_t)64 << 20)
 
 static size_t round_up(size_t n) { return (n + EMA_ALIGN - 1) / EMA_ALIGN * EMA_ALIGN; }
@@ -160,6 +161,7 @@ ema_status ema_create(ema_ctx **out, double decay) {
   ctx->num_updates = -1;
   ctx->k = ema_kernels_best();
   ctx->threads = ema__default_threads();
+  ctx->parallel_min = ema__parallel_min_default();
   *out = ctx;
   return EMA_OK;
 }
@@ -323,7 +325,11 @@ static ema_status track(ema_ctx *ctx, const char *name, void *data, ema_dtype dt
   unsigned char *shadow = NULL;
   size_t sbytes = round_up(numel * ema_dtype_size(sdtype));
   if (!sbytes) sbytes = EMA_ALIGN; /* distinct, valid pointers for empty tensors */
-  size_t per_avg = ctx->zero_debias ? 2 * sbytes : sbytes;
+  /* The averages of a bank are updated side by side; offsetting each one's
+     start by a little over 64 KiB more than its size keeps the K + 1 streams
+     of a one-pass update out of the same cache sets and DRAM banks. */
+  size_t stagger = ctx->n_avg > 1 ? EMA_BANK_STAGGER : 0;
+  size_t per_avg = (ctx->zero_debias ? 2 * sbytes : sbytes) + stagger;
   if (averaged) {
     size_t total = per_avg * ctx->n_avg;
     shadow = arena_alloc(ctx, total);
@@ -349,6 +355,8 @@ static ema_status track(ema_ctx *ctx, const char *name, void *data, ema_dtype dt
   t->data = data;
   t->dtype = dtype;
   t->sdtype = sdtype;
+  t->msize = (unsigned char)ema_dtype_size(dtype);
+  t->ssize = (unsigned char)ema_dtype_size(sdtype);
   t->pair = pair;
   t->ndim = ndim;
   for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];

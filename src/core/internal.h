@@ -22,6 +22,7 @@ typedef struct ema_tensor {
   int pair;         /* ema_pair, or -1 for plain state */
   ema_dtype dtype;  /* model dtype */
   ema_dtype sdtype; /* shadow dtype (== dtype for plain state) */
+  unsigned char msize, ssize; /* bytes per element of the model and of the shadow */
   int mark;         /* scratch flag for ema_apply_some validation */
   /* per average k of the bank (EMA_MAX_AVERAGES, ctx->n_avg used): */
   void *shadow[EMA_MAX_AVERAGES];  /* s, or the biased accumulator with zero_debias; arena */
@@ -74,6 +75,7 @@ struct ema_ctx {
   int threads;     /* threads an apply may use, the caller included */
   ema_pool *pool;  /* started on the first large run */
   int pool_failed; /* the pool could not be started: run on one thread */
+  size_t parallel_min; /* runs moving fewer bytes stay on the calling thread */
   struct ema_run_item *run_items; /* scratch, cap entries */
   ema_coef *run_factors;          /* scratch, cap * EMA_MAX_AVERAGES zero-debias divisors */
   ema_coef coef_om[EMA_PAIR_COUNT][EMA_MAX_AVERAGES]; /* 1 - d of the current update, per pair */

@@ -15,13 +15,15 @@
 
 #include "pool.h"
 
-/* Below this many bytes, a run stays on the calling thread: waking workers
-   costs more than it saves. */
-#define EMA_PARALLEL_MIN_BYTES ((size_t)1 << 20)
+/* Below this many bytes, a run stays on the calling thread: waking a
+   sleeping worker costs 10-50 us on a loaded VM, and a second thread adds
+   as little as 20% bandwidth there, so the break-even is near 10 MB moved
+   (bench/RESULTS.md). */
+#define EMA_PARALLEL_MIN_BYTES ((size_t)16 << 20)
 #define EMA_SPLIT_ELEMS 16
 
 static size_t cost_per_elem(const ema_run_item *it) {
-  size_t m = ema_dtype_size(it->t->dtype), s = ema_dtype_size(it->t->sdtype);
+  size_t m = it->t->msize, s = it->t->ssize;
   switch (it->op) {
     case EMA_OP_UPDATE: return m + (size_t)it->n_avg * (2 * s + (it->debias ? 2 * s : 0));
     case EMA_OP_SWAP: return 4 * m;
@@ -31,13 +33,16 @@ static size_t cost_per_elem(const ema_run_item *it) {
   }
 }
 
-/* A bank updates its averages chunk by chunk, so each chunk of parameters
-   is read from memory once and stays in L1 for the other averages. */
+/* Parameter bytes per chunk of a bank update (see update_range). */
 #define EMA_BANK_CHUNK_BYTES 8192
 
 static void update_range(const ema_kernels *k, const ema_run_item *it, size_t e0, size_t e1) {
   const ema_tensor *t = it->t;
-  size_t m = ema_dtype_size(t->dtype), s = ema_dtype_size(t->sdtype);
+  size_t m = t->msize, s = t->ssize;
+  /* A bank goes chunk by chunk: each 8 KiB of parameters is read from memory
+     once and stays in L1 while every average's shadow streams past it. This
+     measured faster than one fused kernel over all K + 1 streams, which
+     reached about half the bandwidth (bench/RESULTS.md, bank section). */
   size_t chunk = it->n_avg == 1 ? e1 - e0 : EMA_BANK_CHUNK_BYTES / m;
   for (size_t c0 = e0; c0 < e1; c0 += chunk) {
     size_t n = e1 - c0 < chunk ? e1 - c0 : chunk;
@@ -61,7 +66,7 @@ static void run_range(const ema_kernels *k, const ema_run_item *it, size_t e0, s
     update_range(k, it, e0, e1);
     return;
   }
-  size_t m = ema_dtype_size(t->dtype), s = ema_dtype_size(t->sdtype);
+  size_t m = t->msize, s = t->ssize;
   unsigned char *data = (unsigned char *)t->data + e0 * m;
   unsigned char *avg = (unsigned char *)t->average[it->k] + e0 * s;
   unsigned char *side = it->side ? it->side + e0 * m : NULL;
@@ -120,6 +125,8 @@ static void run_part(void *arg, int part, int nparts) {
   }
 }
 
+size_t ema__parallel_min_default(void) { return EMA_PARALLEL_MIN_BYTES; }
+
 int ema__default_threads(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   if (n < 1) n = 1;
@@ -135,12 +142,12 @@ void ema__run(ema_ctx *ctx, ema_run_item *items, size_t n) {
     total += items[i].t->numel * items[i].cost;
   }
   run_job job = {ctx->k, items, n, total};
-  if (ctx->threads > 1 && total >= EMA_PARALLEL_MIN_BYTES && !ctx->pool && !ctx->pool_failed) {
+  if (ctx->threads > 1 && total >= ctx->parallel_min && !ctx->pool && !ctx->pool_failed) {
     /* Lazily start the workers; if that fails, run on one thread: the
        results are the same, only slower. */
     if (ema__pool_create(&ctx->pool, ctx->threads) != EMA_OK) ctx->pool_failed = 1;
   }
-  if (ctx->pool && total >= EMA_PARALLEL_MIN_BYTES)
+  if (ctx->pool && total >= ctx->parallel_min)
     ema__pool_run(ctx->pool, run_part, &job);
   else
     run_part(&job, 0, 1);

@@ -31,5 +31,6 @@ typedef struct ema_run_item {
    ctx->count entries the caller may use for items. */
 void ema__run(ema_ctx *ctx, ema_run_item *items, size_t n);
 int ema__default_threads(void);
+size_t ema__parallel_min_default(void); /* bytes; tests may lower ctx->parallel_min */
 
 #endif

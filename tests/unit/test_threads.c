@@ -58,15 +58,24 @@ static void free_model(model *m) {
 }
 
 /* Run a fixed script; return the concatenated averages + model bytes. */
-static unsigned char *run_script(const char *isa, int threads, int debias, int same_half, size_t *len) {
+static unsigned char *run_script(const char *isa, int threads, int debias, int same_half, int bank, size_t *len) {
   model m;
   make_model(&m);
   ema_ctx *ctx = NULL;
   CHECK(ema_create(&ctx, 0.97) == EMA_OK);
   ctx->k = ema_kernels_by_name(isa);
+  ctx->parallel_min = (size_t)1 << 16; /* use the workers even for this small model */
   CHECK_ST(ctx, ema_set_threads(ctx, threads), EMA_OK);
   CHECK_ST(ctx, ema_set_zero_debias(ctx, debias), EMA_OK);
   CHECK_ST(ctx, ema_set_half_shadows(ctx, same_half), EMA_OK);
+  if (bank) { /* two more averages: the one-pass bank kernels */
+    ema_schedule s;
+    ema_schedule_init(&s, EMA_SCHEDULE_CONSTANT);
+    s.decay = 0.99;
+    CHECK_ST(ctx, ema_add_average(ctx, "slow", &s, NULL), EMA_OK);
+    s.decay = 0.5;
+    CHECK_ST(ctx, ema_add_average(ctx, "fast", &s, NULL), EMA_OK);
+  }
   char name[16];
   for (int t = 0; t < NT; t++) {
     snprintf(name, sizeof name, "t%d", t);
@@ -88,21 +97,23 @@ static unsigned char *run_script(const char *isa, int threads, int debias, int s
   CHECK_ST(ctx, ema_swap(ctx), EMA_OK);
   CHECK_ST(ctx, ema_store(ctx), EMA_OK);
   CHECK_ST(ctx, ema_copy_to(ctx), EMA_OK);
-  size_t total = 0;
+  size_t total = 0, n_avg = ema_average_count(ctx);
   for (int t = 0; t < NT; t++) {
     ema_dtype sd;
     snprintf(name, sizeof name, "t%d", t);
     ema_average(ctx, name, &sd);
-    total += (size_t)m.numel[t] * (ema_dtype_size(sd) + 2 * ema_dtype_size(m.dtype[t]));
+    total += (size_t)m.numel[t] * (n_avg * ema_dtype_size(sd) + 2 * ema_dtype_size(m.dtype[t]));
   }
   unsigned char *out = (unsigned char *)malloc(total + 1), *p = out;
   for (int t = 0; t < NT; t++) {
     ema_dtype sd;
     snprintf(name, sizeof name, "t%d", t);
-    const void *a = ema_average(ctx, name, &sd);
+    ema_average(ctx, name, &sd);
     size_t ab = (size_t)m.numel[t] * ema_dtype_size(sd), mb = (size_t)m.numel[t] * ema_dtype_size(m.dtype[t]);
-    memcpy(p, a, ab);
-    p += ab;
+    for (size_t k = 0; k < n_avg; k++) {
+      memcpy(p, ema_average_of(ctx, name, k, NULL), ab);
+      p += ab;
+    }
     memcpy(p, m.data[t], mb); /* averages rounded into the model by copy_to */
     p += mb;
   }
@@ -120,21 +131,22 @@ static unsigned char *run_script(const char *isa, int threads, int debias, int s
 
 int main(void) {
   static const char *const isas[] = {"ref", "avx2", "avx512", "neon"};
-  for (int debias = 0; debias < 2; debias++) {
-    for (int same = 0; same < 2; same++) {
+  for (int cfg = 0; cfg < 8; cfg++) {
+    int debias = cfg & 1, same = (cfg >> 1) & 1, bank = cfg >> 2;
+    {
       size_t ref_len;
-      unsigned char *ref = run_script("ref", 1, debias, same, &ref_len);
+      unsigned char *ref = run_script("ref", 1, debias, same, bank, &ref_len);
       for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
         if (!ema_kernels_by_name(isas[i])) {
-          if (debias == 0 && same == 0) printf("skip %s: not available on this machine\n", isas[i]);
+          if (cfg == 0) printf("skip %s: not available on this machine\n", isas[i]);
           continue;
         }
         for (int threads = 1; threads <= 7; threads += (threads < 4 ? 1 : 3)) {
           size_t len;
-          unsigned char *got = run_script(isas[i], threads, debias, same, &len);
+          unsigned char *got = run_script(isas[i], threads, debias, same, bank, &len);
           CHECK_MSG(len == ref_len && memcmp(got, ref, len) == 0,
-                    "isa %s, %d threads, zero_debias %d, half shadows %d differ from ref on 1 thread", isas[i],
-                    threads, debias, same);
+                    "isa %s, %d threads, zero_debias %d, half shadows %d, bank %d differ from ref on 1 thread",
+                    isas[i], threads, debias, same, bank);
           free(got);
         }
       }
