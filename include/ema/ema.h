@@ -137,7 +137,8 @@ EMA_API const char *ema_last_error(const ema_ctx *ctx);
 /* Register a tensor to average.
    - name: copied; 1..EMA_MAX_NAME bytes of UTF-8 without NUL; unique in ctx.
    - data: borrowed; the caller's C-contiguous values of ndim dims of shape
-     (copied). data must stay valid and at the same address until ema_free.
+     (copied). data must stay valid and at the same address until ema_free
+     (or until ema_retarget points the tensor elsewhere, or ema_untrack).
      NULL is allowed only when the tensor has zero elements.
    - dtype: EMA_F32, EMA_F64, EMA_F16 or EMA_BF16. Integer dtypes fail with
      EMA_E_DTYPE: averaging a step counter or an index makes no sense (the
@@ -361,7 +362,9 @@ EMA_API ema_status ema_apply_some(ema_ctx *ctx, const char *const *names, size_t
 EMA_API const void *ema_average(const ema_ctx *ctx, const char *name, ema_dtype *dtype);
 
 /* Write "<name>/<ema name>" (e.g. "w/ExponentialMovingAverage"), NUL
-   terminated, into buf of cap bytes. The name need not be tracked.
+   terminated, into buf of cap bytes, with the name of the active average
+   (ema_set_active_average; average 0 by default). The name need not be
+   tracked.
    Errors: EMA_E_INVALID_ARG for NULL arguments or when buf is too small
    (then buf is left unchanged). */
 EMA_API ema_status ema_average_name(const ema_ctx *ctx, const char *name, char *buf, size_t cap);
@@ -516,12 +519,9 @@ EMA_API ema_status ema_extract_averages(const char *checkpoint, const char *out,
 /* ======================================================================== */
 
 /*
- * src/series/series.h: exponential moving averages of a time series, with the
- * semantics of pandas' Series.ewm(...).mean(), plus the seeds' textbook
- * recursion and a built-in synthetic year of daily temperatures.
- *
- * These functions are meant to join the public API (include/ema/ema.h); they
- * are declared with EMA_API already and documented as the manual.
+ * Exponential moving averages of a time series, with the semantics of
+ * pandas' Series.ewm(...).mean(), plus the seeds' textbook recursion and a
+ * built-in synthetic year of daily temperatures (src/series/).
  *
  * Conventions of this module:
  *  - Every function that can fail returns an ema_status: EMA_OK, or
@@ -706,7 +706,7 @@ EMA_API ema_status ema_series_synthetic_temperatures(double *out, size_t n_days,
 /* ======================================================================== */
 
 /*
- * posthoc.h: power-function EMA and post-hoc EMA synthesis (Karras et al.
+ * Power-function EMA and post-hoc EMA synthesis (src/posthoc/; Karras et al.
  * 2024, "Analyzing and Improving the Training Dynamics of Diffusion Models",
  * the EDM2 paper, section 3 and appendix C).
  *
