@@ -27,18 +27,18 @@ build-asan: deps-test
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEMA_WERROR=ON -DEMA_SANITIZE=ON >/dev/null
 	cmake --build build-asan -j $(JOBS)
 
-# Every test in the plain build, then under ASan+UBSan, then the valgrind
-# runs, then the safetensors fuzzer for FUZZ_SECONDS.
+# The safetensors fuzzer for FUZZ_SECONDS, the valgrind runs, every test
+# under ASan+UBSan, then every test in the plain build (its summary is last).
 FUZZ_SECONDS ?= 60
 
 test: deps-test build build-asan
-	ctest --test-dir build --output-on-failure -j $(JOBS) -LE valgrind
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ctest --test-dir build-asan --output-on-failure -j $(JOBS) -LE no-sanitize
-	ctest --test-dir build --output-on-failure -j $(JOBS) -L valgrind
 	@sh tests/fuzz/run_bounded.sh $(FUZZ_SECONDS) > build/fuzz.log 2>&1 \
 	  || { tail -n 40 build/fuzz.log; echo "fuzzing failed: see build/fuzz.log"; exit 1; }
 	@grep -E "^stat::number_of_executed_units|^Done" build/fuzz.log || tail -n 5 build/fuzz.log
+	ctest --test-dir build --output-on-failure -j $(JOBS) -L valgrind
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir build-asan --output-on-failure -j $(JOBS) -LE no-sanitize
+	ctest --test-dir build --output-on-failure -j $(JOBS) -LE valgrind
 
 fuzz: deps-test
 	sh tests/fuzz/run_bounded.sh $(FUZZ_SECONDS)
