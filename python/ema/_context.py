@@ -7,7 +7,7 @@ import ctypes
 import os
 
 from . import _arrays, _lib
-from .errors import (AlreadyExistsError, DTypeError, InvalidArgumentError, NotFoundError,
+from .errors import (AlreadyExistsError, DTypeError, InvalidArgumentError, MismatchError, NotFoundError,
                      StorageChangedError)
 
 _lib_ = _lib.lib
@@ -179,6 +179,28 @@ class Context:
             self._torch_quick[1].append(desc.keep)
             self._torch_quick[2].append(desc.ptr)
             self._torch_names.append(name)
+        return e
+
+    def retarget(self, name, obj):
+        """Point the registered `name` at obj, new memory of the same dtype
+        and shape (ema_retarget): its averages are kept. The old memory stays
+        referenced until close(), as every registered buffer does."""
+        e = self.entries.get(name)
+        if e is None:
+            raise NotFoundError(f"{name!r} is not registered")
+        desc = _arrays.describe(obj, repr(name))
+        if desc.dtype != e.desc.dtype or tuple(desc.shape) != tuple(e.desc.shape):
+            raise MismatchError(f"{name!r}: the new tensor has another dtype or shape; use a full "
+                                f"re-registration")
+        with self.h.lock:
+            self.h.check(_lib_.ema_retarget(self.h.ptr, e.bname, ctypes.c_void_p(desc.ptr or None)))
+            self.h.keep.append(desc.keep)
+        e.desc = desc
+        if name in self._torch_names:
+            i = self._torch_names.index(name)
+            self._torch_quick[0][i] = desc.obj
+            self._torch_quick[1][i] = desc.keep
+            self._torch_quick[2][i] = desc.ptr
         return e
 
     def entry(self, name):

@@ -95,6 +95,7 @@ _PROTOTYPES = {
     "ema_last_error": (_c_str, [_c_ctx]),
     "ema_track": (_c_int, [_c_ctx, _c_str, _c_vp, _c_int, _c_int, _c_i64p]),
     "ema_track_state": (_c_int, [_c_ctx, _c_str, _c_vp, _c_int, _c_int, _c_i64p]),
+    "ema_retarget": (_c_int, [_c_ctx, _c_str, _c_vp]),
     "ema_count": (_c_sz, [_c_ctx]),
     "ema_tensor_info": (
         _c_int,

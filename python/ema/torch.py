@@ -460,6 +460,8 @@ class EMA:
             return self.register()
         if self._applied:
             raise StateError("reregister() while the averages are applied; call restore() first")
+        if self._retarget_in_place():
+            return self
         old, old_slots = self._ctx, self._slots
         carried, meta = self._collect(old, old_slots)
         self._opts.update(decay=old.decay, num_updates=old.num_updates, name=old.name)
@@ -477,6 +479,27 @@ class EMA:
         self._set_slots(slots)
         old.close()
         return self
+
+    def _retarget_in_place(self):
+        """The common case of reregister(): the same tensors by name, each
+        with its dtype and shape, some of them in new memory (param.data =
+        ..., a new nn.Parameter of the same kind). The library points those
+        at their new memory (ema_retarget) and keeps every average as it is,
+        with no copy. Returns False when anything else changed."""
+        plan = self._plan()
+        if [p[0] for p in plan] != [s.name for s in self._slots]:
+            return False
+        moved = []
+        for (name, where, container, attr, t, averaged), s in zip(plan, self._slots):
+            if averaged != s.averaged or t.dtype != s.dtype or t.shape != s.shape:
+                return False
+            if t is not s.tensor or t.data_ptr() != s.ptr:
+                moved.append((s, t))
+        for s, t in moved:
+            self._ctx.retarget(s.name, t.detach())
+        self._set_slots([_Slot(name, where, container, attr, t, averaged)
+                         for name, where, container, attr, t, averaged in plan])
+        return True
 
     def state_dict(self):
         """The EMA's own state, for torch.save next to the model's state dict:

@@ -519,3 +519,39 @@ def test_tf_class_with_torch_tensors():
         with pytest.raises(ema.StorageChangedError, match="'p'"):
             call()
     assert torch.equal(e.average("p"), before)
+
+
+def test_reregister_same_kind_keeps_averages_without_copy():
+    # param.data = new memory of the same dtype and shape: reregister()
+    # points the library at the new memory (ema_retarget) and keeps every
+    # average and counter as it is; afterwards it evolves bit for bit like a
+    # twin whose storage was never replaced.
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    twin = copy.deepcopy(m)
+    e, et = EMA(m, decay=0.75, zero_debias=True), EMA(twin, decay=0.75, zero_debias=True)
+    e.register()
+    et.register()
+
+    def step():
+        with torch.no_grad():
+            for p, q in zip(m.parameters(), twin.parameters()):
+                p.add_(0.5)
+                q.add_(0.5)
+        e.update()
+        et.update()
+
+    for _ in range(3):
+        step()
+    old_ctx = e._ctx
+    m[0].weight.data = m[0].weight.data.clone()
+    m[1].bias = torch.nn.Parameter(m[1].bias.detach().clone())
+    with pytest.raises(ema.StorageChangedError):
+        e.update()
+    e.reregister()
+    assert e._ctx is old_ctx  # the same library context: nothing was re-created
+    for _ in range(2):
+        step()
+    mine, theirs = e.state_dict()["tensors"], et.state_dict()["tensors"]
+    assert mine.keys() == theirs.keys()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
