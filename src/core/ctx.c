@@ -67,7 +67,7 @@ int ema__is_float_dtype(ema_dtype d) { return d == EMA_F32 || d == EMA_F64 || d 
 const char *ema_isa(void) { return ema_kernels_best()->name; }
 
 /* ------------------------------------------------------------------------ */
-/* Arena: 64-byte-aligned blocks that never move                             */
+/* Arenas: 64-byte-aligned blocks that never move, one arena per average     */
 /* ------------------------------------------------------------------------ */
 
 struct ema_block {
@@ -77,7 +77,6 @@ struct ema_block {
 };
 
 #define EMA_BLOCK_MIN ((size_t)64 << 10)
-#define EMA_BANK_STAGGER ((size_t)(68 << 10) + 5 * 64)
 #define EMA_BLOCK_GROW_MAX ((size_t)64 << 20)
 
 static size_t round_up(size_t n) { return (n + EMA_ALIGN - 1) / EMA_ALIGN * EMA_ALIGN; }
@@ -85,11 +84,11 @@ static size_t round_up(size_t n) { return (n + EMA_ALIGN - 1) / EMA_ALIGN * EMA_
 /* Reserve bytes (already rounded) in the arena; returns NULL on failure. A
    block allocated for a call that later fails stays in the arena, empty,
    which is invisible to the caller. */
-static unsigned char *arena_alloc(ema_ctx *ctx, size_t bytes) {
-  ema_block *b = ctx->blocks;
+static unsigned char *arena_alloc(ema_ctx *ctx, size_t a, size_t bytes) {
+  ema_block *b = ctx->blocks[a];
   if (bytes == 0) bytes = EMA_ALIGN; /* distinct, valid pointers for empty tensors */
   if (!b || b->cap - b->used < bytes) {
-    size_t grow = ctx->arena_total;
+    size_t grow = ctx->arena_total[a];
     if (grow < EMA_BLOCK_MIN) grow = EMA_BLOCK_MIN;
     if (grow > EMA_BLOCK_GROW_MAX) grow = EMA_BLOCK_GROW_MAX;
     size_t cap = bytes > grow ? bytes : grow;
@@ -102,9 +101,9 @@ static unsigned char *arena_alloc(ema_ctx *ctx, size_t bytes) {
     }
     nb->cap = cap;
     nb->used = 0;
-    nb->next = ctx->blocks;
-    ctx->blocks = nb;
-    ctx->arena_total += cap;
+    nb->next = ctx->blocks[a];
+    ctx->blocks[a] = nb;
+    ctx->arena_total[a] += cap;
     b = nb;
   }
   unsigned char *p = b->base + b->used;
@@ -174,11 +173,13 @@ void ema_free(ema_ctx *ctx) {
   for (size_t i = 0; i < ctx->count; i++) free(ctx->tensors[i].name);
   free(ctx->tensors);
   free(ctx->index);
-  while (ctx->blocks) {
-    ema_block *n = ctx->blocks->next;
-    ema__aligned_free(ctx->blocks->base);
-    free(ctx->blocks);
-    ctx->blocks = n;
+  for (size_t a = 0; a < EMA_MAX_AVERAGES; a++) {
+    while (ctx->blocks[a]) {
+      ema_block *n = ctx->blocks[a]->next;
+      ema__aligned_free(ctx->blocks[a]->base);
+      free(ctx->blocks[a]);
+      ctx->blocks[a] = n;
+    }
   }
   ema__aligned_free(ctx->store_buf);
   ema__aligned_free(ctx->swap_buf);
@@ -322,22 +323,20 @@ static ema_status track(ema_ctx *ctx, const char *name, void *data, ema_dtype dt
     return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory copying the name", fn);
   }
   memcpy(name_copy, name, name_len + 1);
-  unsigned char *shadow = NULL;
   size_t sbytes = round_up(numel * ema_dtype_size(sdtype));
   if (!sbytes) sbytes = EMA_ALIGN; /* distinct, valid pointers for empty tensors */
-  /* The averages of a bank are updated side by side; offsetting each one's
-     start by a little over 64 KiB more than its size keeps the K + 1 streams
-     of a one-pass update out of the same cache sets and DRAM banks. */
-  size_t stagger = ctx->n_avg > 1 ? EMA_BANK_STAGGER : 0;
-  size_t per_avg = (ctx->zero_debias ? 2 * sbytes : sbytes) + stagger;
+  size_t per_avg = ctx->zero_debias ? 2 * sbytes : sbytes;
+  unsigned char *shadows[EMA_MAX_AVERAGES] = {NULL};
   if (averaged) {
-    size_t total = per_avg * ctx->n_avg;
-    shadow = arena_alloc(ctx, total);
-    if (!shadow) {
-      free(name_copy);
-      free(nindex);
-      return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory allocating the shadow of '%s' (%zu bytes)", fn, name,
-                       total);
+    /* each average's shadow in that average's own arena */
+    for (size_t a = 0; a < ctx->n_avg; a++) {
+      shadows[a] = arena_alloc(ctx, a, per_avg);
+      if (!shadows[a]) {
+        free(name_copy);
+        free(nindex);
+        return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory allocating the shadow of '%s' (%zu bytes)", fn,
+                         name, per_avg);
+      }
     }
   }
 
@@ -363,7 +362,7 @@ static ema_status track(ema_ctx *ctx, const char *name, void *data, ema_dtype dt
   t->numel = numel;
   if (averaged) {
     for (size_t a = 0; a < ctx->n_avg; a++) {
-      unsigned char *sh = shadow + a * per_avg;
+      unsigned char *sh = shadows[a];
       t->shadow[a] = sh;
       t->average[a] = ctx->zero_debias ? sh + sbytes : sh;
       t->debias_prod[a] = 1.0;

@@ -61,8 +61,11 @@ struct ema_ctx {
   size_t index_cap;
   size_t n_averaged;
 
-  ema_block *blocks; /* arena: never moves once allocated */
-  size_t arena_total;
+  /* One arena per average of the bank, so that each average's shadows are
+     contiguous across tensors, as in a context of its own. Blocks never
+     move once allocated. */
+  ema_block *blocks[EMA_MAX_AVERAGES];
+  size_t arena_total[EMA_MAX_AVERAGES];
 
   int swapped;
   int stored;

@@ -40,10 +40,11 @@ static void update_range(const ema_kernels *k, const ema_run_item *it, size_t e0
   const ema_tensor *t = it->t;
   size_t m = t->msize, s = t->ssize;
   /* A bank goes chunk by chunk: each 128 KiB of parameters is read from
-     memory once and stays in L2 while every average's shadow streams past
-     it. This measured faster than one fused kernel over all K + 1 streams
-     (about half the bandwidth) and than 8-64 KiB chunks at 2 threads
-     (bench/RESULTS.md, bank section). */
+     memory once and stays in L2 while every average's shadow (each in its
+     own arena, contiguous across tensors) streams past it. This measured
+     faster than one fused kernel over all K + 1 streams (about half the
+     bandwidth) and than 8-64 KiB chunks at 2 threads (bench/RESULTS.md,
+     bank section). */
   size_t chunk = it->n_avg == 1 ? e1 - e0 : EMA_BANK_CHUNK_BYTES / m;
   for (size_t c0 = e0; c0 < e1; c0 += chunk) {
     size_t n = e1 - c0 < chunk ? e1 - c0 : chunk;
