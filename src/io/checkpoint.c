@@ -22,6 +22,7 @@
 
 #include "core/internal.h"
 #include "io/safetensors.h"
+#include "io/st_internal.h"
 
 #define CKPT_FORMAT_VERSION "1"
 
@@ -392,14 +393,6 @@ static int same_shape(const st_tensor *s, const ema_tensor *t) {
   return 1;
 }
 
-static void shape_text(char *buf, size_t cap, int ndim, const int64_t *shape) {
-  size_t off = 0;
-  off += (size_t)snprintf(buf + off, cap - off, "[");
-  for (int i = 0; i < ndim && off < cap; i++)
-    off += (size_t)snprintf(buf + off, cap - off, i ? ", %" PRId64 : "%" PRId64, shape[i]);
-  if (off < cap) snprintf(buf + off, cap - off, "]");
-}
-
 /* Find key and check its dtype (one of two allowed) and shape. */
 static ema_status expect(loader *L, const char *key, const ema_tensor *t, ema_dtype want, ema_dtype also,
                          int scalar, const st_tensor **out, const char *role) {
@@ -413,8 +406,8 @@ static ema_status expect(loader *L, const char *key, const ema_tensor *t, ema_dt
                      st_dtype_name(s->dtype), ema_dtype_name(want));
   if (scalar ? s->ndim != 0 : !same_shape(s, t)) {
     char a[256], b[256];
-    shape_text(a, sizeof a, s->ndim, s->shape);
-    shape_text(b, sizeof b, scalar ? 0 : t->ndim, t->shape);
+    st_shape_str(a, sizeof a, s->ndim, s->shape);
+    st_shape_str(b, sizeof b, scalar ? 0 : t->ndim, t->shape);
     return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor '%s' has shape %s in the checkpoint but %s is registered",
                      L->fn, key, a, b);
   }

@@ -9,24 +9,21 @@
 
 #include "core/internal.h"
 #include "io/safetensors.h"
+#include "io/st_internal.h"
 
 struct ema_file {
   st_file *f;
 };
 
-static void set_err(char *err, size_t cap, const char *fmt, const char *a, const char *b) {
-  if (err && cap) snprintf(err, cap, fmt, a ? a : "", b ? b : "");
-}
-
 ema_status ema_file_open(ema_file **out, const char *path, char *err, size_t errcap) {
   if (out) *out = NULL;
   if (!out || !path) {
-    set_err(err, errcap, "ema_file_open: out and path must not be NULL%s%s", NULL, NULL);
+    st_errf(err, errcap, "ema_file_open: out and path must not be NULL");
     return EMA_E_INVALID_ARG;
   }
   ema_file *ef = (ema_file *)ema__calloc(1, sizeof *ef);
   if (!ef) {
-    set_err(err, errcap, "ema_file_open: out of memory%s%s", NULL, NULL);
+    st_errf(err, errcap, "ema_file_open: out of memory");
     return EMA_E_NOMEM;
   }
   ema_status st = st_open(path, &ef->f, err, errcap);
@@ -90,12 +87,12 @@ const char *ema_file_metadata(const ema_file *f, const char *key) {
 ema_status ema_file_read(const ema_file *f, const char *name, uint64_t offset, void *dst, size_t len, char *err,
                          size_t errcap) {
   if (!f || !name || (!dst && len)) {
-    set_err(err, errcap, "ema_file_read: NULL argument%s%s", NULL, NULL);
+    st_errf(err, errcap, "ema_file_read: NULL argument");
     return EMA_E_INVALID_ARG;
   }
   const st_tensor *s = st_find(f->f, name);
   if (!s) {
-    set_err(err, errcap, "ema_file_read: the file has no tensor '%s'%s", name, NULL);
+    st_errf(err, errcap, "ema_file_read: the file has no tensor '%s'", name);
     return EMA_E_NOT_FOUND;
   }
   if (len == 0 && offset <= s->nbytes) return EMA_OK;
@@ -105,7 +102,7 @@ ema_status ema_file_read(const ema_file *f, const char *name, uint64_t offset, v
 ema_status ema_file_write_stream(const char *path, const ema_file_entry *tensors, size_t n, const char *const *meta,
                                  size_t n_meta, ema_file_producer produce, void *user, char *err, size_t errcap) {
   if (!path || (!tensors && n) || (!meta && n_meta)) {
-    set_err(err, errcap, "ema_file_write: NULL argument%s%s", NULL, NULL);
+    st_errf(err, errcap, "ema_file_write: NULL argument");
     return EMA_E_INVALID_ARG;
   }
   st_wtensor *w = (st_wtensor *)ema__calloc(n + 1, sizeof *w);
@@ -113,15 +110,15 @@ ema_status ema_file_write_stream(const char *path, const ema_file_entry *tensors
   if (!w || !m) {
     free(w);
     free(m);
-    set_err(err, errcap, "ema_file_write: out of memory%s%s", NULL, NULL);
+    st_errf(err, errcap, "ema_file_write: out of memory");
     return EMA_E_NOMEM;
   }
   ema_status st = EMA_OK;
   for (size_t i = 0; i < n; i++) {
     int dt = st_dtype_from_ema(tensors[i].dtype);
     if (dt < 0 || tensors[i].ndim < 0 || tensors[i].ndim > EMA_MAX_DIMS) {
-      set_err(err, errcap, "ema_file_write: tensor '%s' has an unknown dtype or a bad ndim%s",
-              tensors[i].name ? tensors[i].name : "(null)", NULL);
+      st_errf(err, errcap, "ema_file_write: tensor '%s' has an unknown dtype or a bad ndim",
+              tensors[i].name ? tensors[i].name : "(null)");
       st = EMA_E_INVALID_ARG;
       break;
     }
@@ -175,7 +172,7 @@ static ema_status extract_produce(void *user, size_t index, uint64_t offset, voi
 ema_status ema_extract_averages(const char *checkpoint, const char *out, const char *ema_name, char *err,
                                 size_t errcap) {
   if (!checkpoint || !out) {
-    set_err(err, errcap, "ema_extract_averages: checkpoint and out must not be NULL%s%s", NULL, NULL);
+    st_errf(err, errcap, "ema_extract_averages: checkpoint and out must not be NULL");
     return EMA_E_INVALID_ARG;
   }
   st_file *f = NULL;
@@ -195,7 +192,7 @@ ema_status ema_extract_averages(const char *checkpoint, const char *out, const c
   x.buf = (float *)ema__malloc(EXTRACT_CONV_CHUNK * 2);
   size_t nw = 0, n_avg = 0, probe_cap = 0;
   if (!w || !x.src || !x.conv || !x.buf) {
-    set_err(err, errcap, "ema_extract_averages: out of memory%s%s", NULL, NULL);
+    st_errf(err, errcap, "ema_extract_averages: out of memory");
     st = EMA_E_NOMEM;
     goto done;
   }
@@ -207,7 +204,7 @@ ema_status ema_extract_averages(const char *checkpoint, const char *out, const c
       probe_cap = 2 * (s->name_len + nl + 2);
       probe = (char *)ema__malloc(probe_cap);
       if (!probe) {
-        set_err(err, errcap, "ema_extract_averages: out of memory%s%s", NULL, NULL);
+        st_errf(err, errcap, "ema_extract_averages: out of memory");
         st = EMA_E_NOMEM;
         break;
       }
@@ -224,7 +221,7 @@ ema_status ema_extract_averages(const char *checkpoint, const char *out, const c
       for (int d = 0; same && d < s->ndim; d++) same = model->shape[d] == s->shape[d];
       int conv = s->dtype == ST_F32 && (model->dtype == ST_F16 || model->dtype == ST_BF16);
       if (!same || (s->dtype != model->dtype && !conv)) {
-        set_err(err, errcap, "ema_extract_averages: the average '%s' does not match the shape or dtype of '%s'",
+        st_errf(err, errcap, "ema_extract_averages: the average '%s' does not match the shape or dtype of '%s'",
                 s->name, model->name);
         st = EMA_E_FORMAT;
         break;
@@ -250,7 +247,7 @@ ema_status ema_extract_averages(const char *checkpoint, const char *out, const c
     nw++;
   }
   if (st == EMA_OK && n_avg == 0) {
-    set_err(err, errcap, "ema_extract_averages: '%s' holds no averages named '*/%s'", checkpoint, name);
+    st_errf(err, errcap, "ema_extract_averages: '%s' holds no averages named '*/%s'", checkpoint, name);
     st = EMA_E_FORMAT;
   }
   if (st == EMA_OK) {
