@@ -130,6 +130,23 @@ static char *join3(const char *a, const char *b, const char *c) {
   return s;
 }
 
+/* The checkpoint keys of average `ename` of tensor `name`: "<name>/<ename>",
+   and with zero_debias its accumulator and counters (the table at the top of
+   this file). Returns how many were made (1 or 4), or 0 when memory ran out,
+   with nothing left allocated. free() each key. */
+static int state_keys(const char *name, const char *ename, int debias, char *keys[4]) {
+  static const char *const extra[3] = {"biased", "local_step", "decay_product"};
+  int n = debias ? 4 : 1;
+  keys[0] = join3(name, ename, NULL);
+  for (int j = 1; j < 4; j++) keys[j] = j < n ? join3(name, ename, extra[j - 1]) : NULL;
+  for (int j = 0; j < n; j++)
+    if (!keys[j]) {
+      for (int i = 0; i < n; i++) free(keys[i]);
+      return 0;
+    }
+  return n;
+}
+
 static ema_status io_fail(const ema_ctx *ctx, ema_status st, const char *fn, const char *err) {
   return ema__fail(ctx, st, "%s: %s", fn, err);
 }
@@ -252,23 +269,15 @@ ema_status ema_save(const ema_ctx *ctx, const char *path) {
     if (t->pair < 0) continue;
     for (size_t k = 0; k < ctx->n_avg && st == EMA_OK; k++) {
       const char *ename = ctx->avg[k].name;
-      char *names[4] = {join3(t->name, ename, NULL), NULL, NULL, NULL};
-      if (ctx->zero_debias) {
-        names[1] = join3(t->name, ename, "biased");
-        names[2] = join3(t->name, ename, "local_step");
-        names[3] = join3(t->name, ename, "decay_product");
-      }
-      int missing = 0;
-      for (int j = 0; j < 4; j++) {
-        if (names[j]) p.owned[p.n_owned++] = names[j];
-        missing |= (j == 0 || ctx->zero_debias) && !names[j];
-      }
-      if (missing) {
+      char *names[4];
+      int made = state_keys(t->name, ename, ctx->zero_debias, names);
+      for (int j = 0; j < made; j++) p.owned[p.n_owned++] = names[j];
+      if (!made) {
         st = ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
         break;
       }
-      for (int j = 0; j < 4; j++) {
-        if (names[j] && ema__find(ctx, names[j])) {
+      for (int j = 0; j < made; j++) {
+        if (ema__find(ctx, names[j])) {
           st = ema__fail(ctx, EMA_E_INVALID_ARG,
                          "%s: tensor '%s' is registered under the name the average of '%s' is saved as; rename one "
                          "of them or pick another EMA name with ema_set_name()",
@@ -615,13 +624,9 @@ ema_status ema_load(ema_ctx *ctx, const char *path) {
     add_load(&L, s, t, LD_MODEL, 0);
     if (t->pair < 0) continue;
     for (size_t k = 0; k < n_avg && st == EMA_OK; k++) {
-      char *names[4] = {join3(t->name, avg[k].name, NULL), NULL, NULL, NULL};
-      if (ctx->zero_debias) {
-        names[1] = join3(t->name, avg[k].name, "biased");
-        names[2] = join3(t->name, avg[k].name, "local_step");
-        names[3] = join3(t->name, avg[k].name, "decay_product");
-      }
-      if (!names[0] || (ctx->zero_debias && (!names[1] || !names[2] || !names[3]))) {
+      char *names[4];
+      int made = state_keys(t->name, avg[k].name, ctx->zero_debias, names);
+      if (!made) {
         st = ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
       } else {
         st = expect(&L, names[0], t, t->sdtype, t->sdtype, 0, &s, "average");
@@ -635,7 +640,7 @@ ema_status ema_load(ema_ctx *ctx, const char *path) {
           if (st == EMA_OK) add_load(&L, s, t, LD_PROD, k);
         }
       }
-      for (int j = 0; j < 4; j++) free(names[j]);
+      for (int j = 0; j < made; j++) free(names[j]);
     }
   }
   if (st == EMA_OK) st = loader_stage(&L);
