@@ -109,7 +109,6 @@ fail_mu:
   return EMA_E_NOMEM;
 }
 
-int ema__pool_size(const ema_pool *pool) { return pool ? pool->nthreads : 1; }
 
 void ema__pool_run(ema_pool *pool, void (*fn)(void *, int, int), void *arg) {
   if (!pool || pool->nthreads < 2) {

@@ -10,7 +10,6 @@ typedef struct ema_pool ema_pool;
    thread cannot be had; *out is NULL then. */
 ema_status ema__pool_create(ema_pool **out, int nthreads);
 void ema__pool_free(ema_pool *pool); /* NULL is a no-op; joins the workers */
-int ema__pool_size(const ema_pool *pool); /* threads including the caller; 1 for NULL */
 /* Run fn(arg, part, nparts) for every part; the caller runs part 0. */
 void ema__pool_run(ema_pool *pool, void (*fn)(void *arg, int part, int nparts), void *arg);
 
