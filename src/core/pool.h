@@ -2,7 +2,7 @@
 #ifndef EMA_CORE_POOL_H
 #define EMA_CORE_POOL_H
 
-#include "ema/ema.h"
+#include "ema/core.h"
 
 typedef struct ema_pool ema_pool;
 

@@ -76,7 +76,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ema/ema.h"
+#include "ema/file.h"
 
 /* The reference implementation's MAX_HEADER_SIZE. */
 #define ST_MAX_HEADER 100000000u

@@ -2,6 +2,6 @@
 #ifndef EMA_POSTHOC_POSTHOC_H
 #define EMA_POSTHOC_POSTHOC_H
 
-#include "ema/ema.h"
+#include "ema/posthoc.h"
 
 #endif

@@ -2,6 +2,6 @@
 #ifndef EMA_SERIES_SERIES_H
 #define EMA_SERIES_SERIES_H
 
-#include "ema/ema.h"
+#include "ema/series.h"
 
 #endif

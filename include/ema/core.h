@@ -1,0 +1,455 @@
+/*
+ * libema: exponential moving averages of deep-learning model weights.
+ *
+ * ema/core.h: the context, its tensors, decays and schedules, updates, the
+ * bank, evaluation, checkpoints and threads. This header is the manual for
+ * them. Every function is documented where it
+ * is declared: what it returns, who owns each pointer, what NULL means and
+ * whether it may be called from several threads.
+ *
+ * Conventions that hold for the whole API unless a function says otherwise:
+ *  - Functions return an ema_status. EMA_OK (0) means success.
+ *  - A call that fails changes nothing: the context, the caller's tensors and
+ *    files on disk are exactly as they were before the call. The reason is in
+ *    ema_last_error(ctx), one sentence a user can act on.
+ *  - "borrowed" pointers stay owned by the caller and must stay valid for as
+ *    long as the documentation says; "copied" arguments are copied before the
+ *    call returns and may be freed right after it.
+ *  - One context may be used by one thread at a time. Different contexts are
+ *    independent and may be used from different threads concurrently.
+ *  - The library never prints, never calls exit() or abort() on bad input.
+ *
+ * Since 0.1.0 unless noted.
+ */
+#ifndef EMA_CORE_H
+#define EMA_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Export macro and version                                                  */
+/* ------------------------------------------------------------------------ */
+
+#if defined(EMA_STATIC_DEFINE)
+#  define EMA_API
+#elif defined(_WIN32)
+#  if defined(EMA_BUILDING_LIBRARY)
+#    define EMA_API __declspec(dllexport)
+#  else
+#    define EMA_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__) || defined(__clang__)
+#  define EMA_API __attribute__((visibility("default")))
+#else
+#  define EMA_API
+#endif
+
+#define EMA_VERSION_MAJOR 0
+#define EMA_VERSION_MINOR 1
+#define EMA_VERSION_PATCH 0
+/* MAJOR*10000 + MINOR*100 + PATCH, as ZSTD_VERSION_NUMBER. */
+#define EMA_VERSION_NUMBER \
+  (EMA_VERSION_MAJOR * 10000 + EMA_VERSION_MINOR * 100 + EMA_VERSION_PATCH)
+#define EMA_VERSION_STRING "0.1.0"
+
+/* Runtime twins of the macros above: compare them with the macros to check
+   that the header you compiled against matches the library you linked.
+   Thread-safe; never fail. */
+EMA_API unsigned    ema_version_number(void);
+EMA_API const char *ema_version_string(void); /* static text, e.g. "0.1.0" */
+
+/* ------------------------------------------------------------------------ */
+/* Status codes and dtypes (values are frozen: never renumbered or reused)   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ema_status {
+  EMA_OK = 0,
+  EMA_E_INVALID_ARG = 1, /* NULL where not allowed, decay outside [0,1], bad shape/option */
+  EMA_E_DTYPE = 2,       /* a dtype that cannot be averaged (integer, bool) */
+  EMA_E_NOMEM = 3,       /* an allocation failed; nothing was changed */
+  EMA_E_NOT_FOUND = 4,   /* no tensor of that name */
+  EMA_E_EXISTS = 5,      /* that name is already registered */
+  EMA_E_STATE = 6,       /* not allowed now (apply/save while swapped, restore without store) */
+  EMA_E_IO = 7,          /* open/read/write/fsync/rename failed */
+  EMA_E_FORMAT = 8,      /* not a valid checkpoint: truncated, corrupt, hostile */
+  EMA_E_MISMATCH = 9,    /* checkpoint lacks a tensor or has another dtype/shape */
+  EMA_E_UNSUPPORTED = 10 /* a feature this build of the library does not provide */
+} ema_status;
+
+typedef enum ema_dtype {
+  EMA_F32 = 0,  /* IEEE binary32 */
+  EMA_F64 = 1,  /* IEEE binary64 */
+  EMA_F16 = 2,  /* IEEE binary16, stored as uint16_t bit patterns */
+  EMA_BF16 = 3, /* bfloat16 (upper half of a binary32), stored as uint16_t */
+  EMA_I32 = 4,  /* int32: never averaged */
+  EMA_I64 = 5   /* int64: never averaged */
+} ema_dtype;
+
+/* Largest number of dimensions of a tracked tensor. */
+#define EMA_MAX_DIMS 8
+/* Longest tensor name accepted, in bytes, without the terminating NUL. */
+#define EMA_MAX_NAME 1024
+
+/* Static English text for a status ("invalid argument", ...); never NULL.
+   Unknown values give "unknown status". Thread-safe. */
+EMA_API const char *ema_status_string(ema_status s);
+
+/* Size in bytes of one element of dtype, or 0 for a value outside the enum.
+   Thread-safe. */
+EMA_API size_t ema_dtype_size(ema_dtype dtype);
+
+/* Short lowercase name of dtype ("f32", "bf16", ...), or "?" for a value
+   outside the enum. Static text. Thread-safe. */
+EMA_API const char *ema_dtype_name(ema_dtype dtype);
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ema_ctx ema_ctx; /* opaque; one thread at a time */
+
+/* Create a context with a constant decay in [0, 1] (NaN is refused).
+   On success *out receives the new context; on failure *out is set to NULL
+   when out is not NULL. Returns EMA_E_INVALID_ARG for a NULL out or a bad
+   decay, EMA_E_NOMEM when memory runs out. Defaults: num_updates off,
+   zero_debias off, name "ExponentialMovingAverage", float32 shadows for
+   f16/bf16 parameters. */
+EMA_API ema_status ema_create(ema_ctx **out, double decay);
+
+/* Free the context, its shadows and every buffer it owns. Tracked tensors
+   stay the caller's and are not touched (if the context is swapped, the
+   model holds the averages at this point: call ema_swap() first to get the
+   training values back). NULL is a no-op. */
+EMA_API void ema_free(ema_ctx *ctx);
+
+/* Detail of the last failed call on ctx, one sentence; "" when the last call
+   succeeded or nothing failed yet. The text is owned by ctx and valid until
+   the next call on ctx. A NULL ctx gives a static text that says so. */
+EMA_API const char *ema_last_error(const ema_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Register a tensor to average.
+   - name: copied; 1..EMA_MAX_NAME bytes of UTF-8 without NUL; unique in ctx.
+   - data: borrowed; the caller's C-contiguous values of ndim dims of shape
+     (copied). data must stay valid and at the same address until ema_free
+     (or until ema_retarget points the tensor elsewhere, or ema_untrack).
+     NULL is allowed only when the tensor has zero elements.
+   - dtype: EMA_F32, EMA_F64, EMA_F16 or EMA_BF16. Integer dtypes fail with
+     EMA_E_DTYPE: averaging a step counter or an index makes no sense (the
+     classic trap is a trainable global_step averaged by mistake); carry such
+     tensors with ema_track_state().
+   - ndim in [0, EMA_MAX_DIMS]; shape[i] >= 0 (zero-size tensors are fine);
+     shape may be NULL when ndim is 0.
+   The shadow is created now as a copy of the current values (TensorFlow:
+   "shadow variables are initialized with the same initial values as the
+   trained variables"). With zero_debias on, the shadow starts at 0 instead
+   and the average reads 0 until the first update.
+   f16/bf16 tensors get float32 shadows unless ema_set_half_shadows() asked
+   for same-dtype shadows.
+   Errors: EMA_E_INVALID_ARG, EMA_E_DTYPE, EMA_E_EXISTS, EMA_E_NOMEM,
+   EMA_E_STATE (while swapped). */
+EMA_API ema_status ema_track(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype,
+                             int ndim, const int64_t *shape);
+
+/* Register plain state: a tensor of any dtype (integers included) that is
+   never averaged, only saved and restored under its own name (TensorFlow's
+   variables_to_restore() maps such variables to themselves). Same rules for
+   name, data and shape as ema_track(). Names share one namespace with
+   ema_track(). Since 0.1.0. */
+EMA_API ema_status ema_track_state(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype,
+                                   int ndim, const int64_t *shape);
+
+/* Number of registered tensors (averaged and plain state), 0 for NULL. */
+EMA_API size_t ema_count(const ema_ctx *ctx);
+
+/* Facts about the i-th registered tensor, in registration order, for tools
+   and bindings. Any output pointer may be NULL. *name stays valid until
+   ema_free; *data is the caller's borrowed pointer; *averaged is 1 for
+   ema_track() tensors and 0 for plain state; *shape must hold EMA_MAX_DIMS.
+   Errors: EMA_E_INVALID_ARG (NULL ctx), EMA_E_NOT_FOUND (i out of range). */
+EMA_API ema_status ema_tensor_info(const ema_ctx *ctx, size_t i, const char **name, void **data,
+                                   ema_dtype *dtype, int *ndim, int64_t *shape, int *averaged);
+
+/* Point the registered tensor `name` at new memory of the same dtype and
+   shape (borrowed, as in ema_track), keeping its averages: for a framework
+   that moved or reallocated a parameter (PyTorch's param.data = ...).
+   Errors: EMA_E_INVALID_ARG (NULL data for a non-empty tensor),
+   EMA_E_NOT_FOUND, EMA_E_STATE (while swapped or while a stored copy is
+   held: both refer to the old memory). */
+EMA_API ema_status ema_retarget(ema_ctx *ctx, const char *name, void *data);
+
+/* Forget the registered tensor `name` (averaged or plain state): it is no
+   longer updated, saved or loaded, and its average pointer must no longer
+   be used. Its shadow memory is given back at ema_free. Names of other
+   tensors and their average pointers are unaffected.
+   Errors: EMA_E_NOT_FOUND, EMA_E_STATE (while swapped or stored). */
+EMA_API ema_status ema_untrack(ema_ctx *ctx, const char *name);
+
+/* Shadow policy for f16/bf16 tensors tracked after this call: 0 (default)
+   keeps float32 shadows, which keep averaging at decay 0.9999 where a bf16
+   shadow stalls; 1 keeps shadows of the parameter's own dtype with every
+   operation rounded to that dtype, as TensorFlow does. */
+EMA_API ema_status ema_set_half_shadows(ema_ctx *ctx, int same_dtype);
+
+/* ------------------------------------------------------------------------ */
+/* Decay                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Set the decay used from the next apply on (a dynamic decay). decay must be
+   in [0, 1]; NaN is refused with EMA_E_INVALID_ARG. */
+EMA_API ema_status ema_set_decay(ema_ctx *ctx, double decay);
+
+/* Set TensorFlow's num_updates (its global_step). With n >= 0 the effective
+   decay is min(decay, (1+n)/(10+n)) evaluated in float32 exactly as
+   TensorFlow does (n is first converted to float32). n < 0 turns the
+   warm-up off. The library never increments n: the caller owns the step. */
+EMA_API ema_status ema_set_num_updates(ema_ctx *ctx, int64_t n);
+
+/* Turn TensorFlow's zero_debias on or off. Allowed only before the first
+   ema_track() of an averaged tensor (EMA_E_STATE after). With it on, each
+   tensor keeps a biased accumulator b starting at 0 and a counter k, and the
+   average is b / (1 - (1-om)^k), all in the shadow's precision, with
+   om = 1 - d; this is Ng's bias correction, exact for a constant decay. */
+EMA_API ema_status ema_set_zero_debias(ema_ctx *ctx, int on);
+
+/* Set the EMA's name (copied; default "ExponentialMovingAverage"); it is the
+   suffix of every average in checkpoints: "<tensor>/<name>". 1..255 bytes,
+   no NUL. */
+EMA_API ema_status ema_set_name(ema_ctx *ctx, const char *name);
+
+/* The decay as set (ema_create, ema_set_decay, a loaded checkpoint), before
+   any warm-up; NaN for NULL. */
+EMA_API double ema_get_decay(const ema_ctx *ctx);
+
+/* num_updates as set, -1 when off (and for NULL). */
+EMA_API int64_t ema_get_num_updates(const ema_ctx *ctx);
+
+/* The decay d the next apply will use, after the num_updates warm-up,
+   converted exactly from float32 to double. NaN for a NULL ctx. */
+EMA_API double ema_effective_decay(const ema_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Decay schedules, step-driven updates, banks of averages (since 0.1.0)     */
+/* ------------------------------------------------------------------------ */
+
+/* ema_apply() is TensorFlow's update: a constant (or caller-changed) decay
+   with the optional num_updates warm-up, in TensorFlow's float32 arithmetic.
+   ema_update(ctx, step) is the step-driven update of the schedules below:
+   the library knows the training step of every update, so an update that
+   covers k steps (update_every k) uses the k-step decay, the product of the
+   k per-step decays, and the curve does not depend on k. Decays are computed
+   in float64 and 1 - d is then rounded to the shadow's precision. */
+typedef enum ema_schedule_kind {
+  /* d = decay per step (k steps: decay^k). */
+  EMA_SCHEDULE_CONSTANT = 0,
+  /* timm ModelEmaV3 / diffusers EMAModel / ema-pytorch warm-up: with
+     t = step - update_after_step - 1, the per-step decay is 0 when t <= 0,
+     else clamp(1 - (1 + t/inv_gamma)^(-power), min_decay, decay). */
+  EMA_SCHEDULE_INV_POWER = 1,
+  /* Power-function EMA (Karras et al. 2024): an update covering dt steps
+     ending at step t has decay (1 - dt/t)^(gamma+1); gamma from sigma_rel
+     when sigma_rel > 0 (see ema_power_gamma). */
+  EMA_SCHEDULE_POWER = 2,
+  /* Half-life of h steps: per-step decay 0.5^(1/h). */
+  EMA_SCHEDULE_HALFLIFE = 3
+} ema_schedule_kind;
+
+typedef struct ema_schedule {
+  ema_schedule_kind kind;
+  double decay;              /* CONSTANT: the decay; INV_POWER: the largest decay. In [0, 1]. */
+  double min_decay;          /* INV_POWER: the smallest decay once warm-up starts (default 0) */
+  double inv_gamma;          /* INV_POWER: > 0 (default 1) */
+  double power;              /* INV_POWER: > 0 (default 2/3) */
+  double gamma;              /* POWER: > -1, used when sigma_rel is 0 */
+  double sigma_rel;          /* POWER: in (0, 0.2887); 0 = use gamma */
+  double halflife;           /* HALFLIFE: steps, > 0 */
+  int64_t update_after_step; /* every kind: steps <= this copy the model (decay 0); default 0 */
+} ema_schedule;
+
+/* Fill *s with the defaults of kind: decay 0.9999, min_decay 0, inv_gamma 1,
+   power 2/3, gamma 6.94 (sigma_rel 0.10 is set instead), halflife 1000,
+   update_after_step 0. */
+EMA_API void ema_schedule_init(ema_schedule *s, ema_schedule_kind kind);
+
+/* The decay of one update covering the steps (from_step, to_step], i.e. the
+   product of the per-step decays of steps from_step+1 .. to_step (0 when any
+   of them is <= update_after_step). 0 <= from_step < to_step.
+   Errors: EMA_E_INVALID_ARG for a bad schedule or steps. Thread-safe. */
+EMA_API ema_status ema_schedule_decay(const ema_schedule *s, int64_t from_step, int64_t to_step, double *decay);
+
+/* Use schedule s (copied) for the context's first average. Its decay field
+   becomes the context's decay (ema_set_decay changes it). */
+EMA_API ema_status ema_set_schedule(ema_ctx *ctx, const ema_schedule *s);
+
+/* A bank: add another average of the same tensors, with its own name
+   (copied; the suffix of its tensors in checkpoints, "<tensor>/<name>") and
+   schedule (copied). Every update then reads each parameter once and updates
+   every average. Allowed only before the first ema_track() of an averaged
+   tensor. At most EMA_MAX_AVERAGES averages; average 0 is the context's own.
+   *index (may be NULL) gets the new average's index.
+   Errors: EMA_E_INVALID_ARG (bad name or schedule, name taken, too many),
+   EMA_E_STATE (tensors already tracked). */
+#define EMA_MAX_AVERAGES 8
+EMA_API ema_status ema_add_average(ema_ctx *ctx, const char *name, const ema_schedule *s, size_t *index);
+
+/* Number of averages (1 + those added); 0 for NULL. */
+EMA_API size_t ema_average_count(const ema_ctx *ctx);
+
+/* Name of average k (owned by ctx), NULL when k is out of range. */
+EMA_API const char *ema_average_label(const ema_ctx *ctx, size_t k);
+
+/* One update of every average at training step `step` (>= 1, larger than the
+   step of the previous ema_update), covering the steps since then; each
+   average uses its schedule (a step <= update_after_step copies the model).
+   With zero_debias, the average is the biased accumulator divided by the
+   exact accumulated weight 1 - prod(d_i), kept in float64, which is right
+   under any schedule (TensorFlow's 1 - d^k is exact only for a constant d).
+   Errors: EMA_E_INVALID_ARG (step not increasing), EMA_E_STATE (swapped). */
+EMA_API ema_status ema_update(ema_ctx *ctx, int64_t step);
+
+/* Step of the last ema_update (0 before any). */
+EMA_API int64_t ema_last_step(const ema_ctx *ctx);
+
+/* Like ema_average(), for average k of the bank. */
+EMA_API const void *ema_average_of(const ema_ctx *ctx, const char *name, size_t k, ema_dtype *dtype);
+
+/* Which average ema_swap, ema_copy_to, ema_average and
+   ema_load_averages_into_model use (default 0). EMA_E_STATE while swapped. */
+EMA_API ema_status ema_set_active_average(ema_ctx *ctx, size_t k);
+
+/* Write average k of every averaged tensor, under the tensor's own name and
+   in the shadow's dtype, to a safetensors snapshot file (atomically), with
+   __metadata__ "ema.t" (the step of the last ema_update), "ema.gamma" and
+   "ema.sigma_rel" (power-function averages), "ema.name" and
+   "libema.snapshot". Snapshots of two power-function averages taken every S
+   steps are what `ema posthoc` synthesises any sigma_rel from.
+   Errors: EMA_E_INVALID_ARG, EMA_E_STATE (swapped), EMA_E_IO, EMA_E_NOMEM. */
+EMA_API ema_status ema_snapshot(const ema_ctx *ctx, size_t k, const char *path);
+
+/* ------------------------------------------------------------------------ */
+/* Updates                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Update every averaged tensor once: s = s - (s - v) * (1 - d), evaluated in
+   that order in the shadow's precision, without fused multiply-add, which is
+   what TensorFlow does bit for bit. Plain state is not touched.
+   Errors: EMA_E_STATE while swapped. */
+EMA_API ema_status ema_apply(ema_ctx *ctx);
+
+/* Update only the named averaged tensors (TensorFlow's apply(var_list)).
+   names: borrowed array of n names. An unknown name, a name given twice or a
+   plain-state name fails the whole call and updates nothing.
+   n == 0 is a successful no-op (names may then be NULL). */
+EMA_API ema_status ema_apply_some(ema_ctx *ctx, const char *const *names, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Averages                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* The average of the named tensor (the debiased one when zero_debias is on),
+   in its shadow dtype, which *dtype receives when dtype is not NULL. The
+   pointer is owned by ctx and stays valid (same address) until ema_free; the
+   values it points to change with every apply. While the context is swapped
+   the model's training values live there instead (see ema_swap).
+   NULL for a NULL ctx or name, for a name that is not tracked, and for plain
+   state. */
+EMA_API const void *ema_average(const ema_ctx *ctx, const char *name, ema_dtype *dtype);
+
+/* Write "<name>/<ema name>" (e.g. "w/ExponentialMovingAverage"), NUL
+   terminated, into buf of cap bytes, with the name of the active average
+   (ema_set_active_average; average 0 by default). The name need not be
+   tracked.
+   Errors: EMA_E_INVALID_ARG for NULL arguments or when buf is too small
+   (then buf is left unchanged). */
+EMA_API ema_status ema_average_name(const ema_ctx *ctx, const char *name, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------------ */
+/* Evaluating with the averages                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Exchange model values and averages in place: afterwards every averaged
+   model tensor holds its average (rounded to the model dtype) and the context
+   keeps the training values; calling ema_swap() again undoes it bit for bit
+   (-0.0, subnormals, Inf and NaN payloads included). Same-dtype shadows are
+   exchanged with no extra memory; f16/bf16 models with float32 shadows keep
+   the model's values in a side buffer allocated on first use.
+   While swapped, apply, store, copy_to, restore, track, load and save fail
+   with EMA_E_STATE: they would mix averages and training values. */
+EMA_API ema_status ema_swap(ema_ctx *ctx);
+
+/* 1 while swapped, 0 otherwise (and for NULL). */
+EMA_API int ema_is_swapped(const ema_ctx *ctx);
+
+/* Keep a copy of every averaged model tensor's values in the context.
+   EMA_E_STATE while swapped or while a stored copy is already held (storing
+   again would overwrite it and could lose the training values). */
+EMA_API ema_status ema_store(ema_ctx *ctx);
+
+/* Write the averages into the model tensors (rounded to the model dtype).
+   Typical use: ema_store, ema_copy_to, evaluate, ema_restore.
+   EMA_E_STATE while swapped. */
+EMA_API ema_status ema_copy_to(ema_ctx *ctx);
+
+/* Put the values kept by ema_store back into the model and drop the copy.
+   EMA_E_STATE without a stored copy or while swapped. */
+EMA_API ema_status ema_restore(ema_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoints                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Save one safetensors file holding each model tensor under its own name,
+   its average under ema_average_name(), and the EMA state in __metadata__.
+   Written atomically. path is borrowed. EMA_E_STATE while swapped. */
+EMA_API ema_status ema_save(const ema_ctx *ctx, const char *path);
+
+/* Resume from a checkpoint written by ema_save: model tensors, averages and
+   EMA state all come back so that training continues exactly. */
+EMA_API ema_status ema_load(ema_ctx *ctx, const char *path);
+
+/* TensorFlow's variables_to_restore(): each average in the file lands in its
+   model tensor; plain state lands under its own name. */
+EMA_API ema_status ema_load_averages_into_model(ema_ctx *ctx, const char *path);
+
+/* ------------------------------------------------------------------------ */
+/* Threads                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define EMA_MAX_THREADS 256
+
+/* Number of threads ema_apply (and swap, store, copy_to, restore) may use,
+   the calling thread included. 0 restores the default: the number of online
+   CPUs, at most 8. 1 runs everything on the calling thread and starts no
+   thread. Workers belong to the context, sleep between calls, and are
+   started here (or lazily by the first call that moves at least 1 MiB);
+   the work of one call is split among them by bytes, across tensors, so many
+   small tensors cost one fork/join. Results are bitwise identical for every
+   thread count. Errors: EMA_E_INVALID_ARG (n < 0 or > EMA_MAX_THREADS),
+   EMA_E_NOMEM (threads could not be started; the previous setting stays). */
+EMA_API ema_status ema_set_threads(ema_ctx *ctx, int n);
+
+/* Threads the context uses (see ema_set_threads); 0 for NULL. */
+EMA_API int ema_threads(const ema_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Diagnostics                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Name of the kernel set this process uses ("ref", "avx2", ...), chosen once
+   from the CPU and OS, or forced with the environment variable EMA_ISA.
+   Static text. Thread-safe. */
+EMA_API const char *ema_isa(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EMA_CORE_H */
