@@ -1,13 +1,16 @@
 """Loading libema with ctypes: discovery, version check, prototypes.
 
 Discovery order (the first that exists wins):
-  1. the environment variable EMA_LIBRARY: a path to libema.so (or a name
-     ctypes can load, e.g. "libema.so.0");
-  2. a build tree next to the package: <repo>/build/libema.so, then
-     <repo>/build-*/libema.so in name order, skipping libraries built with a
-     sanitizer (they cannot be loaded into a Python that was not started with
-     the sanitizer runtime);
-  3. the system: ctypes.util.find_library("ema") (ldconfig, LD_LIBRARY_PATH).
+  1. the environment variable EMA_LIBRARY, when set: a path to libema.so (or
+     a name ctypes can load, e.g. "libema.so.0"); an explicit override, used
+     by the test suite to load a sanitizer build;
+  2. the packaged copy: libema.so inside this package (pip install puts it
+     there: see setup.py);
+  3. only when the package is python/ema of a source checkout (for
+     development): <repo>/build/libema.so, then <repo>/build-*/libema.so in
+     name order, skipping libraries built with a sanitizer (they cannot be
+     loaded into a Python that was not started with the sanitizer runtime);
+  4. the system: ctypes.util.find_library("ema") (ldconfig, LD_LIBRARY_PATH).
 
 The library's major version must be EXPECTED_MAJOR; its version number must
 be at least MIN_VERSION (the first that has every function bound below).
@@ -169,37 +172,60 @@ def _needs_sanitizer_runtime(path):
     return any(s in blob for s in (b"libasan.so", b"libubsan.so", b"libtsan.so"))
 
 
+def _checkout_root(pkg_dir):
+    """The repository root when pkg_dir is <root>/python/ema of a libema
+    source checkout, else None (an installed copy never looks beside
+    site-packages)."""
+    parent = os.path.dirname(pkg_dir)
+    if os.path.basename(parent) != "python":
+        return None
+    root = os.path.dirname(parent)
+    if os.path.isfile(os.path.join(root, "CMakeLists.txt")) and os.path.isfile(
+            os.path.join(root, "include", "ema", "core.h")):
+        return root
+    return None
+
+
 def _candidates():
+    """[(how, path)] in search order, and the places looked at (for the error)."""
     env = os.environ.get("EMA_LIBRARY")
     if env:
-        return [("EMA_LIBRARY", env)]
-    found = []
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    dirs = []
-    if os.path.isdir(os.path.join(root, "build")):
-        dirs.append(os.path.join(root, "build"))
-    try:
-        names = sorted(os.listdir(root))
-    except OSError:
-        names = []
-    dirs += [os.path.join(root, n) for n in names if n.startswith("build-")]
-    for d in dirs:
-        p = os.path.join(d, "libema.so")
-        if os.path.isfile(p) and not _needs_sanitizer_runtime(p):
-            found.append(("build tree", p))
+        return [("EMA_LIBRARY", env)], [f"EMA_LIBRARY={env}"]
+    pkg_dir = os.path.dirname(os.path.abspath(__file__))
+    found, looked = [], []
+    packaged = os.path.join(pkg_dir, "libema.so")
+    looked.append(packaged)
+    if os.path.isfile(packaged):
+        found.append(("packaged copy", packaged))
+    root = _checkout_root(pkg_dir)
+    if root is not None:
+        try:
+            names = sorted(n for n in os.listdir(root) if n == "build" or n.startswith("build-"))
+        except OSError:
+            names = []
+        if "build" in names:
+            names.remove("build")
+            names.insert(0, "build")
+        for n in names:
+            p = os.path.join(root, n, "libema.so")
+            looked.append(p)
+            if os.path.isfile(p) and not _needs_sanitizer_runtime(p):
+                found.append(("build tree", p))
+    looked.append('ctypes.util.find_library("ema")')
     sysname = ctypes.util.find_library("ema")
     if sysname:
         found.append(("system", sysname))
-    return found
+    return found, looked
 
 
 def _load():
-    cands = _candidates()
+    cands, looked = _candidates()
     if not cands:
         raise ImportError(
-            "ema: libema was not found: set EMA_LIBRARY to the path of libema.so, build the "
-            "library in <repo>/build (cmake -S . -B build && cmake --build build), or install it "
-            "where the dynamic linker finds it")
+            "ema: the shared library libema.so was not found (looked at: " + "; ".join(looked) +
+            "). Install the package with pip (pip install --no-build-isolation <repo>), which "
+            "builds and ships the library; or, in a source checkout, build it in <repo>/build "
+            "(cmake -S . -B build && cmake --build build); or set EMA_LIBRARY to its path")
     how, path = cands[0]
     try:
         lib = ctypes.CDLL(path)

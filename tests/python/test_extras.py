@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
 import ema  # noqa: E402
 from ema import posthoc  # noqa: E402
 import st_reader  # noqa: E402

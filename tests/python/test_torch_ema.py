@@ -16,7 +16,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
 import ema  # noqa: E402
 from ema.torch import EMA, canonical_name  # noqa: E402
 
