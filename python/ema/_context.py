@@ -239,6 +239,54 @@ class Context:
         with self.h.lock:
             self.h.check(_lib_.ema_apply_some(self.h.ptr, arr, len(names)))
 
+    # ------------------------------------------------- schedules, banks, steps
+    def set_schedule(self, sched):
+        """Use sched (a _lib.Schedule) for member 0; its decay becomes the decay."""
+        with self.h.lock:
+            self.h.check(_lib_.ema_set_schedule(self.h.ptr, ctypes.byref(sched)))
+        self._decay = float(_lib_.ema_decay(self.h.ptr))
+
+    def bank_add(self, name, sched):
+        """Add a member of the bank (before any tensor is tracked); its index."""
+        b = encode_name(name, "name of the average")
+        idx = ctypes.c_size_t(0)
+        with self.h.lock:
+            self.h.check(_lib_.ema_bank_add(self.h.ptr, b, ctypes.byref(sched), ctypes.byref(idx)))
+        return idx.value
+
+    @property
+    def bank_size(self):
+        return int(_lib_.ema_bank_size(self.h.ptr))
+
+    def bank_name(self, k):
+        v = _lib_.ema_bank_name(self.h.ptr, k)
+        return None if v is None else v.decode("utf-8")
+
+    def bank_set_active(self, k):
+        with self.h.lock:
+            self.h.check(_lib_.ema_bank_set_active(self.h.ptr, k))
+
+    def update(self, step):
+        """ema_update: one update of every member at training step `step`."""
+        with self.h.lock:
+            self.h.check(_lib_.ema_update(self.h.ptr, int(step)))
+
+    @property
+    def last_step(self):
+        return int(_lib_.ema_last_step(self.h.ptr))
+
+    def snapshot(self, k, path):
+        with self.h.lock:
+            self.h.check(_lib_.ema_snapshot(self.h.ptr, k, fspath(path)))
+
+    def bank_average_torch(self, name, k):
+        e = self.entry(name)
+        if not e.averaged:
+            raise NotFoundError(f"{name!r} is not averaged; it has no average")
+        sd = ctypes.c_int(0)
+        ptr = _lib_.ema_bank_average(self.h.ptr, e.bname, k, ctypes.byref(sd))
+        return _arrays.torch_view(ptr, sd.value, e.desc.shape, self.h)
+
     # ---------------------------------------------------------------- averages
     def average_ptr(self, name):
         e = self.entry(name)

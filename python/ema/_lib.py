@@ -75,6 +75,25 @@ class PosthocInfo(ctypes.Structure):
     ]
 
 
+class Schedule(ctypes.Structure):
+    """struct ema_schedule (ema/core.h)."""
+    _fields_ = [
+        ("kind", ctypes.c_int),
+        ("decay", ctypes.c_double),
+        ("min_decay", ctypes.c_double),
+        ("inv_gamma", ctypes.c_double),
+        ("power", ctypes.c_double),
+        ("gamma", ctypes.c_double),
+        ("sigma_rel", ctypes.c_double),
+        ("halflife", ctypes.c_double),
+        ("update_after_step", ctypes.c_int64),
+    ]
+
+
+# ema_schedule_kind values (frozen)
+SCHEDULE_CONSTANT, SCHEDULE_INV_POWER, SCHEDULE_POWER, SCHEDULE_HALFLIFE = 0, 1, 2, 3
+
+
 class EwmOpts(ctypes.Structure):
     _fields_ = [
         ("kind", ctypes.c_int),
@@ -111,6 +130,8 @@ _PROTOTYPES = {
     "ema_set_zero_debias": (_c_int, [_c_ctx, _c_int]),
     "ema_set_name": (_c_int, [_c_ctx, _c_str]),
     "ema_effective_decay": (_c_dbl, [_c_ctx]),
+    "ema_decay": (_c_dbl, [_c_ctx]),
+    "ema_num_updates": (ctypes.c_int64, [_c_ctx]),
     "ema_apply": (_c_int, [_c_ctx]),
     "ema_apply_some": (_c_int, [_c_ctx, ctypes.POINTER(_c_str), _c_sz]),
     "ema_average": (_c_vp, [_c_ctx, _c_str, ctypes.POINTER(_c_int)]),
@@ -126,6 +147,19 @@ _PROTOTYPES = {
     "ema_set_threads": (_c_int, [_c_ctx, _c_int]),
     "ema_threads": (_c_int, [_c_ctx]),
     "ema_isa": (_c_str, []),
+    # schedules, step-driven updates, banks
+    "ema_schedule_init": (None, [ctypes.POINTER(Schedule), _c_int]),
+    "ema_schedule_decay": (_c_int, [ctypes.POINTER(Schedule), ctypes.c_int64, ctypes.c_int64,
+                                    ctypes.POINTER(_c_dbl)]),
+    "ema_set_schedule": (_c_int, [_c_ctx, ctypes.POINTER(Schedule)]),
+    "ema_bank_add": (_c_int, [_c_ctx, _c_str, ctypes.POINTER(Schedule), ctypes.POINTER(_c_sz)]),
+    "ema_bank_size": (_c_sz, [_c_ctx]),
+    "ema_bank_name": (_c_str, [_c_ctx, _c_sz]),
+    "ema_bank_average": (_c_vp, [_c_ctx, _c_str, _c_sz, ctypes.POINTER(_c_int)]),
+    "ema_bank_set_active": (_c_int, [_c_ctx, _c_sz]),
+    "ema_update": (_c_int, [_c_ctx, ctypes.c_int64]),
+    "ema_last_step": (ctypes.c_int64, [_c_ctx]),
+    "ema_snapshot": (_c_int, [_c_ctx, _c_sz, _c_str]),
     # files
     "ema_file_open": (_c_int, [ctypes.POINTER(_c_vp), _c_str, ctypes.c_char_p, _c_sz]),
     "ema_file_close": (None, [_c_vp]),
@@ -158,6 +192,26 @@ _PROTOTYPES = {
         [ctypes.POINTER(EwmOpts), ctypes.POINTER(_c_dbl), _c_sz, ctypes.POINTER(_c_dbl),
          ctypes.POINTER(_c_dbl), ctypes.c_char_p, _c_sz],
     ),
+}
+
+
+# New name -> the 0.1 name it replaces: a library that has only the old name
+# is bound through it under the new one (the old names stay exported until
+# the renames are complete, see ema/core.h).
+_RENAMED = {
+    "ema_decay": "ema_get_decay",
+    "ema_num_updates": "ema_get_num_updates",
+    "ema_bank_add": "ema_add_average",
+    "ema_bank_size": "ema_average_count",
+    "ema_bank_name": "ema_average_label",
+    "ema_bank_average": "ema_average_of",
+    "ema_bank_set_active": "ema_set_active_average",
+}
+
+# Functions bound when the library has them (newer than MIN_VERSION); the
+# front-ends test `has(name)` before using them.
+_OPTIONAL = {
+    # name: (restype, argtypes)
 }
 
 
@@ -232,14 +286,24 @@ def _load():
     except OSError as e:
         raise ImportError(f"ema: cannot load libema from {path} ({how}): {e}") from e
     missing = []
-    for name, (res, args) in _PROTOTYPES.items():
-        try:
-            fn = getattr(lib, name)
-        except AttributeError:
-            missing.append(name)
+    for name, (res, args) in list(_PROTOTYPES.items()) + list(_OPTIONAL.items()):
+        fn = None
+        for cname in (name, _RENAMED.get(name)):
+            if cname is None:
+                continue
+            try:
+                fn = getattr(lib, cname)
+                break
+            except AttributeError:
+                continue
+        if fn is None:
+            if name in _PROTOTYPES:
+                missing.append(name)
             continue
         fn.restype = res
         fn.argtypes = args
+        if getattr(lib, name, None) is not fn:
+            setattr(lib, name, fn)
     if missing:
         raise ImportError(
             f"ema: the library at {path} lacks {', '.join(missing[:5])}"
@@ -255,12 +319,40 @@ def _load():
 
 
 lib, path = _load()
+
+
+def has(name):
+    """True when the loaded library provides the function `name`."""
+    try:
+        getattr(lib, name)
+        return True
+    except AttributeError:
+        return False
 version_number = lib.ema_version_number()
 version_string = lib.ema_version_string().decode()
 
 
 def status_string(status):
     return lib.ema_status_string(int(status)).decode()
+
+
+_C_CALL = __import__("re").compile(r"\bema_[a-z0-9_]+(\(\))?")
+
+
+def python_terms(message, terms):
+    """message with the library's function names replaced by the front-end's
+    names (terms: {"ema_swap": "restore()", ...}); a name not in terms
+    becomes a neutral phrase, and a leading "ema_xxx: " is dropped."""
+    if not terms or "ema_" not in message:
+        return message
+    m = __import__("re").match(r"ema_[a-z0-9_]+: ", message)
+    if m:
+        message = message[m.end():]
+
+    def sub(mt):
+        py = terms.get(mt.group(0).rstrip("()"))
+        return py if py is not None else "the library call"
+    return _C_CALL.sub(sub, message)
 
 
 def raise_for(status, message):
@@ -276,7 +368,7 @@ class Handle:
     (views of averages and the front-end objects hold references). A lock
     serialises calls: a context is used by one thread at a time."""
 
-    __slots__ = ("ptr", "lock", "keep", "__weakref__")
+    __slots__ = ("ptr", "lock", "keep", "terms", "__weakref__")
 
     def __init__(self, decay):
         out = _c_ctx()
@@ -290,10 +382,12 @@ class Handle:
         self.ptr = out
         self.lock = threading.RLock()
         self.keep = []  # every array whose memory the context borrows
+        self.terms = None  # the front-end's names for the library's calls (python_terms)
 
     def check(self, status):
         if status != 0:
-            raise_for(status, lib.ema_last_error(self.ptr).decode("utf-8", "replace"))
+            msg = lib.ema_last_error(self.ptr).decode("utf-8", "replace")
+            raise_for(status, python_terms(msg, self.terms))
 
     def close(self):
         ptr, self.ptr = getattr(self, "ptr", None), None
