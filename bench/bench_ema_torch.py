@@ -46,6 +46,8 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "python"))   # the seeds' class, shared with the tests
+from reference_ema import SeedEMA  # noqa: E402
 import ema  # noqa: E402
 from ema.torch import EMA  # noqa: E402
 
@@ -131,24 +133,6 @@ def make_foreach(model, threads):
             torch._foreach_mul_(shadows, DECAY)
             torch._foreach_add_(shadows, params, alpha=1.0 - DECAY)
     return update, lambda: shadows, None
-
-
-class SeedEMA:
-    """seeds/001's class, as published (update only)."""
-
-    def __init__(self, model, decay):
-        self.model, self.decay, self.shadow = model, decay, {}
-
-    def register(self):
-        for name, param in self.model.named_parameters():
-            if param.requires_grad:
-                self.shadow[name] = param.data.clone()
-
-    def update(self):
-        for name, param in self.model.named_parameters():
-            if param.requires_grad:
-                new_average = (1.0 - self.decay) * param.data + self.decay * self.shadow[name]
-                self.shadow[name] = new_average.clone()
 
 
 def make_seeds(model, threads):

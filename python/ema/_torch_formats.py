@@ -99,9 +99,11 @@ def export(ema, fmt):
     if fmt == "timm":
         return sd
     if fmt == "ema_pytorch":
-        out = {f"ema_model.{k}": v for k, v in sd.items()}
-        out["initted"] = torch.tensor([True], dtype=torch.float32)
-        out["step"] = torch.tensor([ema.step])
+        out = {f"online_model.{_plan.canonical_name(k)}": v.detach().clone()
+               for k, v in ema.model.state_dict().items()}
+        out.update({f"ema_model.{k}": v for k, v in sd.items()})
+        out["initted"] = torch.tensor(True)
+        out["step"] = torch.tensor(ema.step)
         return out
     if fmt == "averaged_model":
         out = {f"module.{k}": v for k, v in sd.items()}

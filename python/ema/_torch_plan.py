@@ -265,7 +265,7 @@ def _label(x):
     return f"{x:.10g}"
 
 
-def schedules(decay, min_decay, warmup, inv_gamma, power, update_after_step, sigma_rel, gamma,
+def schedules(decay, min_decay, warmup, inv_gamma, power, update_after_step, update_every, sigma_rel, gamma,
               half_life, name):
     """(mode, [(member name, _lib.Schedule)]) from the constructor's keywords.
     mode "tf": TensorFlow's ema_apply (a scalar constant decay, warmup None or
@@ -298,10 +298,11 @@ def schedules(decay, min_decay, warmup, inv_gamma, power, update_after_step, sig
     if len(values) > 8:
         raise InvalidArgumentError(f"at most 8 averages in one EMA, got {len(values)}")
     names = _member_names(name, key, values)
-    tf = kind == _lib.SCHEDULE_CONSTANT and len(values) == 1 and uas == 0
+    every = _int(update_every, "update_every", 1)
+    tf = kind == _lib.SCHEDULE_CONSTANT and len(values) == 1 and uas == 0 and every == 1
     if warmup == "tf" and not tf:
         raise InvalidArgumentError("warmup='tf' is TensorFlow's rule for one constant decay: it does not "
-                                   "combine with update_after_step or several decays")
+                                   "combine with update_after_step, update_every or several decays")
     out = []
     for v, n in zip(values, names):
         s = _lib.Schedule()

@@ -148,7 +148,8 @@ class EMA:
                             threads=threads, half_shadows=half_shadows, on_replaced=on_replaced,
                             check_storage=check_storage)
         self._mode, self._members = _plan.schedules(decay, min_decay, warmup, inv_gamma, power,
-                                                    update_after_step, sigma_rel, gamma, half_life, name)
+                                                    update_after_step, update_every, sigma_rel, gamma,
+                                                    half_life, name)
         self._warmup = warmup
         self.update_every = _plan._int(update_every, "update_every", 1)
         self._ignore = _plan.compile_ignore(ignore)

@@ -18,32 +18,11 @@ torch = pytest.importorskip("torch")
 
 import ema  # noqa: E402
 from ema.torch import EMA, canonical_name  # noqa: E402
+from reference_ema import SeedEMA  # noqa: E402
 
 assert ema.torch.EMA is EMA  # the lazy attribute and the module agree
 
 nn = torch.nn
-
-
-class SeedEMA:
-    """The hand-written class of seeds/001 (register/update/apply_shadow/restore)."""
-
-    def __init__(self, model, decay):
-        self.model = model
-        self.decay = decay
-        self.shadow = {}
-        self.backup = {}
-
-    def register(self):
-        for name, param in self.model.named_parameters():
-            if param.requires_grad:
-                self.shadow[name] = param.data.clone()
-
-    def update(self):
-        for name, param in self.model.named_parameters():
-            if param.requires_grad:
-                assert name in self.shadow
-                new_average = (1.0 - self.decay) * param.data + self.decay * self.shadow[name]
-                self.shadow[name] = new_average.clone()
 
 
 def small_net(seed=0, bn=True):
