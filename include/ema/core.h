@@ -67,19 +67,35 @@ EMA_API const char *ema_version_string(void); /* static text, e.g. "0.1.0" */
 /* Status codes and dtypes (values are frozen: never renumbered or reused)   */
 /* ------------------------------------------------------------------------ */
 
-typedef enum ema_status {
-  EMA_OK = 0,
-  EMA_E_INVALID_ARG = 1, /* NULL where not allowed, decay outside [0,1], bad shape/option */
-  EMA_E_DTYPE = 2,       /* a dtype that cannot be averaged (integer, bool) */
-  EMA_E_NOMEM = 3,       /* an allocation failed; nothing was changed */
-  EMA_E_NOT_FOUND = 4,   /* no tensor of that name */
-  EMA_E_EXISTS = 5,      /* that name is already registered */
-  EMA_E_STATE = 6,       /* not allowed now (apply/save while swapped, restore without store) */
-  EMA_E_IO = 7,          /* open/read/write/fsync/rename failed */
-  EMA_E_FORMAT = 8,      /* not a valid checkpoint: truncated, corrupt, hostile */
-  EMA_E_MISMATCH = 9,    /* checkpoint lacks a tensor or has another dtype/shape */
-  EMA_E_UNSUPPORTED = 10 /* a feature this build of the library does not provide */
-} ema_status;
+/* The status table: X(name, value, text) for every status, in value order.
+   It generates the ema_status enum, ema_status_string() and ema_status_name();
+   a program may expand it too (libuv's UV_ERRNO_MAP). Values are frozen. */
+#define EMA_STATUS_MAP(X)                                                                  \
+  X(EMA_OK, 0, "ok")                                                                       \
+  /* NULL where not allowed, decay outside [0,1], bad shape/option */                      \
+  X(EMA_E_INVALID_ARG, 1, "invalid argument")                                              \
+  /* a dtype that cannot be averaged (integer, bool) */                                    \
+  X(EMA_E_DTYPE, 2, "dtype cannot be averaged")                                            \
+  /* an allocation failed; nothing was changed */                                          \
+  X(EMA_E_NOMEM, 3, "out of memory")                                                       \
+  /* no tensor (or bank member) of that name, or an index out of range */                  \
+  X(EMA_E_NOT_FOUND, 4, "no tensor of that name, or an index out of range")                \
+  /* that name is already registered */                                                    \
+  X(EMA_E_EXISTS, 5, "name already registered")                                            \
+  /* not allowed now (apply/save while swapped, restore without store) */                  \
+  X(EMA_E_STATE, 6, "not allowed in the current state")                                    \
+  /* open/read/write/fsync/rename failed */                                                \
+  X(EMA_E_IO, 7, "input/output error")                                                     \
+  /* not a valid checkpoint: truncated, corrupt, hostile */                                \
+  X(EMA_E_FORMAT, 8, "not a valid checkpoint")                                             \
+  /* checkpoint lacks a tensor or has another dtype/shape */                               \
+  X(EMA_E_MISMATCH, 9, "checkpoint does not match the registered tensors")                 \
+  /* a feature this build of the library does not provide */                               \
+  X(EMA_E_UNSUPPORTED, 10, "not supported by this build")
+
+#define EMA__STATUS_ENUMERATOR(name, value, text) name = value,
+typedef enum ema_status { EMA_STATUS_MAP(EMA__STATUS_ENUMERATOR) } ema_status;
+#undef EMA__STATUS_ENUMERATOR
 
 typedef enum ema_dtype {
   EMA_F32 = 0,  /* IEEE binary32 */
@@ -98,6 +114,24 @@ typedef enum ema_dtype {
 /* Static English text for a status ("invalid argument", ...); never NULL.
    Unknown values give "unknown status". Thread-safe. */
 EMA_API const char *ema_status_string(ema_status s);
+
+/* Static name of a status as spelled in this header ("EMA_E_IO"), or NULL for
+   a value outside the table: bindings loop over 0, 1, ... until NULL to learn
+   every status. Thread-safe. Since 0.2.0. */
+EMA_API const char *ema_status_name(ema_status s);
+
+/* Render s[0..n) for a message: printable ASCII and well-formed, printable
+   UTF-8 as is; control bytes, DEL, C1 controls (U+0080..U+009F) and bytes
+   of ill-formed UTF-8 as \xNN (uppercase hex); the backslash as \\. At most
+   64 source bytes are shown (never a character cut in two); when s is
+   longer, "..." follows. The output goes to buf (cap bytes, borrowed):
+   at most cap - 1 bytes and a terminating NUL, always; an escape or
+   character that does not fit is left out whole, and so is everything after
+   it. s is borrowed and may hold NUL bytes (shown as \x00); NULL s is the
+   empty string. Returns the bytes written, NUL excluded (0 when buf is NULL
+   or cap is 0, and then nothing is written). Never fails, never allocates.
+   Thread-safe. Since 0.2.0. */
+EMA_API size_t ema_escape(const char *s, size_t n, char *buf, size_t cap);
 
 /* Size in bytes of one element of dtype, or 0 for a value outside the enum.
    Thread-safe. */

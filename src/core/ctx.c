@@ -21,21 +21,18 @@
 unsigned ema_version_number(void) { return EMA_VERSION_NUMBER; }
 const char *ema_version_string(void) { return EMA_VERSION_STRING; }
 
+#define EMA__STATUS_TEXT(name, value, text) \
+  case name: return text;
 const char *ema_status_string(ema_status s) {
-  switch (s) {
-    case EMA_OK: return "ok";
-    case EMA_E_INVALID_ARG: return "invalid argument";
-    case EMA_E_DTYPE: return "dtype cannot be averaged";
-    case EMA_E_NOMEM: return "out of memory";
-    case EMA_E_NOT_FOUND: return "no tensor of that name";
-    case EMA_E_EXISTS: return "name already registered";
-    case EMA_E_STATE: return "not allowed in the current state";
-    case EMA_E_IO: return "input/output error";
-    case EMA_E_FORMAT: return "not a valid checkpoint";
-    case EMA_E_MISMATCH: return "checkpoint does not match the registered tensors";
-    case EMA_E_UNSUPPORTED: return "not supported by this build";
-  }
+  switch (s) { EMA_STATUS_MAP(EMA__STATUS_TEXT) }
   return "unknown status";
+}
+
+#define EMA__STATUS_NAME(name, value, text) \
+  case name: return #name;
+const char *ema_status_name(ema_status s) {
+  switch (s) { EMA_STATUS_MAP(EMA__STATUS_NAME) }
+  return NULL;
 }
 
 size_t ema_dtype_size(ema_dtype d) {
@@ -191,43 +188,24 @@ const char *ema_last_error(const ema_ctx *ctx) {
   return ctx->err;
 }
 
+ema_status ema__fail(const ema_ctx *cctx, ema_status s, const char *fmt, ...) {
+  if (cctx) {
+    ema_ctx *ctx = (ema_ctx *)cctx; /* the message buffer is logically mutable */
+    va_list ap;
+    va_start(ap, fmt);
+    ema__verrf(ctx->err, sizeof ctx->err, fmt, ap);
+    va_end(ap);
+  }
+  return s;
+}
+
+void ema__clear_error(const ema_ctx *cctx) {
+  if (cctx) ((ema_ctx *)cctx)->err[0] = '\0';
+}
+
 /* ------------------------------------------------------------------------ */
 /* Tracking                                                                  */
 /* ------------------------------------------------------------------------ */
-
-int ema__valid_utf8(const char *str, size_t n) {
-  const unsigned char *s = (const unsigned char *)str;
-  size_t i = 0;
-  while (i < n) {
-    unsigned c = s[i];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80) {
-      i++;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return 0;
-    }
-    if (n - i < len) return 0;
-    for (size_t j = 1; j < len; j++) {
-      if ((s[i + j] & 0xC0) != 0x80) return 0;
-      cp = (cp << 6) | (s[i + j] & 0x3Fu);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return 0;
-    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    i += len;
-  }
-  return 1;
-}
 
 static int shadow_pair(ema_dtype d, int half_same, ema_dtype *sdtype) {
   switch (d) {
