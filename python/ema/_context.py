@@ -138,9 +138,12 @@ class Context:
         return bool(_lib_.ema_is_swapped(self.h.ptr))
 
     # --------------------------------------------------------------- tensors
-    def track(self, name, obj, averaged=True, desc=None):
-        """Register obj under name. averaged=False carries it as plain state.
-        Returns the Entry."""
+    def track(self, name, obj, averaged=True, desc=None, policy=None):
+        """Register obj under name with a policy (_lib.POLICY_*; default
+        AVERAGE, or COPY with averaged=False: plain state). Returns the Entry."""
+        if policy is None:
+            policy = _lib.POLICY_AVERAGE if averaged else _lib.POLICY_COPY
+        averaged = policy == _lib.POLICY_AVERAGE
         bname = encode_name(name, "tensor name")
         what = repr(name)
         if desc is None:
@@ -159,11 +162,10 @@ class Context:
                 f"{what} has dtype {_arrays.dtype_label(desc)}, which libema cannot carry as plain "
                 f"state (it knows float32, float64, float16, bfloat16, int32 and int64)")
         shape = _arrays.shape_arg(desc.shape)
-        fn = _lib_.ema_track if averaged else _lib_.ema_track_state
         with self.h.lock:
             try:
-                self.h.check(fn(self.h.ptr, bname, ctypes.c_void_p(desc.ptr or None), code,
-                                len(desc.shape), shape))
+                args = (self.h.ptr, bname, ctypes.c_void_p(desc.ptr or None), code, len(desc.shape), shape)
+                self.h.check(_lib_.ema_track(*args) if averaged else _lib_.ema_track_policy(*args, policy))
             except DTypeError as e:
                 e.message += f" (from Python: {self.state_hint}({name!r}, array))"
                 e.args = (e.message,)
@@ -278,6 +280,15 @@ class Context:
     def snapshot(self, k, path):
         with self.h.lock:
             self.h.check(_lib_.ema_snapshot(self.h.ptr, k, fspath(path)))
+
+    def kept_ptr(self, name, k):
+        """(pointer, dtype code) of a KEEP tensor's kept value (member k)."""
+        e = self.entry(name)
+        sd = ctypes.c_int(0)
+        ptr = _lib_.ema_bank_average(self.h.ptr, e.bname, k, ctypes.byref(sd))
+        if not ptr:
+            raise NotFoundError(f"{name!r} has no kept value")
+        return ptr, sd.value
 
     def bank_average_torch(self, name, k):
         e = self.entry(name)

@@ -90,6 +90,9 @@ class Schedule(ctypes.Structure):
     ]
 
 
+# ema_policy values (frozen)
+POLICY_AVERAGE, POLICY_COPY, POLICY_KEEP = 0, 1, 2
+
 # ema_schedule_kind values (frozen)
 SCHEDULE_CONSTANT, SCHEDULE_INV_POWER, SCHEDULE_POWER, SCHEDULE_HALFLIFE = 0, 1, 2, 3
 
@@ -116,7 +119,7 @@ _PROTOTYPES = {
     "ema_free": (None, [_c_ctx]),
     "ema_last_error": (_c_str, [_c_ctx]),
     "ema_track": (_c_int, [_c_ctx, _c_str, _c_vp, _c_int, _c_int, _c_i64p]),
-    "ema_track_state": (_c_int, [_c_ctx, _c_str, _c_vp, _c_int, _c_int, _c_i64p]),
+    "ema_track_policy": (_c_int, [_c_ctx, _c_str, _c_vp, _c_int, _c_int, _c_i64p, _c_int]),
     "ema_retarget": (_c_int, [_c_ctx, _c_str, _c_vp]),
     "ema_count": (_c_sz, [_c_ctx]),
     "ema_tensor_info": (
@@ -194,19 +197,6 @@ _PROTOTYPES = {
     ),
 }
 
-
-# New name -> the 0.1 name it replaces: a library that has only the old name
-# is bound through it under the new one (the old names stay exported until
-# the renames are complete, see ema/core.h).
-_RENAMED = {
-    "ema_decay": "ema_get_decay",
-    "ema_num_updates": "ema_get_num_updates",
-    "ema_bank_add": "ema_add_average",
-    "ema_bank_size": "ema_average_count",
-    "ema_bank_name": "ema_average_label",
-    "ema_bank_average": "ema_average_of",
-    "ema_bank_set_active": "ema_set_active_average",
-}
 
 # Functions bound when the library has them (newer than MIN_VERSION); the
 # front-ends test `has(name)` before using them.
@@ -287,23 +277,14 @@ def _load():
         raise ImportError(f"ema: cannot load libema from {path} ({how}): {e}") from e
     missing = []
     for name, (res, args) in list(_PROTOTYPES.items()) + list(_OPTIONAL.items()):
-        fn = None
-        for cname in (name, _RENAMED.get(name)):
-            if cname is None:
-                continue
-            try:
-                fn = getattr(lib, cname)
-                break
-            except AttributeError:
-                continue
-        if fn is None:
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
             if name in _PROTOTYPES:
                 missing.append(name)
             continue
         fn.restype = res
         fn.argtypes = args
-        if getattr(lib, name, None) is not fn:
-            setattr(lib, name, fn)
     if missing:
         raise ImportError(
             f"ema: the library at {path} lacks {', '.join(missing[:5])}"

@@ -42,6 +42,7 @@ import torch
 from . import _torch_formats as _formats
 from . import _torch_plan as _plan
 from ._context import Context
+from . import _arrays, _lib
 from ._lib import has as _has
 from .errors import InvalidArgumentError, MismatchError, StateError, StorageChangedError, UnsupportedError
 from .files import open_file, write_safetensors
@@ -60,6 +61,26 @@ _TERMS = {
     "ema_add_average": "decay=(...)", "ema_bank_add": "decay=(...)",
     "ema_set_active_average": "apply_shadow(member=...)", "ema_bank_set_active": "apply_shadow(member=...)",
 }
+
+
+_POLICY = {_plan.AVERAGE: _lib.POLICY_AVERAGE, _plan.COPY: _lib.POLICY_COPY, _plan.KEEP: _lib.POLICY_KEEP}
+_KEEP = []
+
+
+def _keep_supported():
+    """Whether the library takes EMA_POLICY_KEEP (asked once, on a scratch context)."""
+    if not _KEEP:
+        ok = _has("ema_track_policy")
+        if ok:
+            probe = Context(0.5)
+            try:
+                probe.track("probe", torch.zeros(1), policy=_lib.POLICY_KEEP)
+            except Exception:
+                ok = False
+            finally:
+                probe.close()
+        _KEEP.append(ok)
+    return _KEEP[0]
 
 
 def _tmpdir():
@@ -153,8 +174,9 @@ class EMA:
         self._warmup = warmup
         self.update_every = _plan._int(update_every, "update_every", 1)
         self._ignore = _plan.compile_ignore(ignore)
-        if buffers == "keep" and not _has("ema_track_policy"):
-            raise UnsupportedError("buffers='keep' needs a libema with per-tensor policies (ema_track_policy)")
+        if buffers == "keep" and not _keep_supported():
+            raise UnsupportedError("buffers='keep' needs a libema whose per-tensor policies include "
+                                   "EMA_POLICY_KEEP; this one refuses it")
         self.model = model
         self.buffers = buffers
         self.on_replaced = on_replaced
@@ -255,7 +277,7 @@ class EMA:
                 f"requires_grad (and no floating buffer with buffers='average') that is not ignored"
                 + (f"; left out: {', '.join(w for w, _ in skipped[:5])}" if skipped else ""))
         for s in slots:
-            ctx.track(s.name, _plan.memory_view(s.tensor.detach(), s.perm), averaged=s.averaged)
+            ctx.track(s.name, _plan.memory_view(s.tensor.detach(), s.perm), policy=_POLICY[s.policy])
         return slots, skipped
 
     def register(self):
@@ -283,8 +305,10 @@ class EMA:
         self._by_alias = {a: s for s in slots for a in s.aliases}
         self._quick = ([s.container for s in slots], [s.attr for s in slots],
                        [s.tensor for s in slots], [s.ptr for s in slots])
-        self._swapped_tensors = [s.tensor for s in slots if s.averaged]
-        self._swapped_ptrs = [s.ptr for s in slots if s.averaged]
+        swapped = [s for s in slots if s.policy != _plan.COPY]   # averaged and kept tensors
+        self._swapped_slots = swapped
+        self._swapped_tensors = [s.tensor for s in swapped]
+        self._swapped_ptrs = [s.ptr for s in swapped]
         params = [s for s in slots if s.role == "param"]
         self._rg_tensors = [s.tensor for s in params]
         self._rg_flags = [s.requires_grad for s in params]
@@ -449,7 +473,7 @@ class EMA:
 
     def _changed_while_applied(self):
         now = list(map(_plan.versions, self._swapped_tensors))
-        return [s.where for s, a, b in zip([s for s in self._slots if s.averaged], now, self._versions) if a != b]
+        return [s.where for s, a, b in zip(self._swapped_slots, now, self._versions) if a != b]
 
     def restore(self, parameters=None, *, force=False):
         """Give the model its training values back: after apply_shadow()
@@ -626,12 +650,19 @@ class EMA:
         out = {}
         for key, t in self.model.state_dict(keep_vars=True).items():
             s = by_id.get(id(t))
-            if s is not None and s.averaged:
-                v = self.average_view(s.name, k).to(s.dtype).clone(memory_format=torch.preserve_format)
+            if s is not None and s.policy != _plan.COPY:
+                v = self._kept_or_average(s, k).to(s.dtype).clone(memory_format=torch.preserve_format)
             else:
                 v = t.detach().clone(memory_format=torch.preserve_format)
             out[canonical_name(key)] = v
         return out
+
+    def _kept_or_average(self, s, k):
+        if s.averaged:
+            return self.average_view(s.name, k)
+        ptr, code = self._ctx.kept_ptr(s.name, k)
+        return _plan.logical_view(_arrays.torch_view(ptr, code, tuple(_plan.memory_view(s.tensor, s.perm).shape),
+                                                     self._ctx.h), s.perm)
 
     def export(self, path, member=None):
         """Write averaged_state_dict() to a safetensors file (plain torch or

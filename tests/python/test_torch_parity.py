@@ -397,3 +397,22 @@ def test_ignore_and_buffer_policies():
     assert "body.1.running_mean" in c.names(averaged=False)
     assert "body.1.num_batches_tracked" in e.names(averaged=False)
     assert math.isfinite(e.decay)
+
+
+def test_buffers_keep_freezes_them_at_registration():
+    model = make("cnn")
+    bn = model.body[1]
+    frozen = bn.running_mean.clone()
+    try:
+        e = EMA(model, 0.5, buffers="keep")
+    except ema.UnsupportedError as ex:            # a library without EMA_POLICY_KEEP
+        assert "EMA_POLICY_KEEP" in str(ex)
+        return
+    e.register()
+    train("cnn", model, 3, lambda step: e.update())
+    live = bn.running_mean.clone()
+    assert not torch.equal(live, frozen)
+    with e.average_parameters():
+        assert torch.equal(bn.running_mean, frozen)   # the kept value is swapped in
+    assert torch.equal(bn.running_mean, live)
+    assert torch.equal(e.averaged_state_dict()["body.1.running_mean"], frozen)
