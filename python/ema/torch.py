@@ -35,6 +35,7 @@ import copy
 import operator
 import os
 import tempfile
+from itertools import chain
 from collections.abc import Mapping
 
 import torch
@@ -47,7 +48,7 @@ from ._lib import has as _has
 from .errors import InvalidArgumentError, MismatchError, StateError, StorageChangedError, UnsupportedError
 from .files import open_file, write_safetensors
 
-__all__ = ["EMA", "canonical_name"]
+__all__ = ["EMA", "PostHocEMA", "canonical_name"]
 
 canonical_name = _plan.canonical_name
 _STATE_FORMAT = "libema.torch.EMA/1"
@@ -303,6 +304,8 @@ class EMA:
         self._slots = slots
         self._by_name = {s.name: s for s in slots}
         self._by_alias = {a: s for s in slots for a in s.aliases}
+        dicts = list({id(s.container): s.container for s in slots}.values())
+        self._entries = (dicts, list(map(id, chain.from_iterable(map(dict.values, dicts)))))
         self._quick = ([s.container for s in slots], [s.attr for s in slots],
                        [s.tensor for s in slots], [s.ptr for s in slots])
         swapped = [s for s in slots if s.policy != _plan.COPY]   # averaged and kept tensors
@@ -324,14 +327,27 @@ class EMA:
         """Slots whose tensor was replaced (identity and data_ptr; full=True
         also dtype and shape)."""
         conts, attrs, tensors, ptrs = self._quick
-        if (list(map(torch.Tensor.data_ptr, tensors)) == ptrs
-                and all(map(operator.is_, map(dict.get, conts, attrs), tensors))):
+        if list(map(torch.Tensor.data_ptr, tensors)) == ptrs and self._same_entries():
             if not full:
                 return []
             return [s for s in self._slots if s.tensor.dtype != s.dtype or s.tensor.shape != s.shape]
         return [s for s in self._slots
                 if s.container.get(s.attr) is not s.tensor or s.tensor.data_ptr() != s.ptr
                 or s.tensor.dtype != s.dtype or s.tensor.shape != s.shape]
+
+    def _same_entries(self):
+        """Every registered tensor is still the object its module holds. The
+        quick test compares each container's values (a C-level list
+        comparison by identity); when one differs (an unregistered entry
+        reassigned, say), the exact test per tensor decides."""
+        dicts, ids = self._entries
+        if list(map(id, chain.from_iterable(map(dict.values, dicts)))) == ids:
+            return True
+        conts, attrs, tensors, _ = self._quick
+        if all(map(operator.is_, map(dict.get, conts, attrs), tensors)):
+            self._entries = (dicts, list(map(id, chain.from_iterable(map(dict.values, dicts)))))
+            return True
+        return False
 
     def _structure_changed(self):
         """A sentence saying how the model changed since register(), or None.
@@ -927,3 +943,6 @@ class EMA:
         n = sum(s.averaged for s in self._slots)
         return (f"EMA(decay={self.decay!r}, members={self.members}, step={self.step}, averaged={n}, "
                 f"other={len(self._slots) - n}, threads={self.threads})")
+
+
+from ._torch_posthoc import PostHocEMA  # noqa: E402  (it builds on EMA)

@@ -416,3 +416,43 @@ def test_buffers_keep_freezes_them_at_registration():
         assert torch.equal(bn.running_mean, frozen)   # the kept value is swapped in
     assert torch.equal(bn.running_mean, live)
     assert torch.equal(e.averaged_state_dict()["body.1.running_mean"], frozen)
+
+
+# --------------------------------------------------------------------------
+# Post-hoc EMA
+# --------------------------------------------------------------------------
+
+def test_posthoc_ema_synthesises_a_tracked_profile(tmp_path):
+    """Snapshots of sigma_rel 0.05 and 0.28 every 5 steps; the synthesis of
+    a profile that was also tracked directly (gamma 6.94 = sigma_rel 0.10)
+    matches it, and the fit reports its residual and condition number."""
+    from ema.torch import PostHocEMA
+    model = make("cnn")
+    ph = PostHocEMA(model, sigma_rels=(0.05, 0.28), checkpoint_every_num_steps=5, checkpoint_folder=tmp_path / "ph")
+    direct = EMA(model, sigma_rel=0.10).register()
+    train("cnn", model, 60, lambda step: (ph.update(), direct.update()))
+    snaps = ph.snapshots()
+    assert len(snaps) == 2 * 12 and {s[0] for s in snaps} == set(range(5, 61, 5))
+    sd, info = ph.synthesize_state_dict(sigma_rel=0.10)
+    assert info.residual < 0.05 and info.cond > 1 and info.n_used == 24
+    assert set(sd) == set(model.state_dict())
+    for n in direct.names(averaged=True):
+        err = (sd[n] - direct.average(n)).abs().max() / (direct.average(n).abs().max() + 1e-6)
+        assert err < 0.05, n
+    assert torch.equal(sd["body.1.num_batches_tracked"], model.body[1].num_batches_tracked)
+    m = ph.synthesize_ema_model(sigma_rel=0.10)
+    assert not m.training and torch.equal(m.head.weight, sd["head.weight"])
+    both = ph.synthesize_state_dict(sigma_rel=(0.05, 0.10))
+    assert len(both) == 2
+    # a tracked profile is reproduced (almost) exactly from its own snapshots
+    sd05, info05 = ph.synthesize_state_dict(sigma_rel=0.05)
+    torch.testing.assert_close(sd05["head.weight"], ph.ema.average("head.weight", "sigma_rel_0.05"),
+                               rtol=1e-3, atol=1e-4)
+    # half-precision snapshot files
+    ph16 = PostHocEMA(make("cnn"), checkpoint_every_num_steps=1, checkpoint_folder=tmp_path / "h",
+                      checkpoint_dtype=torch.float16)
+    ph16.update()
+    with ema.open_file(ph16.snapshots()[0][3]) as f:
+        assert f.info("head.weight").dtype == "F16"
+    with pytest.raises(ValueError, match="at least two"):
+        PostHocEMA(make("cnn"), sigma_rels=(0.1,), checkpoint_folder=tmp_path / "x")
