@@ -354,7 +354,11 @@ class Context:
         meta = read_metadata(p)
         with self.h.lock:
             self.h.check(_lib_.ema_load(self.h.ptr, p))
-        # the library took decay, num_updates and name from the file: mirror them
+        self.after_load(meta)
+
+    def after_load(self, meta):
+        """The library took decay, num_updates and name from a checkpoint
+        whose metadata is meta: mirror them."""
         if "ema.decay" in meta:
             self._decay = float(meta["ema.decay"])
         if "ema.num_updates" in meta:

@@ -21,15 +21,7 @@ from .errors import InvalidArgumentError, MismatchError, NotFoundError
 
 FORMATS = ("timm", "diffusers", "ema_pytorch", "averaged_model")
 
-_ST_TORCH = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16,
-             "I32": torch.int32, "I64": torch.int64}
-
-
-def torch_dtype(name):
-    try:
-        return _ST_TORCH[name]
-    except KeyError:
-        raise MismatchError(f"unexpected dtype {name} in an EMA checkpoint") from None
+from ._torch_state import torch_dtype  # noqa: F401  (re-exported)
 
 
 def _names(keys, n=5):

@@ -34,13 +34,13 @@ import contextlib
 import copy
 import operator
 import os
-import tempfile
 from itertools import chain
 from collections.abc import Mapping
 
 import torch
 
 from . import _torch_formats as _formats
+from . import _torch_state as _state
 from . import _torch_plan as _plan
 from ._context import Context
 from . import _arrays, _lib
@@ -84,10 +84,16 @@ def _keep_supported():
     return _KEEP[0]
 
 
-def _tmpdir():
-    shm = "/dev/shm"
-    d = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-    return tempfile.TemporaryDirectory(prefix="libema-", dir=d)
+class _Spec:
+    """The dtype and shape of one tensor of the EMA state (no values)."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, t):
+        self.shape, self.dtype = tuple(t.shape), t.dtype
+
+    def is_floating_point(self):
+        return self.dtype.is_floating_point
 
 
 class _ReadOnlyAverages(Mapping):
@@ -696,23 +702,7 @@ class EMA:
     @staticmethod
     def _collect(ctx, slots):
         """({key: new tensor}, {metadata}) of ctx's EMA state."""
-        model_keys = {s.name for s in slots}
-        out = {}
-        with _tmpdir() as d:
-            p = os.path.join(d, "state.safetensors")
-            ctx.check_storage()
-            ctx.save(p)
-            with open_file(p, bf16="bits") as f:
-                meta = {k: v for k, v in f.metadata.items() if k != "libema.checksum"}
-                for key in f.keys():
-                    if key in model_keys:
-                        continue
-                    inf = f.info(key)
-                    t = torch.empty(inf.shape, dtype=_formats.torch_dtype(inf.dtype))
-                    if inf.nbytes:
-                        f._read_into(key, 0, t.data_ptr(), inf.nbytes)
-                    out[key] = t
-        return out, meta
+        return _state.collect(ctx, {s.name for s in slots})
 
     @staticmethod
     def _owner(key, by_name):
@@ -734,11 +724,13 @@ class EMA:
         keys are an error (naming them); otherwise missing keys keep their
         current values and unexpected ones are ignored."""
         if template is None:
-            template, _ = self._collect(ctx, slots)
+            template = self._spec(ctx, slots)
         missing = [k for k in template if k not in tensors]
         unexpected = [k for k in tensors if k not in template]
         if strict and (missing or unexpected):
             raise MismatchError(_formats.key_mismatch("the EMA state", missing, unexpected))
+        if missing and any(not isinstance(template[k], torch.Tensor) for k in missing):
+            template, _ = self._collect(ctx, slots)   # the current values of the missing keys
         entries = {s.name: _plan.memory_view(s.tensor.detach(), s.perm) for s in slots}
         for key, want in template.items():
             v = tensors.get(key, want)
@@ -751,10 +743,17 @@ class EMA:
             if v.dtype != want.dtype and v.is_floating_point() and want.is_floating_point():
                 v = v.to(want.dtype)
             entries[key] = v.contiguous()
-        with _tmpdir() as d:
-            p = os.path.join(d, "state.safetensors")
-            write_safetensors(p, entries, meta)
-            ctx.load(p)
+        _state.load(ctx, entries, meta)
+
+    def _spec(self, ctx, slots):
+        """{key: torch.empty(shape, dtype)} of ctx's EMA state (what a load
+        needs), kept until the registration changes."""
+        cache = getattr(self, "_spec_cache", None)
+        if cache is None or cache[0] is not ctx or cache[1] is not slots:
+            state, _ = self._collect(ctx, slots)
+            cache = (ctx, slots, {k: _Spec(v) for k, v in state.items()})
+            self._spec_cache = cache
+        return cache[2]
 
     def reregister(self):
         """Register the model's current tensors again, carrying the averages

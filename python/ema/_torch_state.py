@@ -1,0 +1,127 @@
+"""Moving an EMA's state between the library and torch tensors.
+
+The EMA state is whatever the library's checkpoint holds besides the
+model's own tensors (each average "<n>/<member>", zero-debias counters, the
+metadata), so the library's writer and loader (validation, all or nothing)
+define it, not a copy of their rules here. With the in-memory checkpoints
+(ema_save_buffer / ema_load_buffer) nothing touches a file; with an older
+library the checkpoint goes through a temporary file (in /dev/shm when
+there is one).
+
+Not public: used by ema.torch.
+"""
+import ctypes
+import json
+import os
+import struct
+import tempfile
+
+import torch
+
+from . import _lib
+from .errors import MismatchError
+from .files import open_file, write_safetensors
+
+_ST_TORCH = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16,
+             "I32": torch.int32, "I64": torch.int64}
+_TORCH_ST = {v: k for k, v in _ST_TORCH.items()}
+_CHECKSUMS = ("libema.checksum", "libema.xxh64")
+
+
+def torch_dtype(name):
+    try:
+        return _ST_TORCH[name]
+    except KeyError:
+        raise MismatchError(f"unexpected dtype {name} in an EMA checkpoint") from None
+
+
+def in_memory():
+    return _lib.has("ema_save_buffer") and _lib.has("ema_load_buffer")
+
+
+def _tmpdir():
+    shm = "/dev/shm"
+    d = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+    return tempfile.TemporaryDirectory(prefix="libema-", dir=d)
+
+
+def collect(ctx, skip):
+    """({key: new tensor}, {metadata}) of ctx's checkpoint, without the keys
+    in skip (the model's own tensors) and the checksums."""
+    ctx.check_storage()
+    if in_memory():
+        return _collect_buffer(ctx, skip)
+    out = {}
+    with _tmpdir() as d:
+        p = os.path.join(d, "state.safetensors")
+        ctx.save(p)
+        with open_file(p, bf16="bits") as f:
+            meta = {k: v for k, v in f.metadata.items() if k not in _CHECKSUMS}
+            for key in f.keys():
+                if key in skip:
+                    continue
+                inf = f.info(key)
+                t = torch.empty(inf.shape, dtype=torch_dtype(inf.dtype))
+                if inf.nbytes:
+                    f._read_into(key, 0, t.data_ptr(), inf.nbytes)
+                out[key] = t
+    return out, meta
+
+
+def _collect_buffer(ctx, skip):
+    lib = _lib.lib
+    buf, n = ctypes.c_void_p(), ctypes.c_size_t()
+    with ctx.h.lock:
+        ctx.h.check(lib.ema_save_buffer(ctx.h.ptr, ctypes.byref(buf), ctypes.byref(n)))
+    try:
+        raw = (ctypes.c_uint8 * n.value).from_address(buf.value)
+        data = torch.frombuffer(raw, dtype=torch.uint8) if n.value else torch.empty(0, dtype=torch.uint8)
+        hlen = struct.unpack_from("<Q", raw, 0)[0]
+        header = json.loads(bytes(raw[8:8 + hlen]).decode("utf-8"))
+        base = 8 + hlen
+        meta = {k: v for k, v in header.pop("__metadata__", {}).items() if k not in _CHECKSUMS}
+        out = {}
+        for key, inf in header.items():
+            if key in skip:
+                continue
+            a, b = inf["data_offsets"]
+            dt = torch_dtype(inf["dtype"])
+            t = torch.empty(inf["shape"], dtype=dt)
+            if b > a:
+                t.reshape(-1).view(torch.uint8).copy_(data[base + a:base + b])
+            out[key] = t
+        return out, meta
+    finally:
+        lib.ema_buffer_free(buf)
+
+
+def load(ctx, entries, meta):
+    """ema_load of a checkpoint holding entries {key: contiguous tensor} and
+    meta {str: str}."""
+    if not in_memory():
+        with _tmpdir() as d:
+            p = os.path.join(d, "state.safetensors")
+            write_safetensors(p, entries, meta)
+            ctx.load(p)
+        return
+    header, offset = {}, 0
+    for key, t in entries.items():
+        nbytes = t.numel() * t.element_size()
+        header[key] = {"dtype": _TORCH_ST[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    if meta:
+        header["__metadata__"] = {str(k): str(v) for k, v in meta.items()}
+    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    h += b" " * (-len(h) % 8)
+    total = 8 + len(h) + offset
+    buf = torch.empty(total, dtype=torch.uint8)
+    buf[:8].copy_(torch.frombuffer(bytearray(struct.pack("<Q", len(h))), dtype=torch.uint8))
+    buf[8:8 + len(h)].copy_(torch.frombuffer(bytearray(h), dtype=torch.uint8))
+    base = 8 + len(h)
+    for key, t in entries.items():
+        a, b = header[key]["data_offsets"]
+        if b > a:
+            buf[base + a:base + b].copy_(t.reshape(-1).view(torch.uint8))
+    with ctx.h.lock:
+        ctx.h.check(_lib.lib.ema_load_buffer(ctx.h.ptr, ctypes.c_void_p(buf.data_ptr()), total))
+    ctx.after_load(meta)
