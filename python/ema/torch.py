@@ -179,6 +179,9 @@ class EMA:
                                                     update_after_step, update_every, sigma_rel, gamma,
                                                     half_life, name)
         self._warmup = warmup
+        if num_updates is not None and (self._mode != "tf" or warmup == "tf"):
+            raise InvalidArgumentError("num_updates is TensorFlow's counter for a constant decay without "
+                                       "warmup='tf' (which counts steps itself); the schedules use the step")
         self.update_every = _plan._int(update_every, "update_every", 1)
         self._ignore = _plan.compile_ignore(ignore)
         if buffers == "keep" and not _keep_supported():
@@ -449,6 +452,9 @@ class EMA:
             if step <= self.step:
                 raise InvalidArgumentError(f"step must increase: got {step} after {self.step}")
         if num_updates is not None:
+            if self._mode != "tf" or self._warmup == "tf":
+                raise InvalidArgumentError("update(num_updates=...) is for a constant decay without warmup='tf'; "
+                                           "the schedules take update(step=...)")
             self.num_updates = num_updates
         if step % self.update_every:
             self.step = step
@@ -518,6 +524,8 @@ class EMA:
             _plan.unmark_applied(self._swapped_ptrs, self)
             _plan.bump_versions(self._swapped_tensors)
             self._applied = False
+            if len(self._members) > 1:
+                self._ctx.bank_set_active(0)
             return
         if self._stored:
             self._ctx.restore()
@@ -583,7 +591,11 @@ class EMA:
         self._verify()
         if len(self._members) > 1:
             self._ctx.bank_set_active(k)
-        self._ctx.copy_to()
+        try:
+            self._ctx.copy_to()
+        finally:
+            if len(self._members) > 1:
+                self._ctx.bank_set_active(0)
         _plan.bump_versions(self._swapped_tensors)
         if self._stored:
             _plan.mark_applied(self._swapped_ptrs, self)
@@ -905,13 +917,22 @@ class EMA:
             self.step = self._ctx.num_updates
         self._updates += 1
 
-    def load_averages_into_model(self, path):
+    def load_averages_into_model(self, path, member=None):
         """Evaluation from a checkpoint (TensorFlow's variables_to_restore()):
-        each average in the file lands in its parameter, the copied tensors
-        in theirs. The EMA's own averages are unchanged."""
+        each average (of member, default 0) in the file lands in its
+        parameter, the copied tensors in theirs. The EMA's own averages are
+        unchanged."""
         self._need_registered("load_averages_into_model()")
         self._verify()
-        self._ctx.load_averages_into_model(path)
+        k = self._member(member)
+        if len(self._members) > 1:
+            self._ctx.bank_set_active(k)
+        try:
+            self._ctx.load_averages_into_model(path)
+        finally:
+            if len(self._members) > 1:
+                self._ctx.bank_set_active(0)
+        _plan.bump_versions(self._swapped_tensors)
 
     # --------------------------------------------------------- pickle, copies
     def __getstate__(self):

@@ -456,3 +456,28 @@ def test_posthoc_ema_synthesises_a_tracked_profile(tmp_path):
         assert f.info("head.weight").dtype == "F16"
     with pytest.raises(ValueError, match="at least two"):
         PostHocEMA(make("cnn"), sigma_rels=(0.1,), checkpoint_folder=tmp_path / "x")
+
+
+def test_bank_members_in_checkpoints_and_copy_to(tmp_path):
+    model = make("cnn")
+    e = EMA(model, (0.5, 0.9), buffers="copy").register()
+    train("cnn", model, 4, lambda step: e.update())
+    p = tmp_path / "bank.safetensors"
+    e.save(p)
+    keys = set(ema.open_file(p).keys())
+    assert {"head.weight/ema_0.5", "head.weight/ema_0.9"} <= keys
+    fresh = make("cnn", seed=4)
+    f = EMA(fresh, (0.5, 0.9), buffers="copy").register()
+    f.load_averages_into_model(p, member="ema_0.9")
+    assert torch.equal(fresh.head.weight, e.average("head.weight", 1))
+    f.load_averages_into_model(p)                          # member 0 by default
+    assert torch.equal(fresh.head.weight, e.average("head.weight", 0))
+    other = make("cnn", seed=5)
+    e.copy_to(other, member=1)
+    assert torch.equal(other.head.weight, e.average("head.weight", 1))
+    e.store()
+    e.copy_to(member=1)
+    assert torch.equal(model.head.weight, e.average("head.weight", 1))
+    e.restore()
+    with pytest.raises(ValueError, match="num_updates"):
+        EMA(model, 0.9, warmup="inverse_power", num_updates=3)
