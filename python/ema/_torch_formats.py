@@ -21,9 +21,6 @@ from .errors import InvalidArgumentError, MismatchError, NotFoundError
 
 FORMATS = ("timm", "diffusers", "ema_pytorch", "averaged_model")
 
-from ._torch_state import torch_dtype  # noqa: F401  (re-exported)
-
-
 def _names(keys, n=5):
     keys = list(keys)
     return ", ".join(map(repr, keys[:n])) + (f" and {len(keys) - n} more" if len(keys) > n else "")
@@ -67,7 +64,8 @@ def load_into_module(target, sd):
         raise MismatchError(key_mismatch(f"the module {type(target).__name__}", missing, unexpected))
     for k, t in mine.items():
         if tuple(sd[k].shape) != tuple(t.shape):
-            raise MismatchError(f"{k!r} has shape {tuple(t.shape)} in the module but {tuple(sd[k].shape)} in the averages")
+            raise MismatchError(
+                f"{k!r} has shape {tuple(t.shape)} in the module but {tuple(sd[k].shape)} in the averages")
     with torch.no_grad():
         for k, t in mine.items():
             t.copy_(sd[k])

@@ -60,7 +60,8 @@ class PostHocEMA:
         if n < 2:
             raise InvalidArgumentError("post-hoc synthesis needs at least two averages (sigma_rels or gammas)")
         if checkpoint_dtype not in (None, torch.float32, torch.float16, torch.bfloat16, torch.float64):
-            raise InvalidArgumentError(f"checkpoint_dtype must be None or a floating torch dtype, got {checkpoint_dtype!r}")
+            raise InvalidArgumentError(
+                f"checkpoint_dtype must be None or a floating torch dtype, got {checkpoint_dtype!r}")
         self.checkpoint_every_num_steps = _plan._int(checkpoint_every_num_steps, "checkpoint_every_num_steps", 1)
         self.checkpoint_folder = os.fspath(checkpoint_folder)
         self.checkpoint_dtype = checkpoint_dtype

@@ -2,8 +2,6 @@
 (ema.open_file / read_safetensors / write_safetensors / extract_averages),
 post-hoc EMA (ema.posthoc) and the series EMA (ema.ewm_mean).
 """
-import os
-import sys
 
 import numpy as np
 import pytest

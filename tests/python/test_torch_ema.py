@@ -8,8 +8,6 @@ storage; DataParallel / torch.compile prefixes; every refusal.
 """
 import copy
 import io
-import os
-import sys
 
 import numpy as np
 import pytest
