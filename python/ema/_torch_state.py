@@ -49,6 +49,8 @@ def collect(ctx, skip):
     """({key: new tensor}, {metadata}) of ctx's checkpoint, without the keys
     in skip (the model's own tensors) and the checksums."""
     ctx.check_storage()
+    if _lib.has("ema_save_writer"):
+        return _collect_writer(ctx, skip)
     if in_memory():
         return _collect_buffer(ctx, skip)
     out = {}
@@ -66,6 +68,84 @@ def collect(ctx, skip):
                     f._read_into(key, 0, t.data_ptr(), inf.nbytes)
                 out[key] = t
     return out, meta
+
+
+_WRITER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+
+
+class _Sink:
+    """Receives a checkpoint streamed by ema_save_writer and keeps only the
+    tensors wanted, each copied once into a new torch tensor."""
+
+    def __init__(self, skip):
+        self.skip = skip
+        self.head = bytearray()
+        self.header = None
+        self.pos = 0          # bytes of the data section received
+        self.spans = []       # (start, end, flat uint8 view of the destination), by offset
+        self.i = 0
+        self.out, self.meta = {}, {}
+        self.error = None
+
+    def _start(self, hlen):
+        header = json.loads(bytes(self.head[8:8 + hlen]).decode("utf-8"))
+        self.meta = {k: v for k, v in header.pop("__metadata__", {}).items() if k not in _CHECKSUMS}
+        for key, inf in header.items():
+            if key in self.skip:
+                continue
+            a, b = inf["data_offsets"]
+            t = torch.empty(inf["shape"], dtype=torch_dtype(inf["dtype"]))
+            self.out[key] = t
+            if b > a:
+                self.spans.append((a, b, t.reshape(-1).view(torch.uint8)))
+        self.spans.sort(key=lambda x: x[0])
+        self.header = header
+        rest = bytes(self.head[8 + hlen:])
+        self.head = None
+        if rest:
+            self._data(torch.frombuffer(bytearray(rest), dtype=torch.uint8))
+
+    def _data(self, chunk):
+        n = chunk.numel()
+        lo, hi = self.pos, self.pos + n
+        while self.i < len(self.spans) and self.spans[self.i][1] <= lo:
+            self.i += 1
+        j = self.i
+        while j < len(self.spans) and self.spans[j][0] < hi:
+            a, b, dst = self.spans[j]
+            s0, s1 = max(a, lo), min(b, hi)
+            dst[s0 - a:s1 - a].copy_(chunk[s0 - lo:s1 - lo])
+            j += 1
+        self.pos = hi
+
+    def __call__(self, user, data, length):
+        try:
+            if not length:
+                return 0
+            if self.header is None:
+                self.head += ctypes.string_at(data, length)
+                if len(self.head) >= 8:
+                    hlen = struct.unpack_from("<Q", self.head, 0)[0]
+                    if len(self.head) >= 8 + hlen:
+                        self._start(hlen)
+                return 0
+            raw = (ctypes.c_uint8 * length).from_address(data)
+            self._data(torch.frombuffer(raw, dtype=torch.uint8))
+            return 0
+        except BaseException as e:  # reported after the call; stops the save
+            self.error = e
+            return 1
+
+
+def _collect_writer(ctx, skip):
+    sink = _Sink(skip)
+    fn = _WRITER(sink)
+    with ctx.h.lock:
+        st = _lib.lib.ema_save_writer(ctx.h.ptr, fn, None)
+    if sink.error is not None:
+        raise sink.error
+    ctx.h.check(st)
+    return sink.out, sink.meta
 
 
 def _collect_buffer(ctx, skip):
