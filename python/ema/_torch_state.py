@@ -49,10 +49,10 @@ def collect(ctx, skip):
     """({key: new tensor}, {metadata}) of ctx's checkpoint, without the keys
     in skip (the model's own tensors) and the checksums."""
     ctx.check_storage()
+    if in_memory() and (not _lib.has("ema_save_writer") or _small_tensors(ctx)):
+        return _collect_buffer(ctx, skip)
     if _lib.has("ema_save_writer"):
         return _collect_writer(ctx, skip)
-    if in_memory():
-        return _collect_buffer(ctx, skip)
     out = {}
     with _tmpdir() as d:
         p = os.path.join(d, "state.safetensors")
@@ -137,6 +137,12 @@ class _Sink:
             return 1
 
 
+def _small_tensors(ctx):
+    """Many small tensors: one buffer and views beat a callback per tensor."""
+    n = len(ctx.entries)
+    return n > 0 and sum(e.desc.nbytes for e in ctx.entries.values()) / n < (256 << 10)
+
+
 def _collect_writer(ctx, skip):
     sink = _Sink(skip)
     fn = _WRITER(sink)
@@ -160,17 +166,26 @@ def _collect_buffer(ctx, skip):
         header = json.loads(bytes(raw[8:8 + hlen]).decode("utf-8"))
         base = 8 + hlen
         meta = {k: v for k, v in header.pop("__metadata__", {}).items() if k not in _CHECKSUMS}
-        out = {}
+        # one copy per dtype (torch.cat of the wanted byte ranges), every
+        # tensor a view of it: fast for many small tensors, and torch.save
+        # sees one storage per dtype
+        groups = {}
         for key, inf in header.items():
-            if key in skip:
-                continue
-            a, b = inf["data_offsets"]
-            dt = torch_dtype(inf["dtype"])
-            t = torch.empty(inf["shape"], dtype=dt)
-            if b > a:
-                t.reshape(-1).view(torch.uint8).copy_(data[base + a:base + b])
-            out[key] = t
-        return out, meta
+            if key not in skip:
+                groups.setdefault(inf["dtype"], []).append((key, inf))
+        out = {}
+        for dname, items in groups.items():
+            dt = torch_dtype(dname)
+            parts = [data[base + inf["data_offsets"][0]:base + inf["data_offsets"][1]] for _, inf in items]
+            block = torch.cat(parts).view(dt) if parts else torch.empty(0, dtype=dt)
+            pos = 0
+            for key, inf in items:
+                n = 1
+                for d in inf["shape"]:
+                    n *= d
+                out[key] = block[pos:pos + n].view(inf["shape"])
+                pos += n
+        return out, {k: v for k, v in meta.items()}
     finally:
         lib.ema_buffer_free(buf)
 
@@ -198,10 +213,9 @@ def load(ctx, entries, meta):
     buf[:8].copy_(torch.frombuffer(bytearray(struct.pack("<Q", len(h))), dtype=torch.uint8))
     buf[8:8 + len(h)].copy_(torch.frombuffer(bytearray(h), dtype=torch.uint8))
     base = 8 + len(h)
-    for key, t in entries.items():
-        a, b = header[key]["data_offsets"]
-        if b > a:
-            buf[base + a:base + b].copy_(t.reshape(-1).view(torch.uint8))
+    flat = [t.reshape(-1).view(torch.uint8) for t in entries.values() if t.numel()]
+    if flat:
+        torch.cat(flat, out=buf[base:base + offset])
     with ctx.h.lock:
         ctx.h.check(_lib.lib.ema_load_buffer(ctx.h.ptr, ctypes.c_void_p(buf.data_ptr()), total))
     ctx.after_load(meta)
