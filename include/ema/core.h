@@ -197,10 +197,23 @@ EMA_API ema_status ema_track(ema_ctx *ctx, const char *name, void *data, ema_dty
    frozen.
    - EMA_POLICY_AVERAGE: averaged (ema_track); floating dtypes only.
    - EMA_POLICY_COPY: follows the model: never averaged, no shadow; its
-     average is the model tensor itself; saved and restored under its own
-     name only (BatchNorm statistics, integer buffers, a step counter;
-     TensorFlow's variables_to_restore() maps such variables to
-     themselves; 0.1's "plain state"). Any dtype. */
+     average is the model tensor itself (ema_average() gives NULL for it);
+     saved and restored under its own name only (BatchNorm statistics,
+     integer buffers, a step counter; TensorFlow's variables_to_restore()
+     maps such variables to themselves; 0.1's "plain state"). Any dtype.
+     swap, copy_to, store and restore leave it alone. timm's
+     exclude_buffers and ema-pytorch's param_or_buffer_names_no_ema are
+     this policy.
+   - EMA_POLICY_KEEP: frozen at registration: the context keeps one copy of
+     the values in the model dtype (any dtype), shared by every member of
+     the bank and never updated; ema_average() and ema_bank_average() give
+     it. ema_swap, ema_copy_to and ema_store/ema_restore treat it as an
+     average: they put the frozen values into the model (and back).
+     Checkpoints save it under its own name and as an average under every
+     member's suffix, with the policy in the metadata. Memory: one copy of
+     the tensor, rounded up to 64 bytes.
+   ema_apply, ema_apply_some and ema_update never touch COPY or KEEP
+   tensors. Since 0.2.0. */
 typedef enum ema_policy {
   EMA_POLICY_AVERAGE = 0,
   EMA_POLICY_COPY = 1,
@@ -211,7 +224,8 @@ typedef enum ema_policy {
    ema_track(). Same rules for name, data and shape as ema_track(); names
    share one namespace whatever the policy.
    Errors: those of ema_track(); EMA_E_INVALID_ARG for a policy outside the
-   enum; EMA_E_DTYPE for an integer dtype with EMA_POLICY_AVERAGE.
+   enum; EMA_E_DTYPE for an integer dtype with EMA_POLICY_AVERAGE (COPY and
+   KEEP take every dtype).
    Since 0.2.0 (EMA_POLICY_COPY was ema_track_state() in 0.1). */
 EMA_API ema_status ema_track_policy(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype,
                                     int ndim, const int64_t *shape, ema_policy policy);

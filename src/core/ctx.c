@@ -221,151 +221,230 @@ static int shadow_pair(ema_dtype d, int half_same, ema_dtype *sdtype) {
   }
 }
 
-static ema_status track(ema_ctx *ctx, const char *fn, const char *name, void *data, ema_dtype dtype, int ndim,
-                        const int64_t *shape, ema_policy policy) {
-  int averaged = policy == EMA_POLICY_AVERAGE;
-  if (!ctx) return EMA_E_INVALID_ARG;
-  ema__clear_error(ctx);
+/* The arguments of one ema_track / ema_track_policy call, once checked. */
+typedef struct track_args {
+  const char *fn, *name;
+  size_t name_len, numel;
+  void *data;
+  ema_dtype dtype;
+  int ndim;
+  const int64_t *shape;
+  ema_policy policy;
+} track_args;
+
+static ema_status check_track_name(ema_ctx *ctx, track_args *a) {
+  const char *fn = a->fn, *name = a->name;
   if (!name) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: name is NULL", fn);
-  size_t name_len = strlen(name);
-  if (name_len == 0 || name_len > EMA_MAX_NAME)
+  a->name_len = strlen(name);
+  if (a->name_len == 0 || a->name_len > EMA_MAX_NAME)
     return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: a tensor name must be 1 to %d bytes long (got %zu)", fn,
-                     EMA_MAX_NAME, name_len);
-  if (!ema__valid_utf8(name, name_len))
+                     EMA_MAX_NAME, a->name_len);
+  if (!ema__valid_utf8(name, a->name_len))
     return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor name is not valid UTF-8 (checkpoints store names as JSON)",
                      fn);
   if (strcmp(name, "__metadata__") == 0)
     return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: '__metadata__' is reserved by the safetensors format", fn);
-  if (ema_dtype_size(dtype) == 0)
-    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has unknown dtype value %d", fn, name, (int)dtype);
-  if (policy != EMA_POLICY_AVERAGE && policy != EMA_POLICY_COPY)
-    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has unknown policy value %d", fn, name, (int)policy);
-  if (averaged && !ema__is_float_dtype(dtype))
+  return EMA_OK;
+}
+
+static ema_status check_track_kind(ema_ctx *ctx, const track_args *a) {
+  const char *fn = a->fn, *name = a->name;
+  if (ema_dtype_size(a->dtype) == 0)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has unknown dtype value %d", fn, name, (int)a->dtype);
+  if (!ema__policy_name(a->policy))
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has unknown policy value %d", fn, name,
+                     (int)a->policy);
+  if (a->policy == EMA_POLICY_AVERAGE && !ema__is_float_dtype(a->dtype))
     return ema__fail(ctx, EMA_E_DTYPE,
                      "%s: tensor '%s' has integer dtype %s, which cannot be averaged (averaging a step counter such "
                      "as global_step is the classic mistake); register it with ema_track_policy(..., "
                      "EMA_POLICY_COPY) (ema_track_state in 0.1) to save and restore it as it is",
-                     fn, name, ema_dtype_name(dtype));
-  if (ndim < 0 || ndim > EMA_MAX_DIMS)
-    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has ndim %d; it must be in [0, %d]", fn, name, ndim,
+                     fn, name, ema_dtype_name(a->dtype));
+  return EMA_OK;
+}
+
+/* Element count with overflow checks: the largest buffer we make is two
+   shadows of 8 bytes per element, so keep numel * 16 within size_t. */
+static ema_status check_track_shape(ema_ctx *ctx, track_args *a) {
+  const char *fn = a->fn, *name = a->name;
+  if (a->ndim < 0 || a->ndim > EMA_MAX_DIMS)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has ndim %d; it must be in [0, %d]", fn, name, a->ndim,
                      EMA_MAX_DIMS);
-  if (ndim > 0 && !shape)
-    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has ndim %d but shape is NULL", fn, name, ndim);
-  /* Element count with overflow checks: the largest buffer we make is two
-     shadows of 8 bytes per element, so keep numel * 16 within size_t. */
+  if (a->ndim > 0 && !a->shape)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has ndim %d but shape is NULL", fn, name, a->ndim);
   size_t numel = 1;
-  for (int i = 0; i < ndim; i++) {
-    if (shape[i] < 0)
+  for (int i = 0; i < a->ndim; i++) {
+    if (a->shape[i] < 0)
       return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has negative dimension %d (%lld)", fn, name, i,
-                       (long long)shape[i]);
-    uint64_t d = (uint64_t)shape[i];
+                       (long long)a->shape[i]);
+    uint64_t d = (uint64_t)a->shape[i];
     if (d != 0 && numel > (SIZE_MAX / 16) / d)
       return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' is too large: its element count overflows", fn, name);
     numel *= (size_t)d;
   }
-  if (numel > 0 && !data)
+  if (numel > 0 && !a->data)
     return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has %zu elements but data is NULL", fn, name, numel);
+  a->numel = numel;
+  return EMA_OK;
+}
+
+static ema_status check_track(ema_ctx *ctx, track_args *a) {
+  ema_status st = check_track_name(ctx, a);
+  if (st == EMA_OK) st = check_track_kind(ctx, a);
+  if (st == EMA_OK) st = check_track_shape(ctx, a);
+  if (st != EMA_OK) return st;
   if (ctx->swapped)
-    return ema__fail(ctx, EMA_E_STATE, "%s: cannot register '%s' while swapped; call ema_swap() to swap back first", fn,
-                     name);
+    return ema__fail(ctx, EMA_E_STATE, "%s: cannot register '%s' while swapped; call ema_swap() to swap back first",
+                     a->fn, a->name);
   if (ctx->stored)
     return ema__fail(ctx, EMA_E_STATE, "%s: cannot register '%s' while a stored copy is held; call ema_restore() first",
-                     fn, name);
-  if (ema__find(ctx, name)) return ema__fail(ctx, EMA_E_EXISTS, "%s: tensor '%s' is already registered", fn, name);
+                     a->fn, a->name);
+  if (ema__find(ctx, a->name))
+    return ema__fail(ctx, EMA_E_EXISTS, "%s: tensor '%s' is already registered", a->fn, a->name);
+  return EMA_OK;
+}
 
-  ema_dtype sdtype = dtype;
-  int pair = averaged ? shadow_pair(dtype, ctx->half_same, &sdtype) : -1;
+/* Room for one more tensor in the registry and its scratch arrays. Growing
+   moves the same contents to more room: nothing observable changes. */
+static ema_status grow_registry(ema_ctx *ctx, const char *fn) {
+  if (ctx->count < ctx->cap) return EMA_OK;
+  size_t ncap = ctx->cap ? ctx->cap * 2 : 16;
+  ema_tensor *nt = (ema_tensor *)ema__realloc(ctx->tensors, ncap * sizeof *nt);
+  if (!nt) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory growing the registry", fn);
+  ctx->tensors = nt;
+  ema_run_item *ni = (ema_run_item *)ema__realloc(ctx->run_items, ncap * sizeof *ni);
+  if (!ni) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory growing the registry", fn);
+  ctx->run_items = ni;
+  ema_coef *nf = (ema_coef *)ema__realloc(ctx->run_factors, ncap * EMA_MAX_AVERAGES * sizeof *nf);
+  if (!nf) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory growing the registry", fn);
+  ctx->run_factors = nf;
+  ctx->cap = ncap;
+  return EMA_OK;
+}
 
-  /* Allocate everything first. */
-  if (ctx->count == ctx->cap) {
-    size_t ncap = ctx->cap ? ctx->cap * 2 : 16;
-    ema_tensor *nt = (ema_tensor *)ema__realloc(ctx->tensors, ncap * sizeof *nt);
-    if (!nt) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory growing the registry", fn);
-    ctx->tensors = nt; /* same contents, more room: nothing observable changed */
-    ema_run_item *ni = (ema_run_item *)ema__realloc(ctx->run_items, ncap * sizeof *ni);
-    if (!ni) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory growing the registry", fn);
-    ctx->run_items = ni;
-    ema_coef *nf = (ema_coef *)ema__realloc(ctx->run_factors, ncap * EMA_MAX_AVERAGES * sizeof *nf);
-    if (!nf) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory growing the registry", fn);
-    ctx->run_factors = nf;
-    ctx->cap = ncap;
+/* Bytes of one member's values of t in its arena: the shadow, and with
+   zero_debias the debiased average after it. */
+static size_t member_bytes(const ema_ctx *ctx, size_t numel, ema_dtype sdtype) {
+  size_t sbytes = round_up(numel * ema_dtype_size(sdtype));
+  if (!sbytes) sbytes = EMA_ALIGN; /* distinct, valid pointers for empty tensors */
+  return ctx->zero_debias ? 2 * sbytes : sbytes;
+}
+
+/* Reserve the arena memory of a new tensor: one block per member for an
+   averaged tensor (each in that member's arena), one frozen copy for KEEP,
+   nothing for COPY. On failure nothing is reserved that anyone can see. */
+static ema_status alloc_values(ema_ctx *ctx, const track_args *a, ema_dtype sdtype, unsigned char **vals) {
+  size_t n = a->policy == EMA_POLICY_AVERAGE ? ctx->n_avg : a->policy == EMA_POLICY_KEEP ? 1 : 0;
+  size_t bytes = a->policy == EMA_POLICY_AVERAGE ? member_bytes(ctx, a->numel, sdtype)
+                                                 : round_up(a->numel * ema_dtype_size(a->dtype));
+  for (size_t k = 0; k < n; k++) {
+    vals[k] = arena_alloc(ctx, k, bytes);
+    if (!vals[k])
+      return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory allocating the %s of '%s' (%zu bytes)", a->fn,
+                       a->policy == EMA_POLICY_AVERAGE ? "shadow" : "frozen copy", a->name, bytes);
   }
-  size_t *nindex = NULL;
-  size_t ncap_index = ctx->index_cap;
+  return EMA_OK;
+}
+
+void ema__init_member(ema_ctx *ctx, ema_tensor *t, size_t k, unsigned char *block) {
+  if (t->policy == EMA_POLICY_COPY) return;
+  if (t->policy == EMA_POLICY_KEEP) { /* every member shares the one frozen copy */
+    t->shadow[k] = t->average[k] = t->shadow[0];
+    return;
+  }
+  size_t half = member_bytes(ctx, t->numel, t->sdtype) / (ctx->zero_debias ? 2 : 1);
+  t->shadow[k] = block;
+  t->average[k] = ctx->zero_debias ? block + half : block;
+  t->debias_steps[k] = 0;
+  t->debias_prod[k] = 1.0;
+  if (ctx->zero_debias)
+    memset(block, 0, 2 * half); /* +0.0 in every float format */
+  else if (t->numel)
+    ctx->k->to_shadow[t->pair](block, t->data, t->numel);
+}
+
+static void commit_tensor(ema_ctx *ctx, const track_args *a, char *name_copy, ema_dtype sdtype, int pair,
+                          unsigned char **vals) {
+  ema_tensor *t = &ctx->tensors[ctx->count];
+  memset(t, 0, sizeof *t);
+  t->name = name_copy;
+  t->name_len = a->name_len;
+  t->data = a->data;
+  t->dtype = a->dtype;
+  t->sdtype = sdtype;
+  t->msize = (unsigned char)ema_dtype_size(a->dtype);
+  t->ssize = (unsigned char)ema_dtype_size(sdtype);
+  t->pair = pair;
+  t->policy = a->policy;
+  t->ndim = a->ndim;
+  for (int i = 0; i < a->ndim; i++) t->shape[i] = a->shape[i];
+  t->numel = a->numel;
+  if (a->policy == EMA_POLICY_KEEP) {
+    t->shadow[0] = vals[0];
+    if (t->numel) memcpy(vals[0], t->data, t->numel * t->msize);
+  }
+  for (size_t k = 0; k < ctx->n_avg; k++) ema__init_member(ctx, t, k, vals[k]);
+  if (a->policy == EMA_POLICY_AVERAGE) ctx->n_averaged++;
+  index_insert(ctx->index, ctx->index_cap, name_copy, ctx->count + 1);
+  ctx->count++;
+}
+
+/* Register a tensor: check everything, allocate everything, then commit. */
+static ema_status track(ema_ctx *ctx, track_args *a) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  ema_status st = check_track(ctx, a);
+  if (st == EMA_OK) st = grow_registry(ctx, a->fn);
+  if (st != EMA_OK) return st;
+  size_t *nindex = NULL, ncap_index = ctx->index_cap;
   if ((ctx->count + 1) * 2 > ctx->index_cap) {
     ncap_index = ctx->index_cap ? ctx->index_cap * 2 : 32;
     nindex = (size_t *)ema__calloc(ncap_index, sizeof *nindex);
-    if (!nindex) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory growing the name index", fn);
+    if (!nindex) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory growing the name index", a->fn);
   }
-  char *name_copy = (char *)ema__malloc(name_len + 1);
+  char *name_copy = (char *)ema__malloc(a->name_len + 1);
   if (!name_copy) {
     free(nindex);
-    return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory copying the name", fn);
+    return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory copying the name", a->fn);
   }
-  memcpy(name_copy, name, name_len + 1);
-  size_t sbytes = round_up(numel * ema_dtype_size(sdtype));
-  if (!sbytes) sbytes = EMA_ALIGN; /* distinct, valid pointers for empty tensors */
-  size_t per_avg = ctx->zero_debias ? 2 * sbytes : sbytes;
-  unsigned char *shadows[EMA_MAX_AVERAGES] = {NULL};
-  if (averaged) {
-    /* each average's shadow in that average's own arena */
-    for (size_t a = 0; a < ctx->n_avg; a++) {
-      shadows[a] = arena_alloc(ctx, a, per_avg);
-      if (!shadows[a]) {
-        free(name_copy);
-        free(nindex);
-        return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory allocating the shadow of '%s' (%zu bytes)", fn,
-                         name, per_avg);
-      }
-    }
+  memcpy(name_copy, a->name, a->name_len + 1);
+  ema_dtype sdtype = a->dtype;
+  int pair = a->policy == EMA_POLICY_AVERAGE ? shadow_pair(a->dtype, ctx->half_same, &sdtype) : -1;
+  unsigned char *vals[EMA_MAX_AVERAGES] = {NULL};
+  st = alloc_values(ctx, a, sdtype, vals);
+  if (st != EMA_OK) {
+    free(name_copy);
+    free(nindex);
+    return st;
   }
-
-  /* Commit. */
   if (nindex) {
     for (size_t i = 0; i < ctx->count; i++) index_insert(nindex, ncap_index, ctx->tensors[i].name, i + 1);
     free(ctx->index);
     ctx->index = nindex;
     ctx->index_cap = ncap_index;
   }
-  ema_tensor *t = &ctx->tensors[ctx->count];
-  memset(t, 0, sizeof *t);
-  t->name = name_copy;
-  t->name_len = name_len;
-  t->data = data;
-  t->dtype = dtype;
-  t->sdtype = sdtype;
-  t->msize = (unsigned char)ema_dtype_size(dtype);
-  t->ssize = (unsigned char)ema_dtype_size(sdtype);
-  t->pair = pair;
-  t->ndim = ndim;
-  for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
-  t->numel = numel;
-  if (averaged) {
-    for (size_t a = 0; a < ctx->n_avg; a++) {
-      unsigned char *sh = shadows[a];
-      t->shadow[a] = sh;
-      t->average[a] = ctx->zero_debias ? sh + sbytes : sh;
-      t->debias_prod[a] = 1.0;
-      if (ctx->zero_debias) {
-        memset(sh, 0, 2 * sbytes); /* +0.0 in every float format */
-      } else if (numel) {
-        ctx->k->to_shadow[pair](sh, data, numel);
-      }
-    }
-    ctx->n_averaged++;
-  }
-  index_insert(ctx->index, ctx->index_cap, name_copy, ctx->count + 1);
-  ctx->count++;
+  commit_tensor(ctx, a, name_copy, sdtype, pair, vals);
   return EMA_OK;
 }
 
 ema_status ema_track(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype, int ndim, const int64_t *shape) {
-  return track(ctx, "ema_track", name, data, dtype, ndim, shape, EMA_POLICY_AVERAGE);
+  track_args a = {"ema_track", name, 0, 0, data, dtype, ndim, shape, EMA_POLICY_AVERAGE};
+  return track(ctx, &a);
 }
 
 ema_status ema_track_policy(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype, int ndim,
                             const int64_t *shape, ema_policy policy) {
-  return track(ctx, "ema_track_policy", name, data, dtype, ndim, shape, policy);
+  track_args a = {"ema_track_policy", name, 0, 0, data, dtype, ndim, shape, policy};
+  return track(ctx, &a);
+}
+
+const char *ema__policy_name(ema_policy p) {
+  switch (p) {
+    case EMA_POLICY_AVERAGE: return "average";
+    case EMA_POLICY_COPY: return "copy";
+    case EMA_POLICY_KEEP: return "keep";
+  }
+  return NULL;
 }
 
 size_t ema_count(const ema_ctx *ctx) { return ctx ? ctx->count : 0; }
@@ -383,7 +462,7 @@ ema_status ema_tensor_info(const ema_ctx *ctx, size_t i, const char **name, void
   if (ndim) *ndim = t->ndim;
   if (shape)
     for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
-  if (policy) *policy = t->pair >= 0 ? EMA_POLICY_AVERAGE : EMA_POLICY_COPY;
+  if (policy) *policy = t->policy;
   return EMA_OK;
 }
 
@@ -600,6 +679,11 @@ ema_status ema_apply_some(ema_ctx *ctx, const char *const *names, size_t n) {
     } else if (!t) {
       st = ema__fail(ctx, EMA_E_NOT_FOUND, "ema_apply_some: no tensor named '%s' is tracked; nothing was updated",
                      names[i]);
+    } else if (t->policy == EMA_POLICY_KEEP) {
+      st = ema__fail(ctx, EMA_E_INVALID_ARG,
+                     "ema_apply_some: '%s' has policy KEEP (frozen at registration), which is never updated; "
+                     "nothing was updated",
+                     names[i]);
     } else if (t->pair < 0) {
       st = ema__fail(ctx, EMA_E_DTYPE,
                      "ema_apply_some: '%s' is plain state (ema_track_policy with EMA_POLICY_COPY), which is never "
@@ -630,7 +714,7 @@ ema_status ema_apply_some(ema_ctx *ctx, const char *const *names, size_t n) {
 const void *ema_average(const ema_ctx *ctx, const char *name, ema_dtype *dtype) {
   if (!ctx || !name) return NULL;
   const ema_tensor *t = ema__find(ctx, name);
-  if (!t || t->pair < 0) return NULL;
+  if (!t || t->policy == EMA_POLICY_COPY) return NULL;
   if (dtype) *dtype = t->sdtype;
   return t->average[ctx->active];
 }
@@ -638,7 +722,7 @@ const void *ema_average(const ema_ctx *ctx, const char *name, ema_dtype *dtype) 
 const void *ema_bank_average(const ema_ctx *ctx, const char *name, size_t k, ema_dtype *dtype) {
   if (!ctx || !name || k >= ctx->n_avg) return NULL;
   const ema_tensor *t = ema__find(ctx, name);
-  if (!t || t->pair < 0) return NULL;
+  if (!t || t->policy == EMA_POLICY_COPY) return NULL;
   if (dtype) *dtype = t->sdtype;
   return t->average[k];
 }
@@ -672,7 +756,7 @@ static size_t side_bytes(const ema_ctx *ctx, int mixed_only) {
   size_t total = 0;
   for (size_t i = 0; i < ctx->count; i++) {
     const ema_tensor *t = &ctx->tensors[i];
-    if (t->pair < 0 || (mixed_only && !is_mixed(t->pair))) continue;
+    if (t->policy == EMA_POLICY_COPY || (mixed_only && !is_mixed(t->pair))) continue;
     total += round_up(model_bytes(t));
   }
   return total;
@@ -708,7 +792,7 @@ ema_status ema_swap(ema_ctx *ctx) {
   size_t off = 0, n = 0;
   for (size_t i = 0; i < ctx->count; i++) {
     ema_tensor *t = &ctx->tensors[i];
-    if (t->pair < 0) continue;
+    if (t->policy == EMA_POLICY_COPY) continue;
     if (is_mixed(t->pair)) {
       add_item(ctx, t, ctx->swapped ? EMA_OP_SIDE_TO_MODEL : EMA_OP_SWAP_IN_MIXED, ctx->swap_buf + off, &n);
       off += round_up(model_bytes(t));
@@ -736,7 +820,7 @@ ema_status ema_store(ema_ctx *ctx) {
   size_t off = 0, n = 0;
   for (size_t i = 0; i < ctx->count; i++) {
     ema_tensor *t = &ctx->tensors[i];
-    if (t->pair < 0) continue;
+    if (t->policy == EMA_POLICY_COPY) continue;
     add_item(ctx, t, EMA_OP_MODEL_TO_SIDE, ctx->store_buf + off, &n);
     off += round_up(model_bytes(t));
   }
@@ -751,8 +835,13 @@ ema_status ema_copy_to(ema_ctx *ctx) {
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE, "ema_copy_to: the model holds the averages (swapped); call ema_swap() first");
   size_t n = 0;
-  for (size_t i = 0; i < ctx->count; i++)
-    if (ctx->tensors[i].pair >= 0) add_item(ctx, &ctx->tensors[i], EMA_OP_COPY_TO, NULL, &n);
+  for (size_t i = 0; i < ctx->count; i++) {
+    ema_tensor *t = &ctx->tensors[i];
+    if (t->policy == EMA_POLICY_AVERAGE)
+      add_item(ctx, t, EMA_OP_COPY_TO, NULL, &n);
+    else if (t->policy == EMA_POLICY_KEEP) /* the frozen copy is in the model dtype: a plain copy */
+      add_item(ctx, t, EMA_OP_SIDE_TO_MODEL, (unsigned char *)t->average[ctx->active], &n);
+  }
   ema__run(ctx, ctx->run_items, n);
   return EMA_OK;
 }
@@ -766,7 +855,7 @@ ema_status ema_restore(ema_ctx *ctx) {
   size_t off = 0, n = 0;
   for (size_t i = 0; i < ctx->count; i++) {
     ema_tensor *t = &ctx->tensors[i];
-    if (t->pair < 0) continue;
+    if (t->policy == EMA_POLICY_COPY) continue;
     add_item(ctx, t, EMA_OP_SIDE_TO_MODEL, ctx->store_buf + off, &n);
     off += round_up(model_bytes(t));
   }

@@ -21,12 +21,15 @@ typedef struct ema_tensor {
   /* hot: read by every update, first so that they share a cache line */
   void *data;       /* borrowed */
   size_t numel;
-  int pair;         /* ema_pair, or -1 for plain state */
+  int pair;         /* ema_pair, or -1 for EMA_POLICY_COPY and EMA_POLICY_KEEP */
   ema_dtype dtype;  /* model dtype */
-  ema_dtype sdtype; /* shadow dtype (== dtype for plain state) */
+  ema_dtype sdtype; /* shadow dtype (== dtype for COPY and KEEP) */
   unsigned char msize, ssize; /* bytes per element of the model and of the shadow */
   int mark;         /* scratch flag for ema_apply_some validation */
-  /* per average k of the bank (EMA_MAX_AVERAGES, ctx->n_avg used): */
+  ema_policy policy; /* AVERAGE, COPY (no shadow, no average) or KEEP (see below) */
+  /* per member k of the bank (EMA_MAX_AVERAGES, ctx->n_avg used); for KEEP,
+     shadow[k] == average[k] == one frozen copy in the model dtype (in
+     member 0's arena), shared by every member; NULL for COPY: */
   void *shadow[EMA_MAX_AVERAGES];  /* s, or the biased accumulator with zero_debias; arena */
   void *average[EMA_MAX_AVERAGES]; /* == shadow, or the debiased average with zero_debias; arena */
   int64_t debias_steps[EMA_MAX_AVERAGES]; /* k of TensorFlow's zero_debias */
@@ -106,6 +109,14 @@ const char *ema__schedule_name(ema_schedule_kind kind);
 int ema__schedule_from_name(const char *name, ema_schedule_kind *kind);
 const char *ema__schedule_problem(const ema_schedule *s); /* NULL when valid */
 double ema__schedule_gamma(const ema_schedule *s);         /* power-function gamma */
+
+/* Name of a policy in checkpoints ("average", "copy", "keep"); NULL if bad. */
+const char *ema__policy_name(ema_policy p);
+/* Point member k of tensor t at its values: block (member_bytes, in member
+   k's arena) for an averaged tensor, initialised from the model (0 with
+   zero_debias) with fresh debias counters; the shared frozen copy for KEEP
+   (block unused); nothing for COPY. */
+void ema__init_member(ema_ctx *ctx, ema_tensor *t, size_t k, unsigned char *block);
 
 /* Checks shared by track and load (UTF-8: common/utf8.h). */
 int ema__is_float_dtype(ema_dtype d);
