@@ -155,6 +155,31 @@ typedef struct ema_ctx ema_ctx; /* opaque; one thread at a time */
    f16/bf16 parameters. */
 EMA_API ema_status ema_create(ema_ctx **out, double decay);
 
+/* Options of ema_create_with(): what must be known before the first tensor
+   is tracked. Always start from ema_options_init(), then set fields: future
+   versions give meaning to the reserved words, and a non-zero reserved word
+   is refused today. Since 0.2.0. */
+typedef struct ema_options {
+  double decay;                /* member 0's decay, in [0, 1]; default 0.9999 */
+  int zero_debias;             /* TensorFlow's zero_debias (see ema_set_zero_debias); default 0 */
+  int same_dtype_half_shadows; /* f16/bf16 shadows in their own dtype (see ema_set_half_shadows); default 0 */
+  const char *name;            /* member 0's name, copied; NULL = "ExponentialMovingAverage" */
+  uint64_t reserved[8];        /* must be 0 (ema_options_init does it) */
+} ema_options;
+
+/* Fill *o with the defaults above. NULL is a no-op. Thread-safe. Since 0.2.0. */
+EMA_API void ema_options_init(ema_options *o);
+
+/* Create a context from options (borrowed; o->name is copied). On success
+   *out receives the new context; on failure *out is set to NULL when out is
+   not NULL. Returns EMA_E_INVALID_ARG for a NULL out or opts, a decay
+   outside [0, 1] or NaN, a name that is empty, longer than 255 bytes or not
+   UTF-8, or a non-zero reserved word; EMA_E_NOMEM when memory runs out.
+   There is no context to hold a message on failure: the status says it.
+   Memory: about 10 KiB for the context itself. Thread-safe (creates a new,
+   independent context). Since 0.2.0. */
+EMA_API ema_status ema_create_with(ema_ctx **out, const ema_options *opts);
+
 /* Free the context, its shadows and every buffer it owns. Tracked tensors
    stay the caller's and are not touched (if the context is swapped, the
    model holds the averages at this point: call ema_swap() first to get the
@@ -258,10 +283,12 @@ EMA_API ema_status ema_retarget(ema_ctx *ctx, const char *name, void *data);
    Errors: EMA_E_NOT_FOUND, EMA_E_STATE (while swapped or stored). */
 EMA_API ema_status ema_untrack(ema_ctx *ctx, const char *name);
 
-/* Shadow policy for f16/bf16 tensors tracked after this call: 0 (default)
-   keeps float32 shadows, which keep averaging at decay 0.9999 where a bf16
-   shadow stalls; 1 keeps shadows of the parameter's own dtype with every
-   operation rounded to that dtype, as TensorFlow does. */
+/* Shadow dtype for f16/bf16 tensors tracked after this call (tensors
+   already tracked keep theirs; ema_options.same_dtype_half_shadows sets it
+   at creation): 0 (default) keeps float32 shadows, which keep averaging at
+   decay 0.9999 where a bf16 shadow stalls; 1 keeps shadows of the
+   parameter's own dtype with every operation rounded to that dtype, as
+   TensorFlow does. Errors: EMA_E_INVALID_ARG (NULL ctx). */
 EMA_API ema_status ema_set_half_shadows(ema_ctx *ctx, int same_dtype);
 
 /* ------------------------------------------------------------------------ */
@@ -356,14 +383,21 @@ EMA_API ema_status ema_schedule_decay(const ema_schedule *s, int64_t from_step, 
    becomes the context's decay (ema_set_decay changes it). */
 EMA_API ema_status ema_set_schedule(ema_ctx *ctx, const ema_schedule *s);
 
-/* A bank: add another average of the same tensors, with its own name
-   (copied; the suffix of its tensors in checkpoints, "<tensor>/<name>") and
-   schedule (copied). Every update then reads each parameter once and updates
-   every average. Allowed only before the first ema_track() of an averaged
-   tensor. At most EMA_MAX_AVERAGES averages; average 0 is the context's own.
-   *index (may be NULL) gets the new average's index.
+/* A bank: add another member (average) of the same tensors, with its own
+   name (copied; the suffix of its tensors in checkpoints, "<tensor>/<name>")
+   and schedule (copied). Every update then reads each parameter once and
+   updates every member. Legal at any time (since 0.2.0; 0.1 required it
+   before the first ema_track): a member added after tensors are tracked
+   starts from the current model values (from 0 with zero_debias), with its
+   own debias counters, as if those tensors had been tracked into a context
+   of its own at this moment; KEEP tensors share their frozen copy with it.
+   At most EMA_MAX_AVERAGES members; member 0 is the context's own.
+   *index (may be NULL) gets the new member's index.
+   Memory: one shadow per averaged tensor (two with zero_debias), in the
+   member's own arena, allocated now.
    Errors: EMA_E_INVALID_ARG (bad name or schedule, name taken, too many),
-   EMA_E_STATE (tensors already tracked). */
+   EMA_E_STATE (swapped or a stored copy held while tensors are tracked:
+   the model may not hold the training values), EMA_E_NOMEM. */
 #define EMA_MAX_AVERAGES 8
 EMA_API ema_status ema_bank_add(ema_ctx *ctx, const char *name, const ema_schedule *s, size_t *index);
 

@@ -81,7 +81,7 @@ static size_t round_up(size_t n) { return (n + EMA_ALIGN - 1) / EMA_ALIGN * EMA_
 /* Reserve bytes (already rounded) in the arena; returns NULL on failure. A
    block allocated for a call that later fails stays in the arena, empty,
    which is invisible to the caller. */
-static unsigned char *arena_alloc(ema_ctx *ctx, size_t a, size_t bytes) {
+unsigned char *ema__arena_alloc(ema_ctx *ctx, size_t a, size_t bytes) {
   ema_block *b = ctx->blocks[a];
   if (bytes == 0) bytes = EMA_ALIGN; /* distinct, valid pointers for empty tensors */
   if (!b || b->cap - b->used < bytes) {
@@ -144,22 +144,49 @@ static void index_insert(size_t *index, size_t cap, const char *name, size_t slo
 
 static int decay_ok(double d) { return d >= 0.0 && d <= 1.0; } /* false for NaN */
 
-ema_status ema_create(ema_ctx **out, double decay) {
+void ema_options_init(ema_options *o) {
+  if (!o) return;
+  memset(o, 0, sizeof *o);
+  o->decay = 0.9999;
+}
+
+/* NULL when opts can create a context, else what is wrong. */
+static const char *options_problem(const ema_options *o) {
+  if (!decay_ok(o->decay)) return "decay must be in [0, 1]";
+  for (size_t i = 0; i < sizeof o->reserved / sizeof o->reserved[0]; i++)
+    if (o->reserved[i] != 0) return "a reserved field is not 0 (start from ema_options_init)";
+  if (o->name) {
+    size_t n = strlen(o->name);
+    if (n == 0 || n > EMA_MAX_EMA_NAME || !ema__valid_utf8(o->name, n)) return "name must be 1 to 255 bytes of UTF-8";
+  }
+  return NULL;
+}
+
+ema_status ema_create_with(ema_ctx **out, const ema_options *opts) {
   if (out) *out = NULL;
-  if (!out) return EMA_E_INVALID_ARG;
-  if (!decay_ok(decay)) return EMA_E_INVALID_ARG;
+  if (!out || !opts || options_problem(opts)) return EMA_E_INVALID_ARG;
   ema_ctx *ctx = (ema_ctx *)ema__calloc(1, sizeof *ctx);
   if (!ctx) return EMA_E_NOMEM;
   ema_schedule_init(&ctx->avg[0].sched, EMA_SCHEDULE_CONSTANT);
-  ctx->avg[0].sched.decay = decay;
-  strcpy(ctx->avg[0].name, "ExponentialMovingAverage");
+  ctx->avg[0].sched.decay = opts->decay;
+  const char *name = opts->name ? opts->name : EMA__DEFAULT_NAME;
+  memcpy(ctx->avg[0].name, name, strlen(name) + 1);
   ctx->n_avg = 1;
   ctx->num_updates = -1;
+  ctx->zero_debias = opts->zero_debias ? 1 : 0;
+  ctx->half_same = opts->same_dtype_half_shadows ? 1 : 0;
   ctx->k = ema_kernels_best();
   ctx->threads = ema__default_threads();
   ctx->parallel_min = ema__parallel_min_default();
   *out = ctx;
   return EMA_OK;
+}
+
+ema_status ema_create(ema_ctx **out, double decay) {
+  ema_options o;
+  ema_options_init(&o);
+  o.decay = decay;
+  return ema_create_with(out, &o);
 }
 
 void ema_free(ema_ctx *ctx) {
@@ -324,7 +351,7 @@ static ema_status grow_registry(ema_ctx *ctx, const char *fn) {
 
 /* Bytes of one member's values of t in its arena: the shadow, and with
    zero_debias the debiased average after it. */
-static size_t member_bytes(const ema_ctx *ctx, size_t numel, ema_dtype sdtype) {
+size_t ema__member_bytes(const ema_ctx *ctx, size_t numel, ema_dtype sdtype) {
   size_t sbytes = round_up(numel * ema_dtype_size(sdtype));
   if (!sbytes) sbytes = EMA_ALIGN; /* distinct, valid pointers for empty tensors */
   return ctx->zero_debias ? 2 * sbytes : sbytes;
@@ -335,10 +362,10 @@ static size_t member_bytes(const ema_ctx *ctx, size_t numel, ema_dtype sdtype) {
    nothing for COPY. On failure nothing is reserved that anyone can see. */
 static ema_status alloc_values(ema_ctx *ctx, const track_args *a, ema_dtype sdtype, unsigned char **vals) {
   size_t n = a->policy == EMA_POLICY_AVERAGE ? ctx->n_avg : a->policy == EMA_POLICY_KEEP ? 1 : 0;
-  size_t bytes = a->policy == EMA_POLICY_AVERAGE ? member_bytes(ctx, a->numel, sdtype)
+  size_t bytes = a->policy == EMA_POLICY_AVERAGE ? ema__member_bytes(ctx, a->numel, sdtype)
                                                  : round_up(a->numel * ema_dtype_size(a->dtype));
   for (size_t k = 0; k < n; k++) {
-    vals[k] = arena_alloc(ctx, k, bytes);
+    vals[k] = ema__arena_alloc(ctx, k, bytes);
     if (!vals[k])
       return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory allocating the %s of '%s' (%zu bytes)", a->fn,
                        a->policy == EMA_POLICY_AVERAGE ? "shadow" : "frozen copy", a->name, bytes);
@@ -352,7 +379,7 @@ void ema__init_member(ema_ctx *ctx, ema_tensor *t, size_t k, unsigned char *bloc
     t->shadow[k] = t->average[k] = t->shadow[0];
     return;
   }
-  size_t half = member_bytes(ctx, t->numel, t->sdtype) / (ctx->zero_debias ? 2 : 1);
+  size_t half = ema__member_bytes(ctx, t->numel, t->sdtype) / (ctx->zero_debias ? 2 : 1);
   t->shadow[k] = block;
   t->average[k] = ctx->zero_debias ? block + half : block;
   t->debias_steps[k] = 0;
@@ -903,9 +930,7 @@ ema_status ema_set_schedule(ema_ctx *ctx, const ema_schedule *s) {
   return EMA_OK;
 }
 
-ema_status ema_bank_add(ema_ctx *ctx, const char *name, const ema_schedule *s, size_t *index) {
-  if (!ctx) return EMA_E_INVALID_ARG;
-  ema__clear_error(ctx);
+static ema_status check_member(ema_ctx *ctx, const char *name, const ema_schedule *s) {
   if (!name) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: name is NULL");
   size_t n = strlen(name);
   if (n == 0 || n > EMA_MAX_EMA_NAME || !ema__valid_utf8(name, n))
@@ -913,18 +938,52 @@ ema_status ema_bank_add(ema_ctx *ctx, const char *name, const ema_schedule *s, s
                      EMA_MAX_EMA_NAME);
   const char *why = ema__schedule_problem(s);
   if (why) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: %s", why);
-  if (ctx->n_averaged > 0)
-    return ema__fail(ctx, EMA_E_STATE, "ema_bank_add: must be called before the first ema_track()");
   if (ctx->n_avg == EMA_MAX_AVERAGES)
     return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: a context holds at most %d averages",
                      EMA_MAX_AVERAGES);
   for (size_t k = 0; k < ctx->n_avg; k++)
     if (strcmp(ctx->avg[k].name, name) == 0)
       return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: an average is already called '%s'", name);
-  ema_avg *a = &ctx->avg[ctx->n_avg];
-  memcpy(a->name, name, n + 1);
+  /* the new member starts from the model's values: they must be the training values */
+  if (ctx->n_averaged > 0 && ctx->swapped)
+    return ema__fail(ctx, EMA_E_STATE,
+                     "ema_bank_add: the model holds the averages (swapped); call ema_swap() to swap back first");
+  if (ctx->n_averaged > 0 && ctx->stored)
+    return ema__fail(ctx, EMA_E_STATE,
+                     "ema_bank_add: a stored copy of the model is held (the model may hold averages); call "
+                     "ema_restore() first");
+  return EMA_OK;
+}
+
+ema_status ema_bank_add(ema_ctx *ctx, const char *name, const ema_schedule *s, size_t *index) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  ema_status st = check_member(ctx, name, s);
+  if (st != EMA_OK) return st;
+  size_t k = ctx->n_avg, total = 0;
+  /* One region of the new member's own arena for the shadows of every
+     averaged tensor tracked so far, carved in registration order. */
+  for (size_t i = 0; i < ctx->count; i++) {
+    const ema_tensor *t = &ctx->tensors[i];
+    if (t->policy == EMA_POLICY_AVERAGE) total += ema__member_bytes(ctx, t->numel, t->sdtype);
+  }
+  unsigned char *region = NULL;
+  if (total) {
+    region = ema__arena_alloc(ctx, k, total);
+    if (!region)
+      return ema__fail(ctx, EMA_E_NOMEM, "ema_bank_add: out of memory allocating %zu bytes of shadows for '%s'",
+                       total, name);
+  }
+  size_t off = 0;
+  for (size_t i = 0; i < ctx->count; i++) {
+    ema_tensor *t = &ctx->tensors[i];
+    ema__init_member(ctx, t, k, t->policy == EMA_POLICY_AVERAGE ? region + off : NULL);
+    if (t->policy == EMA_POLICY_AVERAGE) off += ema__member_bytes(ctx, t->numel, t->sdtype);
+  }
+  ema_avg *a = &ctx->avg[k];
+  memcpy(a->name, name, strlen(name) + 1);
   a->sched = *s;
-  if (index) *index = ctx->n_avg;
+  if (index) *index = k;
   ctx->n_avg++;
   return EMA_OK;
 }

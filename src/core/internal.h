@@ -14,6 +14,8 @@
 #include <stdarg.h>
 
 #define EMA_MAX_EMA_NAME 255
+/* Name of member 0 unless ema_set_name or the options give another. */
+#define EMA__DEFAULT_NAME "ExponentialMovingAverage"
 #define EMA_ERR_CAP 512
 
 /* One registered tensor. Shadows live in the arena; data is the caller's. */
@@ -109,6 +111,13 @@ const char *ema__schedule_name(ema_schedule_kind kind);
 int ema__schedule_from_name(const char *name, ema_schedule_kind *kind);
 const char *ema__schedule_problem(const ema_schedule *s); /* NULL when valid */
 double ema__schedule_gamma(const ema_schedule *s);         /* power-function gamma */
+
+/* Reserve bytes (a multiple of EMA_ALIGN; 0 gives EMA_ALIGN) in member a's
+   arena; NULL when memory runs out. Blocks never move. */
+unsigned char *ema__arena_alloc(ema_ctx *ctx, size_t a, size_t bytes);
+/* Arena bytes of one member's values of an averaged tensor: its shadow and,
+   with zero_debias, the debiased average after it; each 64-byte aligned. */
+size_t ema__member_bytes(const ema_ctx *ctx, size_t numel, ema_dtype sdtype);
 
 /* Name of a policy in checkpoints ("average", "copy", "keep"); NULL if bad. */
 const char *ema__policy_name(ema_policy p);
