@@ -379,6 +379,25 @@ EMA_API void ema_schedule_init(ema_schedule *s, ema_schedule_kind kind);
    Errors: EMA_E_INVALID_ARG for a bad schedule or steps. Thread-safe. */
 EMA_API ema_status ema_schedule_decay(const ema_schedule *s, int64_t from_step, int64_t to_step, double *decay);
 
+/* Power-function math (Karras et al. 2024) behind EMA_SCHEDULE_POWER; it
+   is core's, and src/posthoc builds on it. The full contract (edge cases,
+   accuracy) is written out in ema/posthoc.h, which declares the same three
+   functions. All three are pure, thread-safe and never allocate; the output
+   is written only on success. Experimental.
+   - ema_power_sigma_rel: sigma_rel of exponent gamma (finite, > -1),
+     sqrt((g+1) / ((g+2)^2 (g+3))).
+   - ema_power_gamma: the gamma >= 0 of sigma_rel in
+     (0, EMA_POWER_SIGMA_REL_MAX] (Newton iteration, a few ulps).
+   - ema_power_decay: decay (1 - dt/t)^(gamma+1) of an update covering the
+     dt steps (t-dt, t]; 1 <= dt <= t; 0 when dt == t.
+   Errors: EMA_E_INVALID_ARG for a NULL output or an argument out of range. */
+#ifndef EMA_POWER_SIGMA_REL_MAX
+#  define EMA_POWER_SIGMA_REL_MAX 0.28867513459481287 /* sqrt(1/12): gamma 0 */
+#endif
+EMA_API ema_status ema_power_sigma_rel(double gamma, double *sigma_rel);
+EMA_API ema_status ema_power_gamma(double sigma_rel, double *gamma);
+EMA_API ema_status ema_power_decay(double gamma, int64_t t, int64_t dt, double *decay);
+
 /* Use schedule s (copied) for the context's first average. Its decay field
    becomes the context's decay (ema_set_decay changes it). */
 EMA_API ema_status ema_set_schedule(ema_ctx *ctx, const ema_schedule *s);

@@ -8,7 +8,7 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/utf8.h"
-#include "ema/ema.h"
+#include "ema/core.h"
 #include "kernels/kernels.h"
 
 #include <stdarg.h>
@@ -126,6 +126,15 @@ const char *ema__policy_name(ema_policy p);
    zero_debias) with fresh debias counters; the shared frozen copy for KEEP
    (block unused); nothing for COPY. */
 void ema__init_member(ema_ctx *ctx, ema_tensor *t, size_t k, unsigned char *block);
+
+/* n rounded up to a multiple of EMA_ALIGN. */
+static inline size_t ema__round_up(size_t n) { return (n + EMA_ALIGN - 1) / EMA_ALIGN * EMA_ALIGN; }
+/* A decay in [0, 1] (false for NaN). */
+static inline int ema__decay_ok(double d) { return d >= 0.0 && d <= 1.0; }
+/* A power-function exponent usable for a weight profile: finite and > -1. */
+int ema__gamma_ok(double g);
+/* Free the registry's memory (names, tensors, index, arenas); ema_free. */
+void ema__registry_free(ema_ctx *ctx);
 
 /* Checks shared by track and load (UTF-8: common/utf8.h). */
 int ema__is_float_dtype(ema_dtype d);
