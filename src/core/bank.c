@@ -20,13 +20,11 @@ static ema_status check_member(ema_ctx *ctx, const char *name, const ema_schedul
   if (!name) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: name is NULL");
   size_t n = strlen(name);
   if (n == 0 || n > EMA_MAX_EMA_NAME || !ema__valid_utf8(name, n))
-    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: the name must be 1 to %d bytes of UTF-8",
-                     EMA_MAX_EMA_NAME);
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: the name must be 1 to %d bytes of UTF-8", EMA_MAX_EMA_NAME);
   const char *why = ema__schedule_problem(s);
   if (why) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: %s", why);
   if (ctx->n_avg == EMA_MAX_AVERAGES)
-    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: a context holds at most %d averages",
-                     EMA_MAX_AVERAGES);
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: a context holds at most %d averages", EMA_MAX_AVERAGES);
   for (size_t k = 0; k < ctx->n_avg; k++)
     if (strcmp(ctx->avg[k].name, name) == 0)
       return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: an average is already called '%s'", name);
@@ -57,8 +55,8 @@ ema_status ema_bank_add(ema_ctx *ctx, const char *name, const ema_schedule *s, s
   if (total) {
     region = ema__arena_alloc(ctx, k, total);
     if (!region)
-      return ema__fail(ctx, EMA_E_NOMEM, "ema_bank_add: out of memory allocating %zu bytes of shadows for '%s'",
-                       total, name);
+      return ema__fail(ctx, EMA_E_NOMEM, "ema_bank_add: out of memory allocating %zu bytes of shadows for '%s'", total,
+                       name);
   }
   size_t off = 0;
   for (size_t i = 0; i < ctx->count; i++) {
@@ -76,9 +74,7 @@ ema_status ema_bank_add(ema_ctx *ctx, const char *name, const ema_schedule *s, s
 
 size_t ema_bank_size(const ema_ctx *ctx) { return ctx ? ctx->n_avg : 0; }
 
-const char *ema_bank_name(const ema_ctx *ctx, size_t k) {
-  return ctx && k < ctx->n_avg ? ctx->avg[k].name : NULL;
-}
+const char *ema_bank_name(const ema_ctx *ctx, size_t k) { return ctx && k < ctx->n_avg ? ctx->avg[k].name : NULL; }
 
 int64_t ema_last_step(const ema_ctx *ctx) { return ctx ? ctx->last_step : 0; }
 
@@ -86,8 +82,7 @@ ema_status ema_bank_set_active(ema_ctx *ctx, size_t k) {
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
   if (k >= ctx->n_avg)
-    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_set_active: there are %zu averages, not %zu", ctx->n_avg,
-                     k + 1);
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_set_active: there are %zu averages, not %zu", ctx->n_avg, k + 1);
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE, "ema_bank_set_active: swapped; call ema_swap() to swap back first");
   ctx->active = k;

@@ -20,14 +20,16 @@ unsigned ema_version_number(void) { return EMA_VERSION_NUMBER; }
 const char *ema_version_string(void) { return EMA_VERSION_STRING; }
 
 #define EMA__STATUS_TEXT(name, value, text) \
-  case name: return text;
+  case name:                                \
+    return text;
 const char *ema_status_string(ema_status s) {
   switch (s) { EMA_STATUS_MAP(EMA__STATUS_TEXT) }
   return "unknown status";
 }
 
 #define EMA__STATUS_NAME(name, value, text) \
-  case name: return #name;
+  case name:                                \
+    return #name;
 const char *ema_status_name(ema_status s) {
   switch (s) { EMA_STATUS_MAP(EMA__STATUS_NAME) }
   return NULL;
@@ -35,24 +37,36 @@ const char *ema_status_name(ema_status s) {
 
 size_t ema_dtype_size(ema_dtype d) {
   switch (d) {
-    case EMA_F32: return 4;
-    case EMA_F64: return 8;
-    case EMA_F16: return 2;
-    case EMA_BF16: return 2;
-    case EMA_I32: return 4;
-    case EMA_I64: return 8;
+    case EMA_F32:
+      return 4;
+    case EMA_F64:
+      return 8;
+    case EMA_F16:
+      return 2;
+    case EMA_BF16:
+      return 2;
+    case EMA_I32:
+      return 4;
+    case EMA_I64:
+      return 8;
   }
   return 0;
 }
 
 const char *ema_dtype_name(ema_dtype d) {
   switch (d) {
-    case EMA_F32: return "f32";
-    case EMA_F64: return "f64";
-    case EMA_F16: return "f16";
-    case EMA_BF16: return "bf16";
-    case EMA_I32: return "i32";
-    case EMA_I64: return "i64";
+    case EMA_F32:
+      return "f32";
+    case EMA_F64:
+      return "f64";
+    case EMA_F16:
+      return "f16";
+    case EMA_BF16:
+      return "bf16";
+    case EMA_I32:
+      return "i32";
+    case EMA_I64:
+      return "i64";
   }
   return "?";
 }

@@ -72,10 +72,18 @@ ema_coef ema__coef_from_f32_om(float om, int pair) {
   ema_coef c;
   memset(&c, 0, sizeof c);
   switch (pair) {
-    case EMA_PAIR_F64: c.d = (double)om; break;
-    case EMA_PAIR_BF16_BF16: c.h = ema_f32_to_bf16(om); break;
-    case EMA_PAIR_F16_F16: c.h = ema_f32_to_f16(om); break;
-    default: c.f = om; break;
+    case EMA_PAIR_F64:
+      c.d = (double)om;
+      break;
+    case EMA_PAIR_BF16_BF16:
+      c.h = ema_f32_to_bf16(om);
+      break;
+    case EMA_PAIR_F16_F16:
+      c.h = ema_f32_to_f16(om);
+      break;
+    default:
+      c.f = om;
+      break;
   }
   return c;
 }
@@ -85,10 +93,18 @@ ema_coef ema__coef_from_f64(double x, int pair) {
   ema_coef c;
   memset(&c, 0, sizeof c);
   switch (pair) {
-    case EMA_PAIR_F64: c.d = x; break;
-    case EMA_PAIR_BF16_BF16: c.h = ema_f32_to_bf16((float)x); break;
-    case EMA_PAIR_F16_F16: c.h = ema_f32_to_f16((float)x); break;
-    default: c.f = (float)x; break;
+    case EMA_PAIR_F64:
+      c.d = x;
+      break;
+    case EMA_PAIR_BF16_BF16:
+      c.h = ema_f32_to_bf16((float)x);
+      break;
+    case EMA_PAIR_F16_F16:
+      c.h = ema_f32_to_f16((float)x);
+      break;
+    default:
+      c.f = (float)x;
+      break;
   }
   return c;
 }
@@ -182,8 +198,12 @@ ema_status ema_schedule_decay(const ema_schedule *s, int64_t from, int64_t to, d
   }
   double d = 0.0;
   switch (s->kind) {
-    case EMA_SCHEDULE_CONSTANT: d = pow(s->decay, (double)dt); break;
-    case EMA_SCHEDULE_HALFLIFE: d = exp2(-(double)dt / s->halflife); break;
+    case EMA_SCHEDULE_CONSTANT:
+      d = pow(s->decay, (double)dt);
+      break;
+    case EMA_SCHEDULE_HALFLIFE:
+      d = exp2(-(double)dt / s->halflife);
+      break;
     case EMA_SCHEDULE_POWER: {
       double g = ema__schedule_gamma(s);
       if (isnan(g)) return EMA_E_INVALID_ARG;
@@ -229,8 +249,7 @@ static double gamma_equation(double g, double sigma, double *dg) {
 ema_status ema_power_gamma(double sigma_rel, double *gamma) {
   double lo, hi, g, f, df;
   int it;
-  if (gamma == NULL || !(sigma_rel >= DBL_MIN) || !(sigma_rel <= EMA_POWER_SIGMA_REL_MAX))
-    return EMA_E_INVALID_ARG;
+  if (gamma == NULL || !(sigma_rel >= DBL_MIN) || !(sigma_rel <= EMA_POWER_SIGMA_REL_MAX)) return EMA_E_INVALID_ARG;
   /* Bracket: G(0) = 2 sqrt(3) sigma - 1 <= 0 for sigma <= sqrt(1/12), and
      G(1/sigma) > (1/sigma) sigma - 1 = 0 because both other factors exceed 1. */
   lo = 0.0;
@@ -247,7 +266,10 @@ ema_status ema_power_gamma(double sigma_rel, double *gamma) {
     double next;
     f = gamma_equation(g, sigma_rel, &df);
     if (f == 0.0) break;
-    if (f < 0.0) lo = g; else hi = g;
+    if (f < 0.0)
+      lo = g;
+    else
+      hi = g;
     next = g - f / df;
     /* Fall back to bisection when Newton leaves the bracket. */
     if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);

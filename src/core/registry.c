@@ -106,15 +106,20 @@ static void index_insert(size_t *index, size_t cap, const char *name, size_t slo
 
 static int shadow_pair(ema_dtype d, int half_same, ema_dtype *sdtype) {
   switch (d) {
-    case EMA_F32: *sdtype = EMA_F32; return EMA_PAIR_F32;
-    case EMA_F64: *sdtype = EMA_F64; return EMA_PAIR_F64;
+    case EMA_F32:
+      *sdtype = EMA_F32;
+      return EMA_PAIR_F32;
+    case EMA_F64:
+      *sdtype = EMA_F64;
+      return EMA_PAIR_F64;
     case EMA_BF16:
       *sdtype = half_same ? EMA_BF16 : EMA_F32;
       return half_same ? EMA_PAIR_BF16_BF16 : EMA_PAIR_BF16_F32;
     case EMA_F16:
       *sdtype = half_same ? EMA_F16 : EMA_F32;
       return half_same ? EMA_PAIR_F16_F16 : EMA_PAIR_F16_F32;
-    default: return -1;
+    default:
+      return -1;
   }
 }
 
@@ -134,8 +139,8 @@ static ema_status check_track_name(ema_ctx *ctx, track_args *a) {
   if (!name) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: name is NULL", fn);
   a->name_len = strlen(name);
   if (a->name_len == 0 || a->name_len > EMA_MAX_NAME)
-    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: a tensor name must be 1 to %d bytes long (got %zu)", fn,
-                     EMA_MAX_NAME, a->name_len);
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: a tensor name must be 1 to %d bytes long (got %zu)", fn, EMA_MAX_NAME,
+                     a->name_len);
   if (!ema__valid_utf8(name, a->name_len))
     return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor name is not valid UTF-8 (checkpoints store names as JSON)",
                      fn);
@@ -149,8 +154,7 @@ static ema_status check_track_kind(ema_ctx *ctx, const track_args *a) {
   if (ema_dtype_size(a->dtype) == 0)
     return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has unknown dtype value %d", fn, name, (int)a->dtype);
   if (!ema__policy_name(a->policy))
-    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has unknown policy value %d", fn, name,
-                     (int)a->policy);
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has unknown policy value %d", fn, name, (int)a->policy);
   if (a->policy == EMA_POLICY_AVERAGE && !ema__is_float_dtype(a->dtype))
     return ema__fail(ctx, EMA_E_DTYPE,
                      "%s: tensor '%s' has integer dtype %s, which cannot be averaged (averaging a step counter such "
@@ -329,17 +333,20 @@ ema_status ema_track(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype
   return track(ctx, &a);
 }
 
-ema_status ema_track_policy(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype, int ndim,
-                            const int64_t *shape, ema_policy policy) {
+ema_status ema_track_policy(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype, int ndim, const int64_t *shape,
+                            ema_policy policy) {
   track_args a = {"ema_track_policy", name, 0, 0, data, dtype, ndim, shape, policy};
   return track(ctx, &a);
 }
 
 const char *ema__policy_name(ema_policy p) {
   switch (p) {
-    case EMA_POLICY_AVERAGE: return "average";
-    case EMA_POLICY_COPY: return "copy";
-    case EMA_POLICY_KEEP: return "keep";
+    case EMA_POLICY_AVERAGE:
+      return "average";
+    case EMA_POLICY_COPY:
+      return "copy";
+    case EMA_POLICY_KEEP:
+      return "keep";
   }
   return NULL;
 }

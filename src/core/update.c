@@ -21,7 +21,9 @@ static ema_coef debias_factor(int pair, ema_coef om, int64_t k) {
   ema_coef f;
   memset(&f, 0, sizeof f);
   switch (pair) {
-    case EMA_PAIR_F64: f.d = 1.0 - pow(1.0 - om.d, (double)k); break;
+    case EMA_PAIR_F64:
+      f.d = 1.0 - pow(1.0 - om.d, (double)k);
+      break;
     case EMA_PAIR_BF16_BF16: {
       float base = ema_bf16_to_f32(ema_f32_to_bf16(1.0f - ema_bf16_to_f32(om.h)));
       float kk = ema_bf16_to_f32(ema_f32_to_bf16((float)k));
@@ -36,7 +38,9 @@ static ema_coef debias_factor(int pair, ema_coef om, int64_t k) {
       f.h = ema_f32_to_f16(1.0f - p);
       break;
     }
-    default: f.f = 1.0f - powf(1.0f - om.f, (float)k); break;
+    default:
+      f.f = 1.0f - powf(1.0f - om.f, (float)k);
+      break;
   }
   return f;
 }
@@ -170,8 +174,7 @@ ema_status ema_update(ema_ctx *ctx, int64_t step) {
   double d[EMA_MAX_AVERAGES];
   for (size_t a = 0; a < ctx->n_avg; a++) {
     if (ema_schedule_decay(&ctx->avg[a].sched, ctx->last_step, step, &d[a]) != EMA_OK)
-      return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_update: the schedule of average '%s' is invalid",
-                       ctx->avg[a].name);
+      return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_update: the schedule of average '%s' is invalid", ctx->avg[a].name);
   }
   unsigned copy_mask = 0;
   for (size_t a = 0; a < ctx->n_avg; a++) {

@@ -56,7 +56,7 @@ static void test_options(void) {
   CHECK_ST(ctx, ema_track(ctx, "h", &h, EMA_BF16, 0, NULL), EMA_OK);
   CHECK(*(const float *)ema_average(ctx, "w", NULL) == 0.0f); /* zero_debias: starts at 0 */
   ema_dtype sd;
-  CHECK(ema_average(ctx, "h", &sd) && sd == EMA_BF16); /* same-dtype half shadows */
+  CHECK(ema_average(ctx, "h", &sd) && sd == EMA_BF16);     /* same-dtype half shadows */
   CHECK_ST(ctx, ema_set_zero_debias(ctx, 0), EMA_E_STATE); /* v0 meaning kept */
   CHECK_ST(ctx, ema_apply(ctx), EMA_OK);
   CHECK(*(const float *)ema_average(ctx, "w", NULL) == 4.0f); /* debiased after one step */
