@@ -62,7 +62,7 @@ float ema__effective_decay_f32(const ema_ctx *ctx, size_t k) {
 
 double ema_effective_decay(const ema_ctx *ctx) {
   if (!ctx) return NAN;
-  return (double)ema__effective_decay_f32(ctx, ctx->active);
+  return (double)ema__effective_decay_f32(ctx, 0); /* unindexed decay functions address member 0 */
 }
 
 /* om = 1 - d, computed in float32 and then converted to the shadow's dtype
