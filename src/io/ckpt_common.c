@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "io/ckpt.h"
+#include "io/st_internal.h"
 
 char *ckpt_join3(const char *a, const char *b, const char *c) {
   size_t la = strlen(a), lb = strlen(b), lc = c ? strlen(c) : 0;
@@ -38,6 +39,8 @@ int ckpt_state_keys(const char *name, const char *ename, int debias, char *keys[
     }
   return n;
 }
+
+void ckpt_quote(char *dst, size_t cap, const char *s) { st_quote(dst, cap, s, s ? strlen(s) : 0); }
 
 ema_status ckpt_fail(const ema_ctx *ctx, ema_status st, const char *fn, const char *err) {
   return ema__fail(ctx, st, "%s: %s", fn, err);

@@ -2,11 +2,13 @@
  * src/io/load.c: ema_load and ema_load_averages_into_model over one loader
  * (load.h): open and check, plan, stage, commit.
  */
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/xxh64.h"
 #include "io/load.h"
 #include "io/st_internal.h"
 
@@ -48,80 +50,143 @@ ema_status load_expect(loader *L, const char *key, ema_tensor *t, ema_dtype want
   return EMA_OK;
 }
 
-/* Verify the 0.1 checksum over the whole data section. */
-static ema_status verify_checksum(loader *L, const char *csum) {
-  char err[EMA_ERR_CAP];
+/* The checksums a file records: libema.xxh64 (XXH64 of the data section,
+   this version's) and libema.checksum (0.1's). Either may be absent. */
+typedef struct load_sums {
+  int have_xxh, have_legacy;
+  uint64_t xxh, legacy;
+  ema__xxh64_state h;
+  uint64_t legacy_sum;
+} load_sums;
+
+static ema_status parse_sum(loader *L, const char *key, int *have, uint64_t *out) {
+  const char *v = st_meta_get(L->f, key);
+  if (!v) return EMA_OK;
   char *end = NULL;
-  uint64_t want = strtoull(csum, &end, 16);
-  if (strlen(csum) != 16 || *end)
-    return ema__fail(L->ctx, EMA_E_FORMAT, "%s: '%s' has a malformed libema.checksum '%s'", L->fn, L->what, csum);
-  enum { CHUNK = 1 << 20 };
-  unsigned char *buf = (unsigned char *)ema__malloc(CHUNK);
-  if (!buf) return ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
-  uint64_t sum = 0;
-  for (size_t i = 0; i < L->f->n_tensors; i++) {
-    const st_tensor *s = &L->f->tensors[i];
-    ckpt_legacy_hash h;
-    ckpt_legacy_init(&h);
-    for (uint64_t off = 0; off < s->nbytes; off += CHUNK) {
-      size_t len = s->nbytes - off < CHUNK ? (size_t)(s->nbytes - off) : CHUNK;
-      ema_status st = st_read_range(L->f, s, off, buf, len, err, sizeof err);
-      if (st != EMA_OK) {
-        free(buf);
-        return ckpt_fail(L->ctx, st, L->fn, err);
-      }
-      ckpt_legacy_update(&h, buf, len);
-    }
-    sum += ckpt_legacy_term(s->name, &h);
+  if (strlen(v) != 16 || !isxdigit((unsigned char)v[0]) || v[0] == '+' || v[0] == '-')
+    end = NULL;
+  else
+    *out = strtoull(v, &end, 16);
+  if (!end || *end) {
+    char q[CKPT_QUOTE_CAP];
+    ckpt_quote(q, sizeof q, v);
+    return ema__fail(L->ctx, EMA_E_FORMAT, "%s: %s has a malformed %s %s", L->fn, L->what, key, q);
   }
-  free(buf);
-  if (sum != want)
-    return ema__fail(L->ctx, EMA_E_FORMAT,
-                     "%s: '%s' is corrupt: its data does not match the checksum written with it (%016" PRIx64
-                     " != %s)",
-                     L->fn, L->what, sum, csum);
+  *have = 1;
   return EMA_OK;
 }
 
-/* Open, check format and checksum. */
-static ema_status loader_open(loader *L, const char *path) {
+/* Open, check the format version and the checksums' syntax. */
+static ema_status loader_open(loader *L, const char *path, load_sums *sums) {
+  (void)path;
   char err[EMA_ERR_CAP];
-  ema_status st = st_open(path, &L->f, err, sizeof err);
+  ema_status st = L->buf ? st_open_mem(L->buf, L->buf_len, &L->f, err, sizeof err)
+                         : st_open(path, &L->f, err, sizeof err);
   if (st != EMA_OK) return ckpt_fail(L->ctx, st, L->fn, err);
   const char *fmt = st_meta_get(L->f, "libema.format");
-  if (fmt && strcmp(fmt, CKPT_FORMAT_VERSION) != 0)
+  if (fmt && strcmp(fmt, CKPT_FORMAT_VERSION) != 0) {
+    char q[CKPT_QUOTE_CAP];
+    ckpt_quote(q, sizeof q, fmt);
     return ema__fail(L->ctx, EMA_E_FORMAT,
-                     "%s: '%s' is a libema checkpoint of format version %s; this library reads version %s", L->fn,
-                     path, fmt, CKPT_FORMAT_VERSION);
+                     "%s: %s is a libema checkpoint of format version %s; this library reads version %s", L->fn,
+                     L->what, q, CKPT_FORMAT_VERSION);
+  }
   L->ema_name = st_meta_get(L->f, "ema.name");
   if (!L->ema_name) L->ema_name = L->ctx->avg[0].name;
-  const char *csum = st_meta_get(L->f, "libema.checksum");
-  return csum ? verify_checksum(L, csum) : EMA_OK;
+  memset(sums, 0, sizeof *sums);
+  ema__xxh64_init(&sums->h, 0);
+  st = parse_sum(L, "libema.xxh64", &sums->have_xxh, &sums->xxh);
+  if (st == EMA_OK) st = parse_sum(L, "libema.checksum", &sums->have_legacy, &sums->legacy);
+  return st;
 }
 
-/* Read every planned tensor into one staging buffer. */
-static ema_status loader_stage(loader *L) {
+/* Read file tensor s once: into its staging place when a planned item
+   needs it (dst), else through scratch; hash exactly the bytes read. */
+static ema_status read_hashed(loader *L, const st_tensor *s, unsigned char *dst, unsigned char *scratch,
+                              size_t scratch_cap, load_sums *sums) {
+  char err[EMA_ERR_CAP];
+  ckpt_legacy_hash lh;
+  ckpt_legacy_init(&lh);
+  for (uint64_t off = 0; off < s->nbytes; off += scratch_cap) {
+    size_t len = s->nbytes - off < scratch_cap ? (size_t)(s->nbytes - off) : scratch_cap;
+    unsigned char *to = dst ? dst + off : scratch;
+    ema_status st = st_read_range(L->f, s, off, to, len, err, sizeof err);
+    if (st != EMA_OK) return ckpt_fail(L->ctx, st, L->fn, err);
+    ema__xxh64_update(&sums->h, to, len);
+    if (sums->have_legacy) ckpt_legacy_update(&lh, to, len);
+  }
+  if (sums->have_legacy) sums->legacy_sum += ckpt_legacy_term(s->name, &lh);
+  return EMA_OK;
+}
+
+static int by_offset(size_t a, size_t b, const void *ctx) {
+  const st_tensor *t = (const st_tensor *)ctx;
+  return t[a].begin < t[b].begin ? -1 : t[a].begin > t[b].begin ? 1 : 0;
+}
+
+/* Where each file tensor is staged (SIZE_MAX: not needed), and the
+   staging buffer. */
+static ema_status plan_staging(loader *L, size_t *place) {
   size_t total = 0;
+  for (size_t i = 0; i < L->f->n_tensors; i++) place[i] = SIZE_MAX;
   for (size_t i = 0; i < L->n; i++) {
-    L->items[i].staged = total;
-    total += (size_t)((L->items[i].src->nbytes + EMA_ALIGN - 1) / EMA_ALIGN * EMA_ALIGN);
+    size_t fi = (size_t)(L->items[i].src - L->f->tensors);
+    if (place[fi] == SIZE_MAX) {
+      place[fi] = total;
+      total += (size_t)((L->items[i].src->nbytes + EMA_ALIGN - 1) / EMA_ALIGN * EMA_ALIGN);
+    }
+    L->items[i].staged = place[fi];
   }
   L->stage = (unsigned char *)ema__aligned_alloc(total ? total : EMA_ALIGN);
   if (!L->stage)
     return ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory staging %zu bytes of checkpoint data", L->fn, total);
-  char err[EMA_ERR_CAP];
-  for (size_t i = 0; i < L->n; i++) {
-    const st_tensor *s = L->items[i].src;
-    ema_status st = st_read(L->f, s, L->stage + L->items[i].staged, (size_t)s->nbytes, err, sizeof err);
-    if (st != EMA_OK) return ckpt_fail(L->ctx, st, L->fn, err);
-  }
   return EMA_OK;
 }
 
-ema_status load_run(ema_ctx *ctx, const char *path, const char *fn, const load_ops *ops) {
+/* Read the data section once, in file order, staging what the plan needs
+   and hashing every byte as it was read; then check the checksums against
+   those bytes, and that the file did not change underneath. */
+static ema_status loader_stage(loader *L, load_sums *sums) {
+  enum { SCRATCH = 1 << 20 };
+  size_t nt = L->f->n_tensors;
+  size_t *place = (size_t *)ema__calloc(nt + 1, sizeof *place);
+  size_t *order = (size_t *)ema__calloc(nt + 1, sizeof *order);
+  unsigned char *scratch = (unsigned char *)ema__malloc(SCRATCH);
+  ema_status st = place && order && scratch ? EMA_OK : ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
+  if (st == EMA_OK) st = plan_staging(L, place);
+  for (size_t i = 0; i < nt && order; i++) order[i] = i;
+  if (st == EMA_OK && st_msort(order, nt, by_offset, L->f->tensors) != 0)
+    st = ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
+  for (size_t k = 0; k < nt && st == EMA_OK; k++) {
+    size_t i = order[k];
+    unsigned char *dst = place[i] == SIZE_MAX ? NULL : L->stage + place[i];
+    st = read_hashed(L, &L->f->tensors[i], dst, scratch, SCRATCH, sums);
+  }
+  free(place);
+  free(order);
+  free(scratch);
+  if (st != EMA_OK) return st;
+  uint64_t got = ema__xxh64_digest(&sums->h);
+  if (sums->have_xxh && got != sums->xxh)
+    return ema__fail(L->ctx, EMA_E_FORMAT,
+                     "%s: %s is corrupt: its data does not match the checksum (XXH64) written with it (%016" PRIx64
+                     " != %016" PRIx64 ")",
+                     L->fn, L->what, got, sums->xxh);
+  if (sums->have_legacy && sums->legacy_sum != sums->legacy)
+    return ema__fail(L->ctx, EMA_E_FORMAT,
+                     "%s: %s is corrupt: its data does not match the 0.1 checksum written with it (%016" PRIx64
+                     " != %016" PRIx64 ")",
+                     L->fn, L->what, sums->legacy_sum, sums->legacy);
+  char err[EMA_ERR_CAP];
+  st = st_check_unchanged(L->f, err, sizeof err);
+  return st == EMA_OK ? EMA_OK : ckpt_fail(L->ctx, st, L->fn, err);
+}
+
+ema_status load_run(ema_ctx *ctx, const load_src *src, const char *fn, const load_ops *ops) {
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
-  if (!path || !*path) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: path is NULL or empty", fn);
+  const char *path = src->path;
+  if (!src->buf && (!path || !*path)) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: path is NULL or empty", fn);
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE, "%s: the model holds the averages (swapped); call ema_swap() first", fn);
   if (ctx->stored)
@@ -132,12 +197,20 @@ ema_status load_run(ema_ctx *ctx, const char *path, const char *fn, const load_o
   if (!L) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
   L->ctx = ctx;
   L->fn = fn;
-  L->what = path;
+  char what[EMA_ERR_CAP / 2];
+  if (path)
+    snprintf(what, sizeof what, "'%s'", path);
+  else
+    snprintf(what, sizeof what, "the buffer");
+  L->what = what;
+  L->buf = path ? NULL : src->buf;
+  L->buf_len = src->len;
   L->items = (load_item *)ema__calloc(ctx->count * (1 + 4 * ctx->n_avg) + 1, sizeof *L->items);
   ema_status st = L->items ? EMA_OK : ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
-  if (st == EMA_OK) st = loader_open(L, path);
+  load_sums sums;
+  if (st == EMA_OK) st = loader_open(L, path, &sums);
   if (st == EMA_OK) st = ops->plan(L);
-  if (st == EMA_OK) st = loader_stage(L);
+  if (st == EMA_OK) st = loader_stage(L, &sums);
   if (st == EMA_OK && ops->check) st = ops->check(L);
   if (st == EMA_OK) ops->commit(L); /* nothing below can fail */
   loader_free(L);
@@ -217,9 +290,20 @@ static void resume_commit(loader *L) {
   ctx->last_step = L->last_step;
 }
 
+static const load_ops resume_ops = {resume_plan, resume_check, resume_commit};
+
 ema_status ema_load(ema_ctx *ctx, const char *path) {
-  static const load_ops ops = {resume_plan, resume_check, resume_commit};
-  return load_run(ctx, path, "ema_load", &ops);
+  load_src src = {path, NULL, 0};
+  return load_run(ctx, &src, "ema_load", &resume_ops);
+}
+
+ema_status ema_load_buffer(ema_ctx *ctx, const void *buf, size_t len) {
+  if (ctx && !buf) {
+    ema__clear_error(ctx);
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_load_buffer: buf is NULL");
+  }
+  load_src src = {NULL, buf, len};
+  return load_run(ctx, &src, "ema_load_buffer", &resume_ops);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -272,7 +356,18 @@ static void into_model_commit(loader *L) {
   }
 }
 
+static const load_ops into_model_ops = {into_model_plan, NULL, into_model_commit};
+
 ema_status ema_load_averages_into_model(ema_ctx *ctx, const char *path) {
-  static const load_ops ops = {into_model_plan, NULL, into_model_commit};
-  return load_run(ctx, path, "ema_load_averages_into_model", &ops);
+  load_src src = {path, NULL, 0};
+  return load_run(ctx, &src, "ema_load_averages_into_model", &into_model_ops);
+}
+
+ema_status ema_load_averages_into_model_buffer(ema_ctx *ctx, const void *buf, size_t len) {
+  if (ctx && !buf) {
+    ema__clear_error(ctx);
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_load_averages_into_model_buffer: buf is NULL");
+  }
+  load_src src = {NULL, buf, len};
+  return load_run(ctx, &src, "ema_load_averages_into_model_buffer", &into_model_ops);
 }

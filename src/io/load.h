@@ -27,7 +27,9 @@ enum { LD_MODEL, LD_SHADOW, LD_AVERAGE, LD_STEPS, LD_PROD, LD_MODEL_FROM_SHADOW 
 typedef struct loader {
   ema_ctx *ctx;
   const char *fn;
-  const char *what; /* the path, for messages */
+  const char *what; /* "'<path>'" or "the buffer", for messages */
+  const void *buf;  /* a checkpoint in memory (NULL: a file) */
+  size_t buf_len;
   st_file *f;
   load_item *items;
   size_t n;
@@ -55,6 +57,13 @@ typedef struct load_ops {
   void (*commit)(loader *L);
 } load_ops;
 
-ema_status load_run(ema_ctx *ctx, const char *path, const char *fn, const load_ops *ops);
+/* Where a checkpoint comes from: path, or buf[0..len) when path is NULL. */
+typedef struct load_src {
+  const char *path;
+  const void *buf;
+  size_t len;
+} load_src;
+
+ema_status load_run(ema_ctx *ctx, const load_src *src, const char *fn, const load_ops *ops);
 
 #endif /* EMA_IO_LOAD_H */

@@ -40,21 +40,6 @@ static void plan_add(save_plan *p, const char *name, ema_dtype dt, const ema_ten
   w->data = data;
 }
 
-static uint64_t plan_checksum(const save_plan *p) {
-  uint64_t sum = 0;
-  for (size_t i = 0; i < p->n; i++) {
-    const st_wtensor *w = &p->w[i];
-    size_t count = 1;
-    for (int d = 0; d < w->ndim; d++) count *= (size_t)w->shape[d];
-    size_t bytes = count * st_dtype_bits(w->dtype) / 8;
-    ckpt_legacy_hash h;
-    ckpt_legacy_init(&h);
-    ckpt_legacy_update(&h, w->data ? w->data : "", w->data ? bytes : 0);
-    sum += ckpt_legacy_term(w->name, &h);
-  }
-  return sum;
-}
-
 /* The average k of tensor i: its keys, checked against registered names. */
 static ema_status plan_average(save_plan *p, const ema_ctx *ctx, size_t i, size_t k, const char *fn) {
   const ema_tensor *t = &ctx->tensors[i];
@@ -80,12 +65,16 @@ static ema_status plan_average(save_plan *p, const ema_ctx *ctx, size_t i, size_
   return EMA_OK;
 }
 
-static void plan_metadata(save_plan *p, const ema_ctx *ctx, char csum[20]) {
+static ema_status plan_metadata(save_plan *p, const ema_ctx *ctx, char csum[20], const char *fn) {
   ckpt_meta *mb = p->meta;
-  snprintf(csum, 20, "%016" PRIx64, plan_checksum(p));
+  char err[EMA_ERR_CAP];
+  uint64_t sum = 0;
+  ema_status st = st_data_xxh64(p->w, p->n, &sum, err, sizeof err);
+  if (st != EMA_OK) return ckpt_fail(ctx, st, fn, err);
+  snprintf(csum, 20, "%016" PRIx64, sum);
   ckpt_meta_add(mb, "libema.format", CKPT_FORMAT_VERSION);
   ckpt_meta_add(mb, "libema.version", EMA_VERSION_STRING);
-  ckpt_meta_add(mb, "libema.checksum", csum);
+  ckpt_meta_add(mb, "libema.xxh64", csum);
   ckpt_meta_add(mb, "ema.name", ctx->avg[0].name);
   ckpt_meta_addf(mb, "ema.decay", ctx->avg[0].sched.decay);
   ckpt_meta_addi(mb, "ema.num_updates", ctx->num_updates);
@@ -93,6 +82,7 @@ static void plan_metadata(save_plan *p, const ema_ctx *ctx, char csum[20]) {
   ckpt_meta_add(mb, "ema.schedule", ema__schedule_name(ctx->avg[0].sched.kind));
   ckpt_meta_addi(mb, "ema.last_step", ctx->last_step);
   ckpt_meta_schedules(mb, ctx);
+  return EMA_OK;
 }
 
 /* Build the plan of ctx's checkpoint (the checks every save makes). */
@@ -118,8 +108,7 @@ static ema_status plan_build(save_plan *p, const ema_ctx *ctx, const char *fn, c
       if (st != EMA_OK) return st;
     }
   }
-  plan_metadata(p, ctx, csum);
-  return EMA_OK;
+  return plan_metadata(p, ctx, csum, fn);
 }
 
 ema_status ema_save(const ema_ctx *ctx, const char *path) {
@@ -134,6 +123,65 @@ ema_status ema_save(const ema_ctx *ctx, const char *path) {
     char err[EMA_ERR_CAP];
     st = st_write(path, p.w, p.n, p.meta->m, p.meta->n, err, sizeof err);
     if (st != EMA_OK) ckpt_fail(ctx, st, fn, err);
+  }
+  plan_free(&p);
+  return st;
+}
+
+ema_status ema_save_buffer(const ema_ctx *ctx, void **buf, size_t *len) {
+  static const char *fn = "ema_save_buffer";
+  if (buf) *buf = NULL;
+  if (len) *len = 0;
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (!buf || !len) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: buf and len must not be NULL", fn);
+  save_plan p;
+  char csum[20];
+  ema_status st = plan_build(&p, ctx, fn, csum);
+  if (st == EMA_OK) {
+    char err[EMA_ERR_CAP];
+    unsigned char *out = NULL;
+    size_t n = 0;
+    st = st_serialize(p.w, p.n, p.meta->m, p.meta->n, &out, &n, err, sizeof err);
+    if (st != EMA_OK) {
+      ckpt_fail(ctx, st, fn, err);
+    } else {
+      *buf = out;
+      *len = n;
+    }
+  }
+  plan_free(&p);
+  return st;
+}
+
+void ema_buffer_free(void *buf) { free(buf); }
+
+typedef struct writer_sink {
+  ema_writer fn;
+  void *user;
+} writer_sink;
+
+static ema_status to_writer(void *user, const void *data, size_t len, char *err, size_t cap) {
+  writer_sink *w = (writer_sink *)user;
+  int r = w->fn(w->user, data, len);
+  if (r == 0) return EMA_OK;
+  snprintf(err, cap, "the writer callback returned %d; what it was given so far is not a checkpoint", r);
+  return EMA_E_IO;
+}
+
+ema_status ema_save_writer(const ema_ctx *ctx, ema_writer fn, void *user) {
+  static const char *name = "ema_save_writer";
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (!fn) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: the writer callback is NULL", name);
+  save_plan p;
+  char csum[20];
+  ema_status st = plan_build(&p, ctx, name, csum);
+  if (st == EMA_OK) {
+    char err[EMA_ERR_CAP];
+    writer_sink w = {fn, user};
+    st = st_write_sink(p.w, p.n, p.meta->m, p.meta->n, to_writer, &w, err, sizeof err);
+    if (st != EMA_OK) ckpt_fail(ctx, st, name, err);
   }
   plan_free(&p);
   return st;

@@ -143,7 +143,7 @@ void st_quote(char *dst, size_t cap, const char *s, size_t len) {
       ST_PUT((char)c);
       i++;
       shown++;
-    } else if (c >= 0x80 && k > 0) {
+    } else if (c >= 0x80 && k > 0 && !(c == 0xC2 && u[i + 1] < 0xA0)) { /* C1 controls escaped */
       if (o + k + 1 < cap) {
         memcpy(dst + o, u + i, k);
         o += k;

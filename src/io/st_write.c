@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/xxh64.h"
 #include "io/st_internal.h"
 
 /* ------------------------------------------------------------------------ */
@@ -387,6 +388,39 @@ ema_status st_serialize(const st_wtensor *tensors, size_t n, const st_wmeta *met
   *out = buf;
   *out_len = total;
   return EMA_OK;
+}
+
+ema_status st_data_xxh64(const st_wtensor *tensors, size_t n, uint64_t *out, char *err, size_t err_cap) {
+  st_prep p;
+  ema_status st = st_prepare(tensors, n, NULL, 0, 1, &p, err, err_cap);
+  if (st != EMA_OK) return st;
+  ema__xxh64_state h;
+  ema__xxh64_init(&h, 0);
+  for (size_t k = 0; k < n; k++) {
+    size_t nb = (size_t)p.nbytes[p.order[k]];
+    if (nb) ema__xxh64_update(&h, tensors[p.order[k]].data, nb);
+  }
+  *out = ema__xxh64_digest(&h);
+  st_prep_free(&p);
+  return EMA_OK;
+}
+
+ema_status st_write_sink(const st_wtensor *tensors, size_t n, const st_wmeta *meta, size_t n_meta, st_sink sink,
+                         void *user, char *err, size_t err_cap) {
+  if (!sink) {
+    st_errf(err, err_cap, "st_write_sink: NULL sink");
+    return EMA_E_INVALID_ARG;
+  }
+  st_prep p;
+  ema_status st = st_prepare(tensors, n, meta, n_meta, 1, &p, err, err_cap);
+  if (st != EMA_OK) return st;
+  st = sink(user, p.head, p.head_len, err, err_cap);
+  for (size_t k = 0; k < n && st == EMA_OK; k++) {
+    size_t nb = (size_t)p.nbytes[p.order[k]];
+    if (nb) st = sink(user, tensors[p.order[k]].data, nb, err, err_cap);
+  }
+  st_prep_free(&p);
+  return st;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -33,9 +33,10 @@ static void legacy_fill(legacy_model *m, int t) {
   m->step[0] = t;
 }
 
-/* debias: 0 for legacy_plain.st (TF apply + a second average of the bank),
-   1 for legacy_debias.st (zero_debias); both train with ema_update. NULL on failure. */
-static ema_ctx *legacy_build(legacy_model *m, int debias) {
+/* debias: 0 for legacy_plain.st (a second average of the bank), 1 for
+   legacy_debias.st (zero_debias); both train `steps` steps with ema_update
+   (the fixtures: 5). NULL on failure. */
+static ema_ctx *legacy_build(legacy_model *m, int debias, int steps) {
   ema_ctx *ctx = NULL;
   if (ema_create(&ctx, 0.9) != EMA_OK) return NULL;
   legacy_fill(m, 0);
@@ -52,7 +53,7 @@ static ema_ctx *legacy_build(legacy_model *m, int debias) {
   ok = ok && ema_track(ctx, "h", m->h, EMA_BF16, 1, legacy_shape_h) == EMA_OK;
   ok = ok && ema_track(ctx, "b", m->b, EMA_F64, 1, legacy_shape_b) == EMA_OK;
   ok = ok && ema_track_state(ctx, "step", m->step, EMA_I64, 1, legacy_shape_s) == EMA_OK;
-  for (int t = 1; ok && t <= 5; t++) {
+  for (int t = 1; ok && t <= steps; t++) {
     legacy_fill(m, t);
     if (debias) {
       ok = ema_update(ctx, t) == EMA_OK;
