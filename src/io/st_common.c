@@ -172,7 +172,7 @@ int st_bytes_cmp(const char *a, size_t alen, const char *b, size_t blen) {
 int st_msort(size_t *idx, size_t n, st_cmp_fn cmp, const void *ctx) {
   if (n < 2) return 0;
   if (n > SIZE_MAX / sizeof(size_t)) return -1;
-  size_t *tmp = malloc(n * sizeof(size_t));
+  size_t *tmp = ema__malloc(n * sizeof(size_t));
   if (!tmp) return -1;
   size_t *src = idx, *dst = tmp;
   /* Insertion sort of runs of 16, then bottom-up merges. */

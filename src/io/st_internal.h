@@ -17,6 +17,12 @@
 #  define ST_PRINTF(f, a)
 #endif
 
+/* Every allocation of src/io goes through the library's allocator, so that
+   tests can make the N-th one fail (src/core/alloc.c). */
+void *ema__malloc(size_t n);
+void *ema__calloc(size_t n, size_t size);
+void *ema__realloc(void *p, size_t n);
+
 /* Format a message into err (when err && cap). Never fails. */
 void st_errf(char *err, size_t cap, const char *fmt, ...) ST_PRINTF(3, 4);
 

@@ -72,7 +72,7 @@ static int st_cmp_off(size_t a, size_t b, const void *ctx) {
 }
 
 static size_t *st_iota(size_t n) {
-  size_t *v = malloc((n ? n : 1) * sizeof(size_t));
+  size_t *v = ema__malloc((n ? n : 1) * sizeof(size_t));
   if (v)
     for (size_t i = 0; i < n; i++) v[i] = i;
   return v;
@@ -209,7 +209,7 @@ out:
 /* Parse and validate; on success fill a new st_file_full. */
 static ema_status st_build(const unsigned char *hdr, uint64_t n, uint64_t file_size, char *msg,
                            st_file_full **out) {
-  st_file_full *f = calloc(1, sizeof *f);
+  st_file_full *f = ema__calloc(1, sizeof *f);
   if (!f) {
     snprintf(msg, ST_MSG, "out of memory");
     return EMA_E_NOMEM;
@@ -358,8 +358,8 @@ ema_status st_open(const char *path, st_file **out, char *err, size_t err_cap) {
     close(fd);
     return st;
   }
-  unsigned char *hdr = malloc(n ? (size_t)n : 1);
-  char *pcopy = malloc(strlen(path) + 1);
+  unsigned char *hdr = ema__malloc(n ? (size_t)n : 1);
+  char *pcopy = ema__malloc(strlen(path) + 1);
   if (!hdr || !pcopy) {
     st_errf(err, err_cap, "%s: out of memory for a header of %llu bytes", path,
             (unsigned long long)n);

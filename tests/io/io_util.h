@@ -13,20 +13,20 @@
 
 static char io_dir[256];
 
-static void io_mkdir(const char *tag) {
+static inline void io_mkdir(const char *tag) {
   snprintf(io_dir, sizeof io_dir, "/tmp/ema_%s_%ld", tag, (long)getpid());
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", io_dir, io_dir);
   if (system(cmd) != 0) abort();
 }
 
-static void io_rmdir(void) {
+static inline void io_rmdir(void) {
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf %s", io_dir);
   if (system(cmd) != 0) abort();
 }
 
-static const char *io_path(const char *name) {
+static inline const char *io_path(const char *name) {
   static char buf[4][512];
   static int at = 0;
   at = (at + 1) % 4;
@@ -34,7 +34,7 @@ static const char *io_path(const char *name) {
   return buf[at];
 }
 
-static unsigned char *io_slurp(const char *path, size_t *len) {
+static inline unsigned char *io_slurp(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
   fseek(f, 0, SEEK_END);
@@ -50,7 +50,7 @@ static unsigned char *io_slurp(const char *path, size_t *len) {
   return b;
 }
 
-static void io_spit(const char *path, const void *buf, size_t len) {
+static inline void io_spit(const char *path, const void *buf, size_t len) {
   FILE *f = fopen(path, "wb");
   if (!f || fwrite(buf, 1, len, f) != len) abort();
   fclose(f);
@@ -58,7 +58,7 @@ static void io_spit(const char *path, const void *buf, size_t len) {
 
 /* Every byte a load may change: model values and all averages of every
    member, and the decay / num_updates / last step. *len gets the size. */
-static unsigned char *io_snapshot(const ema_ctx *ctx, const char *const *names, size_t n, const size_t *bytes,
+static inline unsigned char *io_snapshot(const ema_ctx *ctx, const char *const *names, size_t n, const size_t *bytes,
                                   size_t *len) {
   size_t total = 3 * sizeof(double);
   size_t members = ema_average_count(ctx);
