@@ -33,10 +33,9 @@ char *ckpt_join3(const char *a, const char *b, const char *c);
    nothing left allocated. free() each key. */
 int ckpt_state_keys(const char *name, const char *ename, int debias, char *keys[4]);
 
-/* A string that came from a file, for a message: in single quotes, control
-   and non-printable bytes as \xNN, cut after about 60 bytes with "...".
-   The one place checkpoint messages escape (switch to src/common's when it
-   lands). dst holds CKPT_QUOTE_CAP bytes. */
+/* A string that came from a file, for a message: ema_escape'd (control and
+   non-printable bytes as \xNN, at most 64 bytes then "...") in single
+   quotes. dst holds CKPT_QUOTE_CAP bytes. */
 #define CKPT_QUOTE_CAP 256
 void ckpt_quote(char *dst, size_t cap, const char *s);
 

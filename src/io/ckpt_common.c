@@ -40,7 +40,7 @@ int ckpt_state_keys(const char *name, const char *ename, int debias, char *keys[
   return n;
 }
 
-void ckpt_quote(char *dst, size_t cap, const char *s) { st_quote(dst, cap, s, s ? strlen(s) : 0); }
+void ckpt_quote(char *dst, size_t cap, const char *s) { st_quote(dst, cap, s, s ? strlen(s) : 0); } /* ema_escape */
 
 ema_status ckpt_fail(const ema_ctx *ctx, ema_status st, const char *fn, const char *err) {
   return ema__fail(ctx, st, "%s: %s", fn, err);

@@ -34,7 +34,7 @@ int main(void) {
   CHECK(strstr(ema_file_last_error(f), "index 7 is out of range") != NULL);
   CHECK(ema_file_tensor_at(f, 0, &t) == EMA_OK && ema_file_last_error(f)[0] == '\0');
   CHECK(ema_file_find(f, "zz\ntop", &t) == EMA_E_NOT_FOUND);
-  CHECK(strstr(ema_file_last_error(f), "no tensor 'zz\\x0atop'") != NULL);
+  CHECK(strstr(ema_file_last_error(f), "no tensor 'zz\\x0Atop'") != NULL);
   CHECK(!strchr(ema_file_last_error(f), '\n'));
   float out[4];
   CHECK(ema_file_read(f, "a", 8, out, 16) == EMA_E_INVALID_ARG);
