@@ -39,6 +39,53 @@ int cli_usage_error(const cli_command *cmd, const char *fmt, ...) {
   return EXIT_USAGE;
 }
 
+/* Length of the valid UTF-8 sequence at p (0 when invalid), at most n. */
+static size_t utf8_len(const unsigned char *p, size_t n) {
+  size_t len = p[0] < 0xC2 ? 0 : p[0] < 0xE0 ? 2 : p[0] < 0xF0 ? 3 : p[0] < 0xF5 ? 4 : 0;
+  if (len == 0 || len > n) return 0;
+  for (size_t i = 1; i < len; i++)
+    if ((p[i] & 0xC0) != 0x80) return 0;
+  if (len == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0))) return 0;
+  if (len == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))) return 0;
+  if (len == 2 && p[0] == 0xC2 && p[1] < 0xA0) return 0; /* C1 controls: escaped */
+  return len;
+}
+
+/* Escape s into buf, at most limit bytes (no NUL); 1 when all of s fit. */
+static int escape_into(const unsigned char *p, size_t n, char *buf, size_t limit, size_t *out) {
+  static const char hex[] = "0123456789abcdef";
+  size_t i = 0, o = 0;
+  while (i < n) {
+    size_t len = p[i] >= 0x80 ? utf8_len(p + i, n - i) : (p[i] >= 0x20 && p[i] != 0x7F && p[i] != '\\');
+    if (o + (len ? len : 4) > limit) break;
+    if (len) {
+      memcpy(buf + o, p + i, len);
+      o += len;
+      i += len;
+    } else {
+      buf[o++] = '\\';
+      buf[o++] = 'x';
+      buf[o++] = hex[p[i] >> 4];
+      buf[o++] = hex[p[i] & 15];
+      i++;
+    }
+  }
+  *out = o;
+  return i == n;
+}
+
+const char *cli_escape(const char *s, char *buf, size_t cap) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t n = strlen(s), o;
+  if (cap == 0) return buf;
+  if (!escape_into(p, n, buf, cap - 1, &o)) { /* too long: what fits, then "..." */
+    escape_into(p, n, buf, cap >= 4 ? cap - 4 : 0, &o);
+    if (cap >= 4) memcpy(buf + o, "...", 3), o += 3;
+  }
+  buf[o] = '\0';
+  return buf;
+}
+
 int cli_print_help(const cli_command *cmd) {
   printf("Usage: %s\n%s", cmd->synopsis, cmd->help);
   return EXIT_OK;

@@ -60,6 +60,14 @@ int cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
    for more information." on stderr. Returns EXIT_USAGE. */
 int cli_usage_error(const cli_command *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
 
+/* s made safe to print: control bytes (below 0x20, 0x7F), the C1 controls
+   U+0080..U+009F, bytes that are not valid UTF-8 and the backslash become
+   \xNN; other UTF-8 passes. Written into buf (cap bytes, "..." when it does
+   not fit); returns buf. Every string that came from a file (tensor names,
+   metadata, messages quoting them) and every path goes through it before
+   the tool prints it. The one place to switch to the library's escaping. */
+const char *cli_escape(const char *s, char *buf, size_t cap);
+
 /* Print the command's full --help on stdout. Returns EXIT_OK. */
 int cli_print_help(const cli_command *cmd);
 
