@@ -163,7 +163,7 @@ typedef struct ema_posthoc_info {
    EMA_POSTHOC_MAX_SNAPSHOTS must qualify. The order of the snapshots does
    not matter and they may mix gammas and times freely.
 
-   Method, all in double precision: times are divided by t_r (which changes
+   Method (docs/posthoc.md), all in double precision: times are divided by t_r (which changes
    neither the coefficients nor the condition number, and keeps every inner
    product finite); the Gram matrix A_ij = <p_i,p_j> and b_i = <p_i,p_r> of
    the used snapshots are built with ema_power_inner()'s formula; the

@@ -11,9 +11,10 @@ add_executable(tool_fixture ${CMAKE_CURRENT_LIST_DIR}/tool_fixture.c)
 target_link_libraries(tool_fixture PRIVATE ema_static m)
 target_compile_options(tool_fixture PRIVATE ${EMA_WARNINGS})
 
-# The tool's own helpers (tools/ema/cli.c, csv.c), tested directly in C.
+# The tool's own helpers (tools/ema/cli.c, csv.c, temperatures.c), tested directly in C.
 add_executable(test_tool_units ${CMAKE_CURRENT_LIST_DIR}/test_tool_units.c
-  ${PROJECT_SOURCE_DIR}/tools/ema/cli.c ${PROJECT_SOURCE_DIR}/tools/ema/csv.c)
+  ${PROJECT_SOURCE_DIR}/tools/ema/cli.c ${PROJECT_SOURCE_DIR}/tools/ema/csv.c
+  ${PROJECT_SOURCE_DIR}/tools/ema/temperatures.c)
 target_include_directories(test_tool_units PRIVATE ${PROJECT_SOURCE_DIR}/tools/ema ${CMAKE_CURRENT_LIST_DIR}/..)
 target_link_libraries(test_tool_units PRIVATE ema_static m)
 target_compile_options(test_tool_units PRIVATE ${EMA_WARNINGS})
@@ -23,17 +24,7 @@ set_tests_properties(tool_units PROPERTIES TIMEOUT 300 LABELS "tool")
 
 find_program(EMA_TOOL_PYTHON3 NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
 if(NOT EMA_TOOL_PYTHON3)
-  # The tool's own helpers (tools/ema/cli.c, csv.c), tested directly in C.
-add_executable(test_tool_units ${CMAKE_CURRENT_LIST_DIR}/test_tool_units.c
-  ${PROJECT_SOURCE_DIR}/tools/ema/cli.c ${PROJECT_SOURCE_DIR}/tools/ema/csv.c)
-target_include_directories(test_tool_units PRIVATE ${PROJECT_SOURCE_DIR}/tools/ema ${CMAKE_CURRENT_LIST_DIR}/..)
-target_link_libraries(test_tool_units PRIVATE ema_static m)
-target_compile_options(test_tool_units PRIVATE ${EMA_WARNINGS})
-target_compile_definitions(test_tool_units PRIVATE _POSIX_C_SOURCE=200809L)
-add_test(NAME tool_units COMMAND test_tool_units)
-set_tests_properties(tool_units PROPERTIES TIMEOUT 300 LABELS "tool")
-
-find_program(EMA_TOOL_PYTHON3 NAMES python3)
+  find_program(EMA_TOOL_PYTHON3 NAMES python3)
 endif()
 
 if(NOT TARGET ema)
