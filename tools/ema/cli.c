@@ -258,50 +258,8 @@ void progress_done(progress *p) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Half-precision formats                                                    */
+/* Elements (the half formats through the library's ema_convert)            */
 /* ------------------------------------------------------------------------ */
-
-/* A 16-bit binary float with mbits fraction bits and exponent bias `bias`
-   (binary16: 10, 15; bfloat16: 7, 127), decoded exactly into a double. */
-static double small_float_value(uint16_t h, int mbits, int bias) {
-  int ebits = 15 - mbits;
-  unsigned emask = (1u << ebits) - 1u;
-  unsigned e = ((unsigned)h >> mbits) & emask;
-  unsigned m = (unsigned)h & ((1u << mbits) - 1u);
-  double v;
-  if (e == emask)
-    v = m ? NAN : INFINITY;
-  else if (e == 0)
-    v = ldexp((double)m, 1 - bias - mbits); /* subnormal */
-  else
-    v = ldexp(1.0 + ldexp((double)m, -mbits), (int)e - bias);
-  return (h & 0x8000u) ? -v : v;
-}
-
-/* Round a double to that format, to nearest with ties to even, directly
-   (one rounding). */
-static uint16_t small_float_bits(double d, int mbits, int bias) {
-  int ebits = 15 - mbits;
-  unsigned emask = (1u << ebits) - 1u;
-  unsigned sign = signbit(d) ? 0x8000u : 0u;
-  if (isnan(d)) return (uint16_t)(sign | (emask << mbits) | (1u << (mbits - 1)));
-  double a = fabs(d);
-  int emax = (int)emask - 1 - bias, emin = 1 - bias;
-  /* at or above the midpoint between the largest finite value and 2^(emax+1) */
-  if (a >= ldexp(2.0 - ldexp(1.0, -(mbits + 1)), emax)) return (uint16_t)(sign | (emask << mbits));
-  unsigned bits;
-  if (a < ldexp(1.0, emin)) {
-    /* subnormal (or rounds up to the smallest normal: the carry does it) */
-    bits = (unsigned)nearbyint(ldexp(a, mbits - emin));
-  } else {
-    int E;
-    frexp(a, &E); /* a = f 2^E, f in [0.5, 1) */
-    int e = E - 1;
-    double frac = ldexp(a, -e) - 1.0; /* exact, in [0, 1) */
-    bits = ((unsigned)(e + bias) << mbits) + (unsigned)nearbyint(ldexp(frac, mbits));
-  }
-  return (uint16_t)(sign | bits);
-}
 
 /* Little-endian loads and stores, whatever the host's byte order. */
 static uint64_t load_le(const unsigned char *p, int n) {
@@ -329,9 +287,12 @@ double cli_load_element(const void *buf, ema_dtype dtype, size_t i) {
       return d;
     }
     case EMA_F16:
-      return small_float_value((uint16_t)load_le(b + 2 * i, 2), 10, 15);
-    case EMA_BF16:
-      return small_float_value((uint16_t)load_le(b + 2 * i, 2), 7, 127);
+    case EMA_BF16: {
+      uint16_t h = (uint16_t)load_le(b + 2 * i, 2);
+      double d = NAN;
+      ema_convert(&d, EMA_F64, &h, dtype, 1);
+      return d;
+    }
     case EMA_I32:
       return (double)(int32_t)(uint32_t)load_le(b + 4 * i, 4);
     case EMA_I64:
@@ -357,11 +318,12 @@ void cli_store_element(void *buf, ema_dtype dtype, size_t i, double v) {
       return;
     }
     case EMA_F16:
-      store_le(b + 2 * i, small_float_bits(v, 10, 15), 2);
+    case EMA_BF16: {
+      uint16_t h = 0;
+      ema_convert(&h, dtype, &v, EMA_F64, 1);
+      store_le(b + 2 * i, h, 2);
       return;
-    case EMA_BF16:
-      store_le(b + 2 * i, small_float_bits(v, 7, 127), 2);
-      return;
+    }
     case EMA_I32: {
       double r = isnan(v) ? 0 : nearbyint(v);
       int32_t x = r >= 2147483647.0 ? INT32_MAX : r <= -2147483648.0 ? INT32_MIN : (int32_t)r;

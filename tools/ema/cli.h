@@ -12,9 +12,9 @@
  *  - Strict number parsing: the whole string must be a finite number.
  *  - A progress bar on stderr that appears only when stderr is a terminal
  *    and the work has already taken more than a second.
- *  - Small helpers: element loads and stores for every dtype (the tool does
- *    its own f16/bf16 conversions, from the IEEE and bfloat16 definitions),
- *    shortest round-trip number text, JSON strings, shapes, paths.
+ *  - Small helpers: element loads and stores for every dtype (f16 and bf16
+ *    through the library's ema_convert), shortest round-trip number text,
+ *    JSON strings, shapes, paths, escaping of strings from files.
  *
  * Nothing here includes anything from src/: the tool is built on the public
  * header include/ema/ema.h only.
@@ -141,14 +141,12 @@ double cli_now(void);
 /* ------------------------------------------------------------------------ */
 
 /* Element i of a little-endian buffer of dtype as a double (F32, F64, F16,
-   BF16, I32, I64), exactly. The tool decodes the half formats itself:
-   bfloat16 is the upper half of an IEEE binary32 (8 exponent bits, 7
-   fraction bits); binary16 has 5 exponent bits (bias 15) and 10 fraction
-   bits; subnormals, infinities and NaN included. */
+   BF16, I32, I64), exactly; the half formats through ema_convert. */
 double cli_load_element(const void *buf, ema_dtype dtype, size_t i);
 /* Store v as element i of dtype: floats rounded once, to nearest with ties
-   to even (directly from the double, also for f16 and bf16; overflow gives
-   infinity), integers rounded to nearest and saturated (NaN gives 0). */
+   to even (directly from the double, also for f16 and bf16, by ema_convert;
+   overflow gives infinity), integers rounded to nearest and saturated (NaN
+   gives 0). */
 void cli_store_element(void *buf, ema_dtype dtype, size_t i, double v);
 
 /* Shortest "%.*g" text (15, 16 or 17 digits) that reads back as v exactly;

@@ -13,8 +13,8 @@
  *
  * The distance is computed in double precision while streaming both tensors
  * through fixed windows of ema_file_read (memory stays bounded whatever the
- * tensor size); F32, F64, F16 and BF16 are decoded by the tool itself
- * (cli.c). The norms are accumulated with scaling, so huge F64 values do not
+ * tensor size); F32, F64, F16 and BF16 are decoded by the library's
+ * ema_convert. The norms are accumulated with scaling, so huge F64 values do not
  * overflow.
  *
  * Roles of the tensors (also the "role" field of --json):
@@ -108,28 +108,28 @@ static ema_status rel_distance(const ema_file *f, const ema_file_tensor *raw, co
   enum { WINDOW = 1 << 14 }; /* elements per read */
   size_t rsz = ema_dtype_size(raw->dtype), asz = ema_dtype_size(avg->dtype);
   unsigned char *rb = (unsigned char *)malloc(WINDOW * rsz), *ab = (unsigned char *)malloc(WINDOW * asz);
-  if (!rb || !ab) {
-    free(rb);
-    free(ab);
-    snprintf(err, errcap, "out of memory");
-    return EMA_E_NOMEM;
-  }
+  double *rd = (double *)malloc(WINDOW * sizeof *rd), *ad = (double *)malloc(WINDOW * sizeof *ad);
   norm2 diff = {0, 0}, ref = {0, 0};
-  ema_status st = EMA_OK;
-  for (uint64_t i = 0; i < raw->numel; i += WINDOW) {
+  ema_status st = rb && ab && rd && ad ? EMA_OK : EMA_E_NOMEM;
+  if (st != EMA_OK) snprintf(err, errcap, "out of memory");
+  for (uint64_t i = 0; i < raw->numel && st == EMA_OK; i += WINDOW) {
     size_t k = (size_t)(raw->numel - i < WINDOW ? raw->numel - i : WINDOW);
     if ((st = ema_file_read(f, raw->name, i * rsz, rb, k * rsz, err, errcap)) != EMA_OK) break;
     if ((st = ema_file_read(f, avg->name, i * asz, ab, k * asz, err, errcap)) != EMA_OK) break;
+    /* to double with the library's conversions (files and hosts are little-endian) */
+    ema_convert(rd, EMA_F64, rb, raw->dtype, k);
+    ema_convert(ad, EMA_F64, ab, avg->dtype, k);
     for (size_t j = 0; j < k; j++) {
-      double r = cli_load_element(rb, raw->dtype, j), a = cli_load_element(ab, avg->dtype, j);
-      norm2_add(&ref, r);
-      norm2_add(&diff, r - a);
+      norm2_add(&ref, rd[j]);
+      norm2_add(&diff, rd[j] - ad[j]);
     }
     *done += (double)(k * (rsz + asz));
     progress_update(bar, *done);
   }
   free(rb);
   free(ab);
+  free(rd);
+  free(ad);
   if (st != EMA_OK) return st;
   double d = norm2_value(&diff), r = norm2_value(&ref);
   *out = r == 0 ? (d == 0 ? 0 : INFINITY) : d / r;
