@@ -108,10 +108,7 @@ static ema_status read_meta(const ema_file *f, sy_snap *s, char *err, size_t err
 }
 
 static int same_shape(const ema_file_tensor *a, const ema_file_tensor *b) {
-  if (a->ndim != b->ndim) return 0;
-  for (int d = 0; d < a->ndim; d++)
-    if (a->shape[d] != b->shape[d]) return 0;
-  return 1;
+  return a->ndim == b->ndim && (a->ndim == 0 || memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape) == 0);
 }
 
 static void shape_text(char *buf, size_t cap, const ema_file_tensor *t) {

@@ -18,21 +18,9 @@
 #include "ema/ema.h"
 #include "kernels/kernels.h"
 
-static uint32_t f32_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  return u;
-}
-static uint64_t f64_bits(double d) {
-  uint64_t u;
-  memcpy(&u, &d, sizeof u);
-  return u;
-}
-static float bits_f32(uint32_t u) {
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
+/* The bit patterns of two floats or two doubles are equal. */
+static int same_f32(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
+static int same_f64(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
 
 /* A half format: fraction bits, bias, pattern of +Inf. */
 typedef struct half_fmt {
@@ -88,12 +76,12 @@ static void test_from_half(const half_fmt *h, const half_fmt *other) {
   CHECK(ema_convert(got32, EMA_F32, src, h->dtype, 65536) == EMA_OK);
   ema_kernels_ref.to_shadow[h->pair](want32, src, 65536);
   int bad = 0;
-  for (uint32_t i = 0; i < 65536; i++) bad += f32_bits(got32[i]) != f32_bits(want32[i]);
+  for (uint32_t i = 0; i < 65536; i++) bad += !same_f32(got32[i], want32[i]);
   CHECK_MSG(bad == 0, "%s -> f32: %d patterns differ from ref", ema_dtype_name(h->dtype), bad);
 
   CHECK(ema_convert(got64, EMA_F64, src, h->dtype, 65536) == EMA_OK);
   bad = 0;
-  for (uint32_t i = 0; i < 65536; i++) bad += f64_bits(got64[i]) != f64_bits((double)want32[i]);
+  for (uint32_t i = 0; i < 65536; i++) bad += !same_f64(got64[i], (double)want32[i]);
   CHECK_MSG(bad == 0, "%s -> f64: %d patterns differ from ref widened", ema_dtype_name(h->dtype), bad);
 
   CHECK(ema_convert(got16, other->dtype, src, h->dtype, 65536) == EMA_OK);
@@ -112,7 +100,10 @@ static void test_from_f32(void) {
   uint16_t *got = malloc(N * sizeof *got), *want = malloc(N * sizeof *want);
   CHECK(src && got64 && got && want);
   if (!src || !got64 || !got || !want) goto out;
-  for (uint32_t i = 0; i < N; i++) src[i] = bits_f32(i * 4099u + (i & 7u));
+  for (uint32_t i = 0; i < N; i++) {
+    uint32_t u = i * 4099u + (i & 7u);
+    memcpy(&src[i], &u, sizeof u);
+  }
   const half_fmt *hs[2] = {&F16, &BF16};
   for (int k = 0; k < 2; k++) {
     CHECK(ema_convert(got, hs[k]->dtype, src, EMA_F32, N) == EMA_OK);
@@ -123,7 +114,7 @@ static void test_from_f32(void) {
   }
   CHECK(ema_convert(got64, EMA_F64, src, EMA_F32, N) == EMA_OK);
   int bad = 0;
-  for (uint32_t i = 0; i < N; i++) bad += f64_bits(got64[i]) != f64_bits((double)src[i]);
+  for (uint32_t i = 0; i < N; i++) bad += !same_f64(got64[i], (double)src[i]);
   CHECK(bad == 0);
 out:
   free(src);
@@ -174,7 +165,7 @@ static void test_from_f64(const half_fmt *h) {
   CHECK_MSG(bad == 0, "f64 -> %s: %zu of %zu differ from the oracle", ema_dtype_name(h->dtype), bad, n);
   CHECK(ema_convert(got32, EMA_F32, src, EMA_F64, n) == EMA_OK);
   bad = 0;
-  for (size_t i = 0; i < n; i++) bad += f32_bits(got32[i]) != f32_bits((float)src[i]);
+  for (size_t i = 0; i < n; i++) bad += !same_f32(got32[i], (float)src[i]);
   CHECK(bad == 0);
   /* NaN: stays NaN with its sign */
   double nan2[2] = {NAN, -NAN};
