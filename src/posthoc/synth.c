@@ -36,7 +36,7 @@ const char *ema__sy_escape(const char *s, char *buf, size_t cap) {
   if (cap < 8) return "";
   for (; s[i] && i < 64 && o + 5 < cap; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c < 0x20 || c == 0x7F || c == '\\') {
+    if (c < 0x20 || c == 0x7F) {
       buf[o++] = '\\';
       buf[o++] = 'x';
       buf[o++] = hex[c >> 4];

@@ -32,7 +32,7 @@ if(NOT TARGET ema)
 elseif(NOT EMA_TOOL_PYTHON3)
   message(STATUS "tests/tool: no python3 found: tool tests not registered")
 else()
-  set(EMA_TOOL_TESTS cli demo smooth inspect_extract posthoc bench svg_render)
+  set(EMA_TOOL_TESTS cli demo smooth inspect_extract inspect_scale escaping posthoc bench svg_render)
   foreach(t ${EMA_TOOL_TESTS})
     add_test(NAME tool_${t}
       COMMAND ${EMA_TOOL_PYTHON3} ${CMAKE_CURRENT_LIST_DIR}/test_${t}.py $<TARGET_FILE:ema>

@@ -17,12 +17,28 @@
 /* Messages                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* The formatted message, escaped (cli_escape): one line whatever it holds. */
+static void print_message(const char *fmt, va_list ap) {
+  char small[1024], *msg = small;
+  va_list ap2;
+  va_copy(ap2, ap);
+  int n = vsnprintf(small, sizeof small, fmt, ap);
+  if (n >= (int)sizeof small && (msg = (char *)malloc((size_t)n + 1)) != NULL)
+    vsnprintf(msg, (size_t)n + 1, fmt, ap2);
+  va_end(ap2);
+  if (!msg) msg = small; /* out of memory: the truncated message */
+  char *safe = cli_escape_alloc(msg);
+  fputs(safe ? safe : "(message lost: out of memory)", stderr);
+  free(safe);
+  if (msg != small) free(msg);
+}
+
 int cli_error(const char *fmt, ...) {
   va_list ap;
   fflush(stdout);
   fputs("ema: ", stderr);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  print_message(fmt, ap);
   va_end(ap);
   fputc('\n', stderr);
   return EXIT_FAIL;
@@ -33,7 +49,7 @@ int cli_usage_error(const cli_command *cmd, const char *fmt, ...) {
   fflush(stdout);
   fprintf(stderr, "ema: %s: ", cmd->name);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  print_message(fmt, ap);
   va_end(ap);
   fprintf(stderr, "\nUsage: %s\nTry 'ema %s --help' for more information.\n", cmd->synopsis, cmd->name);
   return EXIT_USAGE;
@@ -56,7 +72,7 @@ static int escape_into(const unsigned char *p, size_t n, char *buf, size_t limit
   static const char hex[] = "0123456789abcdef";
   size_t i = 0, o = 0;
   while (i < n) {
-    size_t len = p[i] >= 0x80 ? utf8_len(p + i, n - i) : (p[i] >= 0x20 && p[i] != 0x7F && p[i] != '\\');
+    size_t len = p[i] >= 0x80 ? utf8_len(p + i, n - i) : (p[i] >= 0x20 && p[i] != 0x7F);
     if (o + (len ? len : 4) > limit) break;
     if (len) {
       memcpy(buf + o, p + i, len);
@@ -84,6 +100,12 @@ const char *cli_escape(const char *s, char *buf, size_t cap) {
   }
   buf[o] = '\0';
   return buf;
+}
+
+char *cli_escape_alloc(const char *s) {
+  size_t cap = 4 * strlen(s) + 1;
+  char *buf = (char *)malloc(cap);
+  return buf ? (char *)cli_escape(s, buf, cap) : NULL;
 }
 
 int cli_print_help(const cli_command *cmd) {
@@ -378,10 +400,14 @@ void cli_json_string(FILE *f, const char *s) {
         fputs("\\t", f);
         break;
       default:
-        if (*p < 0x20)
+        if (*p < 0x20 || *p == 0x7F) {
           fprintf(f, "\\u%04x", *p);
-        else
-          fputc(*p, f); /* UTF-8 passes through: JSON text is UTF-8 */
+        } else if (*p == 0xC2 && p[1] >= 0x80 && p[1] < 0xA0) { /* C1 controls: \u0080..\u009f */
+          fprintf(f, "\\u%04x", p[1]);
+          p++;
+        } else {
+          fputc(*p, f); /* other UTF-8 passes through: JSON text is UTF-8 */
+        }
     }
   }
   fputc('"', f);

@@ -52,8 +52,8 @@ typedef struct cli_command {
 #define CLI_PRINTF(f, a)
 #endif
 
-/* "ema: <message>\n" on stderr. Returns EXIT_FAIL, so that a command can
-   `return cli_error(...)`. */
+/* "ema: <message>\n" on stderr, the message escaped (cli_escape), so always
+   one line. Returns EXIT_FAIL, so that a command can `return cli_error(...)`. */
 int cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
 
 /* "ema: <command>: <message>", the synopsis and "Try 'ema <command> --help'
@@ -61,12 +61,18 @@ int cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
 int cli_usage_error(const cli_command *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
 
 /* s made safe to print: control bytes (below 0x20, 0x7F), the C1 controls
-   U+0080..U+009F, bytes that are not valid UTF-8 and the backslash become
-   \xNN; other UTF-8 passes. Written into buf (cap bytes, "..." when it does
-   not fit); returns buf. Every string that came from a file (tensor names,
-   metadata, messages quoting them) and every path goes through it before
-   the tool prints it. The one place to switch to the library's escaping. */
+   U+0080..U+009F and bytes that are not valid UTF-8 become \xNN; other
+   UTF-8 passes (a backslash too, so that escaping twice changes nothing).
+   Written into buf (cap bytes, "..." when it does not fit); returns buf.
+   Every string that came from a file (tensor names, metadata) and every
+   path goes through it before the tool prints it, and cli_error and
+   cli_usage_error pass their whole message through it: a message is one
+   line. The one place to switch to the library's escaping. */
 const char *cli_escape(const char *s, char *buf, size_t cap);
+
+/* cli_escape into a new heap string that always fits (NULL when out of
+   memory); free() it. */
+char *cli_escape_alloc(const char *s);
 
 /* Print the command's full --help on stdout. Returns EXIT_OK. */
 int cli_print_help(const cli_command *cmd);
@@ -153,7 +159,8 @@ void cli_store_element(void *buf, ema_dtype dtype, size_t i, double v);
    "nan", "inf", "-inf" for the specials. buf of at least 32 bytes. */
 void cli_format_double(char *buf, size_t cap, double v);
 
-/* Write s as a JSON string literal (with the quotes) to f. */
+/* Write s as a JSON string literal (with the quotes) to f: control
+   characters, DEL and the C1 controls as \u00XX (the decoded string is s). */
 void cli_json_string(FILE *f, const char *s);
 
 /* "[2, 3]" style shape text into buf. */
