@@ -17,7 +17,7 @@
  *  - EMA: ema_track() each weight tensor; after every SGD step,
  *    ema_set_num_updates(step) + ema_apply() (TensorFlow's warm-up: the decay
  *    is min(0.995, (1+step)/(10+step))). The step counter global_step is an
- *    integer: it is carried as plain state (ema_track_state), never averaged.
+ *    integer: it follows the model (ema_track_policy, EMA_POLICY_COPY), never averaged.
  *  - Evaluation: the raw weights, then ema_swap() puts the averages into the
  *    model, evaluate again, ema_swap() puts the training weights back.
  *  - Checkpoint: ema_save() writes weights, averages and EMA state. A fresh

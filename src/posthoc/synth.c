@@ -6,50 +6,18 @@
  */
 #include "posthoc/synth.h"
 
+#include "common/err.h"
+
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__GNUC__) || defined(__clang__)
-#  define SY_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#else
-#  define SY_PRINTF(a, b)
-#endif
-
 static const char *FN = "ema_posthoc_synthesize";
 
-static void sy_err(char *err, size_t errcap, const char *fmt, ...) SY_PRINTF(3, 4);
-static void sy_err(char *err, size_t errcap, const char *fmt, ...) {
-  va_list ap;
-  if (err == NULL || errcap == 0) return;
-  va_start(ap, fmt);
-  vsnprintf(err, errcap, fmt, ap);
-  va_end(ap);
-}
-
 const char *ema__sy_escape(const char *s, char *buf, size_t cap) {
-  static const char hex[] = "0123456789abcdef";
-  size_t o = 0, i = 0;
-  if (cap < 8) return "";
-  for (; s[i] && i < 64 && o + 5 < cap; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c < 0x20 || c == 0x7F) {
-      buf[o++] = '\\';
-      buf[o++] = 'x';
-      buf[o++] = hex[c >> 4];
-      buf[o++] = hex[c & 15];
-    } else {
-      buf[o++] = (char)c;
-    }
-  }
-  if (s[i] && o + 4 <= cap) {
-    memcpy(buf + o, "...", 3);
-    o += 3;
-  }
-  buf[o] = '\0';
+  ema_escape(s, strlen(s), buf, cap);
   return buf;
 }
 
@@ -83,26 +51,26 @@ static int parse_step(const char *s, int64_t *out) {
 static ema_status read_meta(const ema_file *f, sy_snap *s, char *err, size_t errcap) {
   const char *t = ema_file_metadata(f, "ema.t"), *g = ema_file_metadata(f, "ema.gamma");
   const char *sr = ema_file_metadata(f, "ema.sigma_rel");
-  char q[300], p[300];
-  ema__sy_escape(s->path, p, sizeof p);
-  if (!t) return sy_err(err, errcap, "%s: no \"ema.t\" in the metadata: not a post-hoc EMA snapshot", p), EMA_E_FORMAT;
+  char q[300];
+  const char *p = s->path;
+  if (!t) return ema__errf(err, errcap, "%s: no \"ema.t\" in the metadata: not a post-hoc EMA snapshot", p), EMA_E_FORMAT;
   if (!parse_step(t, &s->t))
-    return sy_err(err, errcap, "%s: metadata ema.t is '%s', not an integer step >= 1", p,
+    return ema__errf(err, errcap, "%s: metadata ema.t is '%s', not an integer step >= 1", p,
                   ema__sy_escape(t, q, sizeof q)),
            EMA_E_FORMAT;
   if (g) {
     if (!parse_double(g, &s->gamma) || !(s->gamma > -0.5))
-      return sy_err(err, errcap, "%s: metadata ema.gamma is '%s', not a number > -0.5", p,
+      return ema__errf(err, errcap, "%s: metadata ema.gamma is '%s', not a number > -0.5", p,
                     ema__sy_escape(g, q, sizeof q)),
              EMA_E_FORMAT;
   } else if (sr) {
     double sigma;
     if (!parse_double(sr, &sigma) || ema_power_gamma(sigma, &s->gamma) != EMA_OK)
-      return sy_err(err, errcap, "%s: metadata ema.sigma_rel is '%s', not a width in (0, %.4f]", p,
+      return ema__errf(err, errcap, "%s: metadata ema.sigma_rel is '%s', not a width in (0, %.4f]", p,
                     ema__sy_escape(sr, q, sizeof q), EMA_POWER_SIGMA_REL_MAX),
              EMA_E_FORMAT;
   } else {
-    return sy_err(err, errcap, "%s: neither \"ema.gamma\" nor \"ema.sigma_rel\" in the metadata", p), EMA_E_FORMAT;
+    return ema__errf(err, errcap, "%s: neither \"ema.gamma\" nor \"ema.sigma_rel\" in the metadata", p), EMA_E_FORMAT;
   }
   return EMA_OK;
 }
@@ -122,25 +90,24 @@ static void shape_text(char *buf, size_t cap, const ema_file_tensor *t) {
    mismatch with every ref tensor present means f has an extra one. */
 static ema_status check_tensors(const ema_file *ref, const char *ref_path, const ema_file *f, const char *path,
                                 char *err, size_t errcap) {
-  char p[300], rp[300], nm[300], s1[256], s2[256];
-  ema__sy_escape(path, p, sizeof p);
-  ema__sy_escape(ref_path, rp, sizeof rp);
+  char nm[300], s1[256], s2[256];
+  const char *p = path, *rp = ref_path;
   for (size_t i = 0; i < ema_file_count(ref); i++) {
     ema_file_tensor a, b;
     ema_file_tensor_at(ref, i, &a);
     ema__sy_escape(a.name, nm, sizeof nm);
     if (ema_file_find(f, a.name, &b) != EMA_OK)
-      return sy_err(err, errcap, "%s has no tensor '%s', which %s has; snapshots must hold the same tensors", p, nm,
+      return ema__errf(err, errcap, "%s has no tensor '%s', which %s has; snapshots must hold the same tensors", p, nm,
                     rp),
              EMA_E_FORMAT;
     if (strcmp(a.dtype_name, b.dtype_name) != 0)
-      return sy_err(err, errcap, "tensor '%s' is %s in %s but %s in %s; snapshots must agree", nm, b.dtype_name, p,
+      return ema__errf(err, errcap, "tensor '%s' is %s in %s but %s in %s; snapshots must agree", nm, b.dtype_name, p,
                     a.dtype_name, rp),
              EMA_E_FORMAT;
     if (!same_shape(&a, &b)) {
       shape_text(s1, sizeof s1, &b);
       shape_text(s2, sizeof s2, &a);
-      return sy_err(err, errcap, "tensor '%s' has shape %s in %s but %s in %s; snapshots must agree", nm, s1, p, s2,
+      return ema__errf(err, errcap, "tensor '%s' has shape %s in %s but %s in %s; snapshots must agree", nm, s1, p, s2,
                     rp),
              EMA_E_FORMAT;
     }
@@ -149,7 +116,7 @@ static ema_status check_tensors(const ema_file *ref, const char *ref_path, const
     ema_file_tensor b, a;
     ema_file_tensor_at(f, i, &b);
     if (ema_file_find(ref, b.name, &a) != EMA_OK)
-      return sy_err(err, errcap, "%s has a tensor '%s' that %s lacks; snapshots must hold the same tensors", p,
+      return ema__errf(err, errcap, "%s has a tensor '%s' that %s lacks; snapshots must hold the same tensors", p,
                     ema__sy_escape(b.name, nm, sizeof nm), rp),
              EMA_E_FORMAT;
   }
@@ -180,9 +147,9 @@ static ema_status resolve_step(const sy_job *job, size_t j, int64_t *step, char 
     if (job->snaps[i].t > t_max) t_max = job->snaps[i].t;
   }
   if (want == 0) want = t_max;
-  if (want < 0) return sy_err(err, errcap, "%s: target %zu: step %lld is negative", FN, j, (long long)want), EMA_E_INVALID_ARG;
+  if (want < 0) return ema__errf(err, errcap, "%s: target %zu: step %lld is negative", FN, j, (long long)want), EMA_E_INVALID_ARG;
   if (want < t_min)
-    return sy_err(err, errcap,
+    return ema__errf(err, errcap,
                   "target step %lld precedes every snapshot (the earliest is at step %lld): nothing to synthesise from",
                   (long long)want, (long long)t_min),
            EMA_E_INVALID_ARG;
@@ -192,12 +159,12 @@ static ema_status resolve_step(const sy_job *job, size_t j, int64_t *step, char 
     if (job->snaps[i].t > want && (above == 0 || job->snaps[i].t < above)) above = job->snaps[i].t;
   }
   if (above)
-    sy_err(err, errcap,
+    ema__errf(err, errcap,
            "target step %lld is no snapshot's step (the nearest are %lld and %lld): a fit there is poor; "
            "synthesise at a snapshot's step",
            (long long)want, (long long)below, (long long)above);
   else
-    sy_err(err, errcap, "target step %lld is after the last snapshot (step %lld): synthesise at a snapshot's step",
+    ema__errf(err, errcap, "target step %lld is after the last snapshot (step %lld): synthesise at a snapshot's step",
            (long long)want, (long long)below);
   return EMA_E_INVALID_ARG;
 }
@@ -210,17 +177,17 @@ static ema_status plan_target(sy_job *job, size_t j, const ema_posthoc_options *
   double gamma = in->gamma;
   int64_t step;
   if (in->sigma_rel != 0 ? ema_power_gamma(in->sigma_rel, &gamma) != EMA_OK : !(isfinite(gamma) && gamma > -0.5))
-    return sy_err(err, errcap, "%s: target %zu: sigma_rel %g / gamma %g out of range", FN, j, in->sigma_rel, in->gamma),
+    return ema__errf(err, errcap, "%s: target %zu: sigma_rel %g / gamma %g out of range", FN, j, in->sigma_rel, in->gamma),
            EMA_E_INVALID_ARG;
   ema_status st = resolve_step(job, j, &step, err, errcap);
   if (st != EMA_OK) return st;
   char why[512];
   ema_posthoc_info info;
   st = ema_posthoc_solve(job->n, t, g, (double)step, gamma, o->max_cond, o->flags, tg->coef, &info, why, sizeof why);
-  if (st != EMA_OK) return sy_err(err, errcap, "%s", why), st;
+  if (st != EMA_OK) return ema__errf(err, errcap, "%s", why), st;
   double max_res = o->max_residual == 0 ? EMA_POSTHOC_DEFAULT_MAX_RESIDUAL : o->max_residual;
   if (!(info.residual <= max_res))
-    return sy_err(err, errcap,
+    return ema__errf(err, errcap,
                   "the fit of gamma %.6g at step %lld is poor: relative residual %.3g above the threshold %.3g "
                   "(snapshots of other widths or more snapshots would help; the threshold is settable)",
                   gamma, (long long)step, info.residual, max_res),
@@ -240,29 +207,26 @@ static ema_status plan_target(sy_job *job, size_t j, const ema_posthoc_options *
 static ema_status check_args(const char *const *snapshots, size_t n, const ema_posthoc_target *targets, size_t nt,
                              const ema_posthoc_options *o, char *err, size_t errcap) {
   if (!snapshots || !targets || !o)
-    return sy_err(err, errcap, "%s: NULL snapshots, targets or options", FN), EMA_E_INVALID_ARG;
+    return ema__errf(err, errcap, "%s: NULL snapshots, targets or options", FN), EMA_E_INVALID_ARG;
   if (n < EMA_POSTHOC_MIN_SNAPSHOTS)
-    return sy_err(err, errcap, "post-hoc synthesis needs at least 2 snapshots (got %zu)", n), EMA_E_INVALID_ARG;
+    return ema__errf(err, errcap, "post-hoc synthesis needs at least 2 snapshots (got %zu)", n), EMA_E_INVALID_ARG;
   if (nt == 0 || nt > EMA_POSTHOC_MAX_TARGETS)
-    return sy_err(err, errcap, "%s: %zu targets; 1 to %d per call", FN, nt, EMA_POSTHOC_MAX_TARGETS),
+    return ema__errf(err, errcap, "%s: %zu targets; 1 to %d per call", FN, nt, EMA_POSTHOC_MAX_TARGETS),
            EMA_E_INVALID_ARG;
   for (size_t r = 0; r < sizeof o->reserved / sizeof o->reserved[0]; r++)
-    if (o->reserved[r]) return sy_err(err, errcap, "%s: options.reserved must be 0", FN), EMA_E_INVALID_ARG;
-  if (!(o->max_residual >= 0)) return sy_err(err, errcap, "%s: max_residual must be >= 0", FN), EMA_E_INVALID_ARG;
+    if (o->reserved[r]) return ema__errf(err, errcap, "%s: options.reserved must be 0", FN), EMA_E_INVALID_ARG;
+  if (!(o->max_residual >= 0)) return ema__errf(err, errcap, "%s: max_residual must be >= 0", FN), EMA_E_INVALID_ARG;
   for (size_t i = 0; i < n; i++)
-    if (!snapshots[i]) return sy_err(err, errcap, "%s: snapshot path %zu is NULL", FN, i), EMA_E_INVALID_ARG;
+    if (!snapshots[i]) return ema__errf(err, errcap, "%s: snapshot path %zu is NULL", FN, i), EMA_E_INVALID_ARG;
   for (size_t j = 0; j < nt; j++) {
-    char p[300];
-    if (!targets[j].output) return sy_err(err, errcap, "%s: target %zu has no output path", FN, j), EMA_E_INVALID_ARG;
+    if (!targets[j].output) return ema__errf(err, errcap, "%s: target %zu has no output path", FN, j), EMA_E_INVALID_ARG;
     for (size_t k = 0; k < j; k++)
       if (strcmp(targets[k].output, targets[j].output) == 0)
-        return sy_err(err, errcap, "%s: output %s is given to two targets", FN,
-                      ema__sy_escape(targets[j].output, p, sizeof p)),
+        return ema__errf(err, errcap, "%s: output %s is given to two targets", FN, targets[j].output),
                EMA_E_INVALID_ARG;
     for (size_t i = 0; i < n; i++)
       if (strcmp(snapshots[i], targets[j].output) == 0)
-        return sy_err(err, errcap, "%s: output %s is also a snapshot", FN,
-                      ema__sy_escape(targets[j].output, p, sizeof p)),
+        return ema__errf(err, errcap, "%s: output %s is also a snapshot", FN, targets[j].output),
                EMA_E_INVALID_ARG;
   }
   return EMA_OK;
@@ -272,14 +236,14 @@ static ema_status check_args(const char *const *snapshots, size_t n, const ema_p
 static ema_status make_entries(sy_job *job, char *err, size_t errcap) {
   job->ne = ema_file_count(job->ref);
   job->entries = (ema_file_entry *)calloc(job->ne ? job->ne : 1, sizeof *job->entries);
-  if (!job->entries) return sy_err(err, errcap, "%s: out of memory", FN), EMA_E_NOMEM;
+  if (!job->entries) return ema__errf(err, errcap, "%s: out of memory", FN), EMA_E_NOMEM;
   for (size_t k = 0; k < job->ne; k++) {
     ema_file_tensor ti;
-    char p[300], nm[300];
+    char nm[300];
     ema_file_tensor_at(job->ref, k, &ti);
     if (!ti.supported)
-      return sy_err(err, errcap, "%s: tensor '%s' has dtype %s, which post-hoc synthesis cannot combine or write",
-                    ema__sy_escape(job->snaps[0].path, p, sizeof p), ema__sy_escape(ti.name, nm, sizeof nm),
+      return ema__errf(err, errcap, "%s: tensor '%s' has dtype %s, which post-hoc synthesis cannot combine or write",
+                    job->snaps[0].path, ema__sy_escape(ti.name, nm, sizeof nm),
                     ti.dtype_name),
              EMA_E_FORMAT;
     job->entries[k].name = ti.name;
@@ -294,7 +258,7 @@ static ema_status make_entries(sy_job *job, char *err, size_t errcap) {
 static ema_status plan(sy_job *job, const ema_posthoc_options *o, char *err, size_t errcap) {
   double *t = (double *)malloc(job->n * sizeof *t), *g = (double *)malloc(job->n * sizeof *g);
   ema_status st = t && g ? read_snapshots(job, err, errcap) : EMA_E_NOMEM;
-  if (st == EMA_E_NOMEM && (!t || !g)) sy_err(err, errcap, "%s: out of memory", FN);
+  if (st == EMA_E_NOMEM && (!t || !g)) ema__errf(err, errcap, "%s: out of memory", FN);
   for (size_t i = 0; st == EMA_OK && i < job->n; i++) {
     t[i] = (double)job->snaps[i].t;
     g[i] = job->snaps[i].gamma;
@@ -325,7 +289,7 @@ ema_status ema_posthoc_synthesize(const char *const *snapshots, size_t n_snapsho
   ema_posthoc_options defaults;
   if (!opts) ema_posthoc_options_init(&defaults);
   const ema_posthoc_options *o = opts ? opts : &defaults;
-  sy_err(err, errcap, "%s", "");
+  ema__errf(err, errcap, "%s", "");
   ema_status st = check_args(snapshots, n_snapshots, targets, n_targets, o, err, errcap);
   if (st != EMA_OK) return st;
   sy_job job;
@@ -344,7 +308,7 @@ ema_status ema_posthoc_synthesize(const char *const *snapshots, size_t n_snapsho
   }
   if (!ok) {
     job_free(&job);
-    return sy_err(err, errcap, "%s: out of memory", FN), EMA_E_NOMEM;
+    return ema__errf(err, errcap, "%s: out of memory", FN), EMA_E_NOMEM;
   }
   for (size_t i = 0; i < n_snapshots; i++) job.snaps[i].path = snapshots[i];
   st = plan(&job, o, err, errcap);

@@ -71,8 +71,9 @@ typedef struct sy_job {
 
 enum { SY_META = 9 }; /* metadata entries of an output */
 
-/* Escape a string that came from a file for a message (control and
-   non-printable bytes as \xNN, at most 64 bytes then "..."). */
+/* A string that came from a file, escaped for a message into buf
+   (ema_escape: control and non-printable bytes as \xNN, at most 64 bytes
+   then "..."); returns buf. */
 const char *ema__sy_escape(const char *s, char *buf, size_t cap);
 
 /* Write every target's output in one pass over the open snapshots. */

@@ -21,7 +21,7 @@ static int is_float(ema_dtype d) { return d == EMA_F32 || d == EMA_F64 || d == E
 static ema_status combine(sy_job *job, const int *mask, size_t k, uint64_t off, size_t len) {
   const ema_file_entry *e = &job->entries[k];
   size_t esz = ema_dtype_size(e->dtype), m = len / esz;
-  char nm[300], p[300];
+  char nm[300];
   ema_status st = EMA_OK;
   if (!is_float(e->dtype)) { /* integers: copied from the latest snapshot each target uses */
     for (size_t j = 0; j < job->nt && st == EMA_OK; j++) {
@@ -30,7 +30,7 @@ static ema_status combine(sy_job *job, const int *mask, size_t k, uint64_t off, 
       st = ema_file_read(s->f, e->name, off, job->tg[j].dst, len, NULL, 0);
       if (st != EMA_OK)
         snprintf(job->fail_msg, sizeof job->fail_msg, "%s: could not read '%s'",
-                 ema__sy_escape(s->path, p, sizeof p), ema__sy_escape(e->name, nm, sizeof nm));
+                 s->path, ema__sy_escape(e->name, nm, sizeof nm));
     }
     return st;
   }
@@ -46,7 +46,7 @@ static ema_status combine(sy_job *job, const int *mask, size_t k, uint64_t off, 
       st = ema_file_read(job->snaps[i].f, e->name, at, job->window, c * esz, NULL, 0);
       if (st != EMA_OK) {
         snprintf(job->fail_msg, sizeof job->fail_msg, "%s: could not read '%s' at byte %llu of the tensor",
-                 ema__sy_escape(job->snaps[i].path, p, sizeof p), ema__sy_escape(e->name, nm, sizeof nm),
+                 job->snaps[i].path, ema__sy_escape(e->name, nm, sizeof nm),
                  (unsigned long long)at);
         break;
       }

@@ -252,7 +252,7 @@ static void test_bad_arguments(void) {
   CHECK(ema_file_write(odd, e, 2, meta, 2, err, sizeof err) == EMA_OK);
   const char *mixed[2] = {odd, paths[1]};
   CHECK(ema_posthoc_synthesize(mixed, 2, t, 1, NULL, err, sizeof err) == EMA_E_FORMAT);
-  CHECK_MSG(strstr(err, "odd\\x1b[2Jname") && !strchr(err, '\x1b'), "escaped: %s", err);
+  CHECK_MSG(strstr(err, "odd\\x1B[2Jname") && !strchr(err, '\x1b'), "escaped: %s", err);
   CHECK(!exists(t[0].output));
 }
 

@@ -9,7 +9,7 @@ and a key with an OSC title sequence; and post-hoc snapshots, one with such
 an ema.t. Then `ema inspect` (text and --json), `ema extract`,
 `ema posthoc` and `ema smooth` (a CSV with hostile cells and column names)
 must print no ESC, no U+009B, no forged line: text output shows the bytes as
-\\xNN, JSON escapes them (and decodes back to the file's exact name), and
+\\xNN (the library's ema_escape), JSON escapes them (and decodes back to the file's exact name), and
 every failure is one line on stderr.
 """
 import json
@@ -43,9 +43,9 @@ def one_line_error(p, what, *needles):
 p = t.run("inspect", evil)
 if t.expect(p, 0, "inspect (text)"):
     clean(p.stdout, "inspect (text)")
-    t.check("w\\x1b[31mred\\x0aema: forged\\xc2\\x9b" in p.stdout, "inspect: the name escaped", p.stdout)
-    t.check("0.5\\x0aema: all good" in p.stdout, "inspect: the metadata value escaped")
-    t.check("note\\x1b]0;pwned\\x07" in p.stdout, "inspect: the metadata key escaped")
+    t.check("w\\x1B[31mred\\x0Aema: forged\\xC2\\x9B" in p.stdout, "inspect: the name escaped", p.stdout)
+    t.check("0.5\\x0Aema: all good" in p.stdout, "inspect: the metadata value escaped")
+    t.check("note\\x1B]0;pwned\\x07" in p.stdout, "inspect: the metadata key escaped")
     t.check(not any(line.startswith("ema: ") for line in p.stdout.splitlines()), "inspect: no forged line")
 p = t.run("inspect", "--json", evil)
 if t.expect(p, 0, "inspect --json"):
@@ -66,15 +66,15 @@ t.check(len(p.stderr.splitlines()) == 1, "extract failure: one line", repr(p.std
 
 snaps = [os.path.join(d, "snap_ok.safetensors"), os.path.join(d, "snap_evil.safetensors")]
 p = t.run("posthoc", "--sigma-rel", "0.07", *snaps, "-o", t.path("ph.safetensors"))
-one_line_error(p, "posthoc with a hostile ema.t", "snap_evil", "\\x1b[2J\\x0aema: ok")
+one_line_error(p, "posthoc with a hostile ema.t", "snap_evil", "\\x1B[2J\\x0Aema: ok")
 
 csv = t.path("hostile.csv")
 with open(csv, "w") as f:
     f.write("day,temp\x1b[5m\n1,2.5\n2,3\x1b]0;x\x07\n3,4\n")
 p = t.run("smooth", "--input", csv, "--column", "temp\x1b[5m", "--alpha", "0.5")
-one_line_error(p, "smooth with a hostile cell", "\\x1b]0;x\\x07")
+one_line_error(p, "smooth with a hostile cell", "\\x1B]0;x\\x07")
 p = t.run("smooth", "--input", csv, "--column", "nope", "--alpha", "0.5")
-one_line_error(p, "smooth with a missing column", "temp\\x1b[5m")
+one_line_error(p, "smooth with a missing column", "temp\\x1B[5m")
 
 p = t.run("no\x1b[2Jsuch")
 t.check(p.returncode == 2, "unknown command: usage error", p.returncode)

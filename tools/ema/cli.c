@@ -17,6 +17,8 @@
 /* Messages                                                                  */
 /* ------------------------------------------------------------------------ */
 
+static char *escape_message(const char *msg);
+
 /* The formatted message, escaped (cli_escape): one line whatever it holds. */
 static void print_message(const char *fmt, va_list ap) {
   char small[1024], *msg = small;
@@ -27,7 +29,7 @@ static void print_message(const char *fmt, va_list ap) {
     vsnprintf(msg, (size_t)n + 1, fmt, ap2);
   va_end(ap2);
   if (!msg) msg = small; /* out of memory: the truncated message */
-  char *safe = cli_escape_alloc(msg);
+  char *safe = escape_message(msg);
   fputs(safe ? safe : "(message lost: out of memory)", stderr);
   free(safe);
   if (msg != small) free(msg);
@@ -55,55 +57,57 @@ int cli_usage_error(const cli_command *cmd, const char *fmt, ...) {
   return EXIT_USAGE;
 }
 
-/* Length of the valid UTF-8 sequence at p (0 when invalid), at most n. */
-static size_t utf8_len(const unsigned char *p, size_t n) {
-  size_t len = p[0] < 0xC2 ? 0 : p[0] < 0xE0 ? 2 : p[0] < 0xF0 ? 3 : p[0] < 0xF5 ? 4 : 0;
-  if (len == 0 || len > n) return 0;
-  for (size_t i = 1; i < len; i++)
-    if ((p[i] & 0xC0) != 0x80) return 0;
-  if (len == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0))) return 0;
-  if (len == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))) return 0;
-  if (len == 2 && p[0] == 0xC2 && p[1] < 0xA0) return 0; /* C1 controls: escaped */
-  return len;
-}
-
-/* Escape s into buf, at most limit bytes (no NUL); 1 when all of s fit. */
-static int escape_into(const unsigned char *p, size_t n, char *buf, size_t limit, size_t *out) {
-  static const char hex[] = "0123456789abcdef";
+/* Escape s[0..n) with the library's ema_escape, whole: in pieces of at most
+   48 bytes cut between characters (ema_escape shows 64 bytes of a string;
+   the tool shows all of it). With keep_backslash, a backslash passes as it
+   is (so that a message escaped by the library is not escaped twice).
+   Writes at most cap - 1 bytes and a NUL into buf; "..." when the rest
+   does not fit. */
+static void escape_whole(const char *s, size_t n, int keep_backslash, char *buf, size_t cap) {
   size_t i = 0, o = 0;
+  if (cap == 0) return;
   while (i < n) {
-    size_t len = p[i] >= 0x80 ? utf8_len(p + i, n - i) : (p[i] >= 0x20 && p[i] != 0x7F);
-    if (o + (len ? len : 4) > limit) break;
-    if (len) {
-      memcpy(buf + o, p + i, len);
-      o += len;
-      i += len;
+    char piece[48 * 4 + 8];
+    size_t len, take;
+    if (keep_backslash && s[i] == '\\') {
+      piece[0] = '\\';
+      len = take = 1;
     } else {
-      buf[o++] = '\\';
-      buf[o++] = 'x';
-      buf[o++] = hex[p[i] >> 4];
-      buf[o++] = hex[p[i] & 15];
-      i++;
+      take = n - i < 48 ? n - i : 48;
+      while (take < n - i && take > 1 && ((unsigned char)s[i + take] & 0xC0) == 0x80) take--; /* a character whole */
+      if (keep_backslash) {
+        const char *bs = memchr(s + i, '\\', take);
+        if (bs) take = (size_t)(bs - (s + i));
+      }
+      len = ema_escape(s + i, take, piece, sizeof piece);
     }
+    int last = i + take == n;
+    if (o + len + (last ? 0 : 3) > cap - 1) { /* no room: what fits, then "..." */
+      if (o + 3 <= cap - 1) memcpy(buf + o, "...", 3), o += 3;
+      break;
+    }
+    memcpy(buf + o, piece, len);
+    o += len;
+    i += take;
   }
-  *out = o;
-  return i == n;
+  buf[o] = '\0';
 }
 
 const char *cli_escape(const char *s, char *buf, size_t cap) {
-  const unsigned char *p = (const unsigned char *)s;
-  size_t n = strlen(s), o;
-  if (cap == 0) return buf;
-  if (!escape_into(p, n, buf, cap - 1, &o)) { /* too long: what fits, then "..." */
-    escape_into(p, n, buf, cap >= 4 ? cap - 4 : 0, &o);
-    if (cap >= 4) memcpy(buf + o, "...", 3), o += 3;
-  }
-  buf[o] = '\0';
+  escape_whole(s, strlen(s), 0, buf, cap);
+  return buf;
+}
+
+/* The message pass of cli_error: controls escaped, backslashes kept. */
+static char *escape_message(const char *msg) {
+  size_t cap = 4 * strlen(msg) + 4;
+  char *buf = (char *)malloc(cap);
+  if (buf) escape_whole(msg, strlen(msg), 1, buf, cap);
   return buf;
 }
 
 char *cli_escape_alloc(const char *s) {
-  size_t cap = 4 * strlen(s) + 1;
+  size_t cap = 4 * strlen(s) + 4; /* \xNN at most per byte */
   char *buf = (char *)malloc(cap);
   return buf ? (char *)cli_escape(s, buf, cap) : NULL;
 }

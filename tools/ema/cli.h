@@ -60,14 +60,14 @@ int cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
    for more information." on stderr. Returns EXIT_USAGE. */
 int cli_usage_error(const cli_command *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
 
-/* s made safe to print: control bytes (below 0x20, 0x7F), the C1 controls
-   U+0080..U+009F and bytes that are not valid UTF-8 become \xNN; other
-   UTF-8 passes (a backslash too, so that escaping twice changes nothing).
-   Written into buf (cap bytes, "..." when it does not fit); returns buf.
-   Every string that came from a file (tensor names, metadata) and every
-   path goes through it before the tool prints it, and cli_error and
-   cli_usage_error pass their whole message through it: a message is one
-   line. The one place to switch to the library's escaping. */
+/* s made safe to print with the library's ema_escape (control bytes, DEL,
+   C1 controls and ill-formed UTF-8 as \xNN, the backslash as \\), but
+   whole, not cut at 64 bytes. Written into buf (cap bytes, "..." when it
+   does not fit); returns buf. Every string that came from a file (tensor
+   names, metadata) and every path goes through it before the tool prints
+   it. cli_error and cli_usage_error pass their whole message through the
+   same escaping, backslashes excepted (a message the library escaped is
+   not escaped twice): a message is always one line. */
 const char *cli_escape(const char *s, char *buf, size_t cap);
 
 /* cli_escape into a new heap string that always fits (NULL when out of
