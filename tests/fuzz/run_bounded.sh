@@ -22,6 +22,18 @@ cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" -DEMA_FUZZ=ON \
   -DEMA_BUILD_TOOLS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" --target fuzz_safetensors -j "$(nproc 2>/dev/null || echo 2)"
 
+# ---- fuzz_tool_cli: the ema tool's argument and file handling ------------
+# (added by the tool's owner; built by tests/tool/tests.cmake; seeds in
+# tests/fuzz/corpus_tool, written by make_tool_corpus.py). Runs first, for
+# the same SECONDS; a crash or a broken property fails the script.
+cmake --build "$build" --target fuzz_tool_cli -j "$(nproc 2>/dev/null || echo 2)"
+mkdir -p "$build/fuzz-corpus-tool" "$build/fuzz-artifacts"
+"$build/tests/fuzz_tool_cli" \
+  -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+  -artifact_prefix="$build/fuzz-artifacts/" -print_final_stats=1 \
+  "$build/fuzz-corpus-tool" "$here/corpus_tool"
+# ---- end of fuzz_tool_cli -------------------------------------------------
+
 work="$build/fuzz-corpus"
 mkdir -p "$work" "$build/fuzz-artifacts"
 exec "$build/tests/fuzz_safetensors" \
