@@ -32,10 +32,10 @@ int main(void) {
 }]=] EMA_CC_HAS_AVX2_F16C)
   set(CMAKE_REQUIRED_FLAGS "${_ema_saved_flags}")
   if(EMA_CC_HAS_AVX2_F16C)
-    list(APPEND EMA_KERNEL_SOURCES ${_ema_kernel_dir}/avx2.c)
-    set_source_files_properties(${_ema_kernel_dir}/avx2.c
+    list(APPEND EMA_KERNEL_SOURCES ${_ema_kernel_dir}/x86/avx2.c)
+    set_source_files_properties(${_ema_kernel_dir}/x86/avx2.c
       PROPERTIES COMPILE_OPTIONS "-mavx2;-mf16c")
-    # dispatch.c lists the avx2 table only when avx2.c is compiled in.
+    # dispatch.c lists the avx2 table only when x86/avx2.c is compiled in.
     set_property(SOURCE ${_ema_kernel_dir}/dispatch.c APPEND
       PROPERTY COMPILE_DEFINITIONS EMA_HAVE_AVX2=1)
   endif()

@@ -77,24 +77,6 @@ static void put_elem(kind k, unsigned char *base, size_t i, uint64_t x) {
   }
 }
 
-static uint32_t f32_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-static float bits_f32(uint32_t u) {
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-static uint64_t f64_bits(double d) {
-  uint64_t u;
-  memcpy(&u, &d, sizeof u);
-  return u;
-}
-
 typedef struct pair_info {
   const char *name;
   kind param, shadow;
@@ -188,8 +170,8 @@ static unsigned special_count(kind k) {
 /* A double as the bit pattern of kind k (rounded to nearest even). */
 static uint64_t from_double(kind k, double x) {
   switch (k) {
-    case K_F64: return f64_bits(x);
-    case K_F32: return f32_bits((float)x);
+    case K_F64: return ema_f64_bits(x);
+    case K_F32: return ema_f32_bits((float)x);
     case K_BF16: return ema_f32_to_bf16((float)x);
     default: return ema_f32_to_f16((float)x);
   }
@@ -203,7 +185,7 @@ static double to_double(kind k, uint64_t x) {
       memcpy(&d, &x, sizeof d);
       return d;
     }
-    case K_F32: return (double)bits_f32((uint32_t)x);
+    case K_F32: return (double)ema_bits_f32((uint32_t)x);
     case K_BF16: return (double)ema_bf16_to_f32((uint16_t)x);
     default: return (double)ema_f16_to_f32((uint16_t)x);
   }
