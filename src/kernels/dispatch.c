@@ -41,7 +41,6 @@ static int always(void) { return 1; }
 #define LEAF1_ECX_F16C (1u << 29)
 #define LEAF7_EBX_AVX2 (1u << 5)
 #define LEAF7_EBX_AVX512F (1u << 16)
-#define LEAF7_EBX_AVX512DQ (1u << 17)
 #define LEAF7_EBX_AVX512BW (1u << 30)
 #define LEAF7_EBX_AVX512VL (1u << 31)
 #define XCR0_SSE_YMM 0x6u   /* XMM and upper-YMM state saved by the OS */
@@ -69,7 +68,7 @@ static void detect_cpu(void) {
   __cpuid_count(7, 0, a, b, c, d);
   if (!(b & LEAF7_EBX_AVX2)) return;
   have_avx2_f16c = 1;
-  const unsigned int need7 = LEAF7_EBX_AVX512F | LEAF7_EBX_AVX512DQ | LEAF7_EBX_AVX512BW | LEAF7_EBX_AVX512VL;
+  const unsigned int need7 = LEAF7_EBX_AVX512F | LEAF7_EBX_AVX512BW | LEAF7_EBX_AVX512VL;
   if ((b & need7) == need7 && (xcr0 & XCR0_AVX512) == XCR0_AVX512) have_avx512 = 1;
 }
 
