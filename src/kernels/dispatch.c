@@ -116,10 +116,12 @@ static const isa_entry isa_list[] = {
 static ema_kernels tables[ISA_COUNT];
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
+/* Only for ISAs this CPU and OS support: the override functions are
+   compiled with their ISA's flags and may use its instructions themselves. */
 static void build_tables(void) {
   for (size_t i = 0; i < ISA_COUNT; i++) {
     tables[i] = ema_kernels_ref;
-    if (isa_list[i].override) isa_list[i].override(&tables[i]);
+    if (isa_list[i].override && isa_list[i].supported()) isa_list[i].override(&tables[i]);
   }
 }
 
