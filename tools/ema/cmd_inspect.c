@@ -118,8 +118,11 @@ static ema_status rel_distance(const ema_file *f, const ema_file_tensor *raw, co
   ema_status st = EMA_OK;
   for (uint64_t i = 0; i < raw->numel; i += WINDOW) {
     size_t k = (size_t)(raw->numel - i < WINDOW ? raw->numel - i : WINDOW);
-    if ((st = ema_file_read(f, raw->name, i * rsz, rb, k * rsz, err, errcap)) != EMA_OK) break;
-    if ((st = ema_file_read(f, avg->name, i * asz, ab, k * asz, err, errcap)) != EMA_OK) break;
+    if ((st = ema_file_read(f, raw->name, i * rsz, rb, k * rsz)) != EMA_OK ||
+        (st = ema_file_read(f, avg->name, i * asz, ab, k * asz)) != EMA_OK) {
+      snprintf(err, errcap, "%s", ema_file_last_error(f));
+      break;
+    }
     for (size_t j = 0; j < k; j++) {
       double r = cli_load_element(rb, raw->dtype, j), a = cli_load_element(ab, avg->dtype, j);
       norm2_add(&ref, r);

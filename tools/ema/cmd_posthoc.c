@@ -101,17 +101,18 @@ static ema_status combine_chunk(void *user, size_t k, uint64_t offset, void *dst
   const ema_file_entry *e = &job->entries[k];
   size_t esz = ema_dtype_size(e->dtype), m = len / esz;
   if (!is_float(e->dtype)) { /* integers: copied from the latest snapshot used */
-    ema_status st = ema_file_read(job->used[job->latest], e->name, offset, dst, len, err, errcap);
-    if (st != EMA_OK) snprintf(err, errcap, "%s: could not read '%s'", job->snaps[job->latest].path, e->name);
+    ema_status st = ema_file_read(job->used[job->latest], e->name, offset, dst, len);
+    if (st != EMA_OK)
+      snprintf(err, errcap, "%s: %s", job->snaps[job->latest].path, ema_file_last_error(job->used[job->latest]));
     return st;
   }
   for (size_t j = 0; j < m; j++) job->acc[j] = 0;
   for (size_t i = 0; i < job->n; i++) {
     if (!job->used[i] || job->snaps[i].t > job->at_step || job->snaps[i].coef == 0) continue;
-    ema_status st = ema_file_read(job->used[i], e->name, offset, job->window, len, err, errcap);
+    ema_status st = ema_file_read(job->used[i], e->name, offset, job->window, len);
     if (st != EMA_OK) {
-      snprintf(err, errcap, "%s: could not read '%s' at byte %llu of the tensor", job->snaps[i].path, e->name,
-               (unsigned long long)offset);
+      snprintf(err, errcap, "%s: at byte %llu of the tensor: %s", job->snaps[i].path, (unsigned long long)offset,
+               ema_file_last_error(job->used[i]));
       return st;
     }
     for (size_t j = 0; j < m; j++) job->acc[j] += job->snaps[i].coef * cli_load_element(job->window, e->dtype, j);
