@@ -14,7 +14,7 @@
  *     weights jitter from batch to batch.
  *  3. EMA: libema with decay 0.995 and TensorFlow's num_updates warm-up
  *     (effective decay min(0.995, (1+step)/(10+step))); global_step is an
- *     integer carried as plain state (ema_track_state), never averaged.
+ *     integer carried as plain state (ema_track_policy with EMA_POLICY_COPY), never averaged.
  *  4. Every quarter epoch the raw weights and, through ema_swap(), the
  *     averages are evaluated on the held-out split; a table prints the
  *     values at the end of each epoch.
