@@ -28,19 +28,21 @@ static int same_shape(const st_tensor *s, const ema_tensor *t) {
 ema_status load_expect(loader *L, const char *key, ema_tensor *t, ema_dtype want, ema_dtype also, int scalar,
                        int dest, size_t k, const char *role) {
   const st_tensor *s = st_find(L->f, key);
+  char q[CKPT_QUOTE_CAP], tq[CKPT_QUOTE_CAP];
+  ckpt_quote(q, sizeof q, key); /* holds the file's average name */
+  ckpt_quote(tq, sizeof tq, t->name);
   if (!s)
-    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: the checkpoint has no tensor '%s' (%s of '%s')", L->fn, key, role,
-                     t->name);
+    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: the checkpoint has no tensor %s (%s of %s)", L->fn, q, role, tq);
   ema_dtype dt;
   if (!st_dtype_to_ema(s->dtype, &dt) || (dt != want && dt != also))
-    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor '%s' is %s in the checkpoint but %s is needed", L->fn, key,
+    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor %s is %s in the checkpoint but %s is needed", L->fn, q,
                      st_dtype_name(s->dtype), ema_dtype_name(want));
   if (scalar ? s->ndim != 0 : !same_shape(s, t)) {
     char a[256], b[256];
     st_shape_str(a, sizeof a, s->ndim, s->shape);
     st_shape_str(b, sizeof b, scalar ? 0 : t->ndim, t->shape);
-    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor '%s' has shape %s in the checkpoint but %s is registered",
-                     L->fn, key, a, b);
+    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor %s has shape %s in the checkpoint but %s is registered",
+                     L->fn, q, a, b);
   }
   load_item *it = &L->items[L->n++];
   it->src = s;
@@ -250,20 +252,20 @@ static ema_status resume_plan(loader *L) {
 
 /* The staged zero-debias counters. */
 static ema_status resume_check(loader *L) {
+  char q[CKPT_QUOTE_CAP];
   for (size_t i = 0; i < L->n; i++) {
+    ckpt_quote(q, sizeof q, L->items[i].src->name);
     const unsigned char *src = L->stage + L->items[i].staged;
     if (L->items[i].dest == LD_STEPS) {
       int64_t k;
       memcpy(&k, src, 8);
       if (k < 0)
-        return ema__fail(L->ctx, EMA_E_FORMAT, "%s: tensor '%s' holds a negative step count", L->fn,
-                         L->items[i].src->name);
+        return ema__fail(L->ctx, EMA_E_FORMAT, "%s: tensor %s holds a negative step count", L->fn, q);
     } else if (L->items[i].dest == LD_PROD) {
       double p;
       memcpy(&p, src, 8);
       if (!(p >= 0.0 && p <= 1.0))
-        return ema__fail(L->ctx, EMA_E_FORMAT, "%s: tensor '%s' holds a decay product outside [0, 1]", L->fn,
-                         L->items[i].src->name);
+        return ema__fail(L->ctx, EMA_E_FORMAT, "%s: tensor %s holds a decay product outside [0, 1]", L->fn, q);
     }
   }
   return EMA_OK;
