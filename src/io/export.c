@@ -161,7 +161,7 @@ ema_status ema_extract_averages(const char *checkpoint, const char *out, const c
   x.f = f;
   /* an explicit name selects that average (of a bank); else the checkpoint's */
   x.name = ema_name ? ema_name : st_meta_get(f, "ema.name");
-  if (!x.name) x.name = "ExponentialMovingAverage";
+  if (!x.name) x.name = EMA__DEFAULT_NAME;
   x.nl = strlen(x.name);
   x.w = (st_wtensor *)ema__calloc(f->n_tensors + 1, sizeof *x.w);
   x.src = (const st_tensor **)ema__calloc(f->n_tensors + 1, sizeof *x.src);
