@@ -146,3 +146,47 @@ ema_status load_read_state(loader *L) {
                      fn, Q(sch));
   return read_schedules(L);
 }
+
+ema_status load_read_policies(loader *L) {
+  ema_ctx *ctx = L->ctx;
+  char qbuf[CKPT_QUOTE_CAP];
+  size_t pl = sizeof CKPT_POLICY_PREFIX - 1;
+  L->fpol = (signed char *)ema__malloc(ctx->count + 1);
+  if (!L->fpol) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
+  memset(L->fpol, -1, ctx->count + 1);
+  for (size_t i = 0; i < L->f->n_meta; i++) {
+    const st_meta *m = &L->f->meta[i];
+    if (m->key_len < pl || memcmp(m->key, CKPT_POLICY_PREFIX, pl) != 0) continue;
+    signed char pol;
+    if (strcmp(m->value, "copy") == 0)
+      pol = EMA_POLICY_COPY;
+    else if (strcmp(m->value, "keep") == 0)
+      pol = EMA_POLICY_KEEP;
+    else if (strcmp(m->value, "average") == 0)
+      pol = EMA_POLICY_AVERAGE;
+    else {
+      char kq[CKPT_QUOTE_CAP];
+      ckpt_quote(kq, sizeof kq, m->key);
+      return ema__fail(ctx, EMA_E_FORMAT, "%s: metadata %s has unknown policy %s", L->fn, kq, Q(m->value));
+    }
+    const ema_tensor *t = ema__find(ctx, m->key + pl);
+    if (t) L->fpol[t - ctx->tensors] = pol; /* tensors not registered are ignored */
+  }
+  return EMA_OK;
+}
+
+ema_status load_check_policy(loader *L, size_t i, const char *avg_key) {
+  const ema_tensor *t = &L->ctx->tensors[i];
+  ema_policy fp = L->fpol[i] >= 0 ? (ema_policy)L->fpol[i]
+                                  : (avg_key && st_find(L->f, avg_key) ? EMA_POLICY_AVERAGE : EMA_POLICY_COPY);
+  /* unrecorded and registered AVERAGE: the missing average is reported by
+     the plan, naming the key it looked for */
+  if (fp == t->policy || (L->fpol[i] < 0 && t->policy == EMA_POLICY_AVERAGE)) return EMA_OK;
+  char qbuf[CKPT_QUOTE_CAP];
+  return ema__fail(L->ctx, EMA_E_MISMATCH,
+                   "%s: tensor %s was saved with policy %s but is registered with policy %s; register it with "
+                   "ema_track_policy(..., %s) to load this checkpoint",
+                   L->fn, Q(t->name), ema__policy_name(fp), ema__policy_name(t->policy),
+                   fp == EMA_POLICY_KEEP ? "EMA_POLICY_KEEP" : fp == EMA_POLICY_COPY ? "EMA_POLICY_COPY"
+                                                                                    : "EMA_POLICY_AVERAGE");
+}
