@@ -281,7 +281,7 @@ static void test_stale_temps(void) {
     ema_save(ctx, p);
     _exit(0);
   }
-  sleep_ms(100);
+  for (int waited = 0; waited < 10000 && count_temps("ck.st") == 0; waited += 5) sleep_ms(5);
   kill(child, SIGKILL);
   waitpid(child, NULL, 0);
   st_test_named_temp(0);
