@@ -139,6 +139,97 @@ static ema_status st_bad(char *err, size_t cap, const char *what, const char *s,
   return EMA_E_INVALID_ARG;
 }
 
+/* The header into b: 8 placeholder bytes for the length, then the JSON
+   (metadata first, tensors in p->order with their data offsets). */
+static void st_header_json(st_buf *b, const st_wtensor *t, size_t n, const st_wmeta *m, size_t nm, const st_prep *p) {
+  sb_put(b, "\0\0\0\0\0\0\0\0{", 9);
+  int first = 1;
+  if (nm) {
+    sb_lit(b, "\"__metadata__\":{");
+    for (size_t i = 0; i < nm; i++) {
+      if (i) sb_lit(b, ",");
+      sb_str(b, m[i].key, strlen(m[i].key));
+      sb_lit(b, ":");
+      sb_str(b, m[i].value, strlen(m[i].value));
+    }
+    sb_lit(b, "}");
+    first = 0;
+  }
+  uint64_t off = 0;
+  for (size_t k = 0; k < n; k++) {
+    const st_wtensor *w = &t[p->order[k]];
+    if (!first) sb_lit(b, ",");
+    first = 0;
+    sb_str(b, w->name, strlen(w->name));
+    sb_lit(b, ":{\"dtype\":");
+    sb_str(b, st_dtype_name(w->dtype), strlen(st_dtype_name(w->dtype)));
+    sb_lit(b, ",\"shape\":[");
+    for (int d = 0; d < w->ndim; d++) {
+      if (d) sb_lit(b, ",");
+      sb_u64(b, (uint64_t)w->shape[d]);
+    }
+    sb_lit(b, "],\"data_offsets\":[");
+    sb_u64(b, off);
+    sb_lit(b, ",");
+    off += p->nbytes[p->order[k]];
+    sb_u64(b, off);
+    sb_lit(b, "]}");
+  }
+  sb_lit(b, "}");
+}
+
+/* Tensor i of a write: name, dtype, shape and size; its byte count into
+   p->nbytes[i], added to p->data_len. */
+static ema_status st_check_tensor(const st_wtensor *w, size_t i, int need_data, st_prep *p, char *err, size_t cap) {
+  if (!w->name) {
+    return st_bad(err, cap, "tensor", NULL, i, "NULL name");
+  }
+  size_t len = strlen(w->name);
+  if (st_utf8_check((const unsigned char *)w->name, len) != len) {
+    return st_bad(err, cap, "tensor", w->name, i, "name is not valid UTF-8");
+  }
+  if (strcmp(w->name, "__metadata__") == 0) {
+    return st_bad(err, cap, "tensor", w->name, i, "name is reserved for metadata");
+  }
+  if ((unsigned)w->dtype >= (unsigned)ST_DTYPE_COUNT) {
+    return st_bad(err, cap, "tensor", w->name, i, "unknown dtype");
+  }
+  if (w->ndim < 0 || w->ndim > ST_MAX_RANK || (w->ndim > 0 && !w->shape)) {
+    return st_bad(err, cap, "tensor", w->name, i, "ndim outside [0, 64] or NULL shape");
+  }
+  for (int d = 0; d < w->ndim; d++) {
+    if (w->shape[d] < 0 || (uint64_t)w->shape[d] > ST_MAX_INT) {
+      return st_bad(err, cap, "tensor", w->name, i, "a dimension is outside [0, 2^53]");
+    }
+  }
+  uint64_t count;
+  int r = st_tensor_size(w->dtype, w->ndim, w->shape, &count, &p->nbytes[i]);
+  if (r == -1) {
+    return st_bad(err, cap, "tensor", w->name, i, "size overflows 64 bits");
+  }
+  if (r == -2) {
+    return st_bad(err, cap, "tensor", w->name, i, "not a whole number of bytes");
+  }
+  if (need_data && p->nbytes[i] > 0 && !w->data) {
+    return st_bad(err, cap, "tensor", w->name, i, "NULL data");
+  }
+  if (st_add_u64(p->data_len, p->nbytes[i], &p->data_len) != 0 ||
+      p->data_len > ST_MAX_INT) {
+    return st_bad(err, cap, "tensor", w->name, i, "the data would exceed 2^53 bytes");
+  }
+  return EMA_OK;
+}
+
+/* Metadata entry i of a write: non-NULL, valid UTF-8. */
+static ema_status st_check_meta(const st_wmeta *m, size_t i, char *err, size_t cap) {
+  if (!m->key || !m->value) return st_bad(err, cap, "metadata key", m->key, i, "NULL key or value");
+  size_t kl = strlen(m->key), vl = strlen(m->value);
+  if (st_utf8_check((const unsigned char *)m->key, kl) != kl ||
+      st_utf8_check((const unsigned char *)m->value, vl) != vl)
+    return st_bad(err, cap, "metadata key", m->key, i, "key or value is not valid UTF-8");
+  return EMA_OK;
+}
+
 ema_status st_prepare(const st_wtensor *t, size_t n, const st_wmeta *m, size_t nm, int need_data, st_prep *p,
                       char *err, size_t cap) {
   memset(p, 0, sizeof *p);
@@ -157,66 +248,11 @@ ema_status st_prepare(const st_wtensor *t, size_t n, const st_wmeta *m, size_t n
   if (!p->order || !p->nbytes || !names || !keys) goto nomem;
 
   for (size_t i = 0; i < n; i++) {
-    const st_wtensor *w = &t[i];
-    if (!w->name) {
-      st = st_bad(err, cap, "tensor", NULL, i, "NULL name");
-      goto fail;
-    }
-    size_t len = strlen(w->name);
-    if (st_utf8_check((const unsigned char *)w->name, len) != len) {
-      st = st_bad(err, cap, "tensor", w->name, i, "name is not valid UTF-8");
-      goto fail;
-    }
-    if (strcmp(w->name, "__metadata__") == 0) {
-      st = st_bad(err, cap, "tensor", w->name, i, "name is reserved for metadata");
-      goto fail;
-    }
-    if ((unsigned)w->dtype >= (unsigned)ST_DTYPE_COUNT) {
-      st = st_bad(err, cap, "tensor", w->name, i, "unknown dtype");
-      goto fail;
-    }
-    if (w->ndim < 0 || w->ndim > ST_MAX_RANK || (w->ndim > 0 && !w->shape)) {
-      st = st_bad(err, cap, "tensor", w->name, i, "ndim outside [0, 64] or NULL shape");
-      goto fail;
-    }
-    for (int d = 0; d < w->ndim; d++) {
-      if (w->shape[d] < 0 || (uint64_t)w->shape[d] > ST_MAX_INT) {
-        st = st_bad(err, cap, "tensor", w->name, i, "a dimension is outside [0, 2^53]");
-        goto fail;
-      }
-    }
-    uint64_t count;
-    int r = st_tensor_size(w->dtype, w->ndim, w->shape, &count, &p->nbytes[i]);
-    if (r == -1) {
-      st = st_bad(err, cap, "tensor", w->name, i, "size overflows 64 bits");
-      goto fail;
-    }
-    if (r == -2) {
-      st = st_bad(err, cap, "tensor", w->name, i, "not a whole number of bytes");
-      goto fail;
-    }
-    if (need_data && p->nbytes[i] > 0 && !w->data) {
-      st = st_bad(err, cap, "tensor", w->name, i, "NULL data");
-      goto fail;
-    }
-    if (st_add_u64(p->data_len, p->nbytes[i], &p->data_len) != 0 ||
-        p->data_len > ST_MAX_INT) {
-      st = st_bad(err, cap, "tensor", w->name, i, "the data would exceed 2^53 bytes");
-      goto fail;
-    }
+    if ((st = st_check_tensor(&t[i], i, need_data, p, err, cap)) != EMA_OK) goto fail;
     p->order[i] = names[i] = i;
   }
   for (size_t i = 0; i < nm; i++) {
-    if (!m[i].key || !m[i].value) {
-      st = st_bad(err, cap, "metadata key", m[i].key, i, "NULL key or value");
-      goto fail;
-    }
-    size_t kl = strlen(m[i].key), vl = strlen(m[i].value);
-    if (st_utf8_check((const unsigned char *)m[i].key, kl) != kl ||
-        st_utf8_check((const unsigned char *)m[i].value, vl) != vl) {
-      st = st_bad(err, cap, "metadata key", m[i].key, i, "key or value is not valid UTF-8");
-      goto fail;
-    }
+    if ((st = st_check_meta(&m[i], i, err, cap)) != EMA_OK) goto fail;
     keys[i] = i;
   }
   if (st_msort(names, n, st_cmp_wname, t) != 0 || st_msort(keys, nm, st_cmp_wmeta, m) != 0 ||
@@ -235,41 +271,7 @@ ema_status st_prepare(const st_wtensor *t, size_t n, const st_wmeta *m, size_t n
     }
   }
 
-  /* The header: 8 placeholder bytes for the length, then the JSON. */
-  sb_put(&b, "\0\0\0\0\0\0\0\0{", 9);
-  int first = 1;
-  if (nm) {
-    sb_lit(&b, "\"__metadata__\":{");
-    for (size_t i = 0; i < nm; i++) {
-      if (i) sb_lit(&b, ",");
-      sb_str(&b, m[i].key, strlen(m[i].key));
-      sb_lit(&b, ":");
-      sb_str(&b, m[i].value, strlen(m[i].value));
-    }
-    sb_lit(&b, "}");
-    first = 0;
-  }
-  uint64_t off = 0;
-  for (size_t k = 0; k < n; k++) {
-    const st_wtensor *w = &t[p->order[k]];
-    if (!first) sb_lit(&b, ",");
-    first = 0;
-    sb_str(&b, w->name, strlen(w->name));
-    sb_lit(&b, ":{\"dtype\":");
-    sb_str(&b, st_dtype_name(w->dtype), strlen(st_dtype_name(w->dtype)));
-    sb_lit(&b, ",\"shape\":[");
-    for (int d = 0; d < w->ndim; d++) {
-      if (d) sb_lit(&b, ",");
-      sb_u64(&b, (uint64_t)w->shape[d]);
-    }
-    sb_lit(&b, "],\"data_offsets\":[");
-    sb_u64(&b, off);
-    sb_lit(&b, ",");
-    off += p->nbytes[p->order[k]];
-    sb_u64(&b, off);
-    sb_lit(&b, "]}");
-  }
-  sb_lit(&b, "}");
+  st_header_json(&b, t, n, m, nm, p);
   while (!b.oom && b.len % 8 != 0) sb_lit(&b, " ");
   if (b.oom) goto nomem;
   uint64_t hl = (uint64_t)b.len - 8;
