@@ -105,4 +105,13 @@ ema_status st_parse_header(const unsigned char *json, size_t len, uint64_t base,
                            char *err, size_t err_cap);
 void st_header_free(st_header *h);
 
+/* Size of the message buffers of the reader and the validator. */
+enum { ST_MSG = 1024 };
+
+/* Validate a parsed header against a data section of data_len bytes
+   (st_validate.c). On success *by_name gets the tensor indices sorted by
+   name (the caller frees). Writes the message (without path) into msg, which
+   holds ST_MSG bytes. EMA_E_FORMAT or EMA_E_NOMEM. */
+ema_status st_validate(st_header *h, uint64_t data_len, size_t **by_name, char *msg);
+
 #endif /* EMA_IO_ST_INTERNAL_H */
