@@ -1,0 +1,235 @@
+/*
+ * tests/dist/test_dist.c: sharded EMA at world sizes 1 to 4, with ranks as
+ * threads of one process (thread_comm.h): bitwise equality with the
+ * unsharded run, uneven and empty shards, resharding 4 -> 3 -> 1 continuing
+ * bit for bit, zero_debias, and disagreeing ranks refused.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "dist/model.h"
+#include "dist/thread_comm.h"
+
+static char tmp[256];
+
+typedef struct job {
+  mrank m;
+  const ema_comm *comm;
+  const char *dir;
+  int world, rank, op; /* OP_* */
+  uint32_t from, to;   /* steps */
+  mopts o;
+  ema_status st;
+  char err[512];
+} job;
+
+enum { OP_INIT, OP_TRAIN, OP_SAVE, OP_LOAD, OP_LOAD_MODEL, OP_FREE };
+
+static void *run_job(void *arg) {
+  job *j = (job *)arg;
+  j->st = EMA_OK;
+  switch (j->op) {
+    case OP_INIT: j->st = m_init(&j->m, j->world, j->rank, &j->o) ? EMA_E_NOMEM : EMA_OK; break;
+    case OP_TRAIN:
+      for (uint32_t s = j->from; s <= j->to && j->st == EMA_OK; s++) j->st = m_step(&j->m, s) ? EMA_E_STATE : EMA_OK;
+      break;
+    case OP_SAVE: j->st = ema_save_sharded(j->m.ctx, j->dir, j->comm); break;
+    case OP_LOAD: j->st = ema_load_sharded(j->m.ctx, j->dir, j->comm); break;
+    case OP_LOAD_MODEL: j->st = ema_load_sharded_averages_into_model(j->m.ctx, j->dir, j->comm); break;
+    case OP_FREE: m_free(&j->m); break;
+  }
+  if (j->st != EMA_OK && j->m.ctx) snprintf(j->err, sizeof j->err, "%s", ema_last_error(j->m.ctx));
+  return NULL;
+}
+
+/* A world of w ranks (w == 1 uses comm NULL). */
+typedef struct world {
+  int w;
+  tc_world tw;
+  job j[TC_MAX];
+} world;
+
+static void world_init(world *W, int w, int zero_debias) {
+  memset(W, 0, sizeof *W);
+  W->w = w;
+  tc_init(&W->tw, w);
+  for (int r = 0; r < w; r++) {
+    W->j[r].world = w;
+    W->j[r].rank = r;
+    W->j[r].comm = w == 1 ? NULL : &W->tw.comm[r];
+    W->j[r].o.sharded = 1;
+    W->j[r].o.zero_debias = zero_debias;
+  }
+}
+
+/* Run op on every rank; returns the status all ranks returned, or -1 when
+   they disagree. */
+static int world_op(world *W, int op, const char *dir, uint32_t from, uint32_t to) {
+  void *args[TC_MAX];
+  for (int r = 0; r < W->w; r++) {
+    W->j[r].op = op;
+    W->j[r].dir = dir;
+    W->j[r].from = from;
+    W->j[r].to = to;
+    args[r] = &W->j[r];
+  }
+  tc_run(W->w, run_job, args);
+  for (int r = 1; r < W->w; r++)
+    if (W->j[r].st != W->j[0].st) return -1;
+  if (W->j[0].st != EMA_OK) fprintf(stderr, "  (rank 0: %s)\n", W->j[0].err);
+  return (int)W->j[0].st;
+}
+
+static long world_diff(world *W, const mrank *ref) {
+  long bad = 0;
+  for (int r = 0; r < W->w; r++) bad += m_diff(&W->j[r].m, ref);
+  return bad;
+}
+
+static void world_free(world *W) {
+  world_op(W, OP_FREE, NULL, 0, 0);
+  tc_destroy(&W->tw);
+}
+
+static char *path(const char *name) {
+  static char buf[8][512];
+  static int i;
+  char *p = buf[i++ % 8];
+  snprintf(p, 512, "%s/%s", tmp, name);
+  return p;
+}
+
+/* Save at 4, load at 3, train, save, load at 1, train: bitwise equal to
+   one unsharded run throughout. */
+static void test_reshard(int zero_debias) {
+  mrank ref;
+  mopts ro = {zero_debias, 0};
+  CHECK(m_init(&ref, 1, 0, &ro) == 0);
+  world A, B, C;
+  world_init(&A, 4, zero_debias);
+  CHECK(world_op(&A, OP_INIT, NULL, 0, 0) == EMA_OK);
+  CHECK(world_op(&A, OP_TRAIN, NULL, 1, 5) == EMA_OK);
+  for (uint32_t s = 1; s <= 5; s++) CHECK(m_step(&ref, s) == 0);
+  CHECK(world_diff(&A, &ref) == 0);
+  const char *d4 = path(zero_debias ? "zd4" : "ck4"), *d3 = path(zero_debias ? "zd3" : "ck3");
+  CHECK(world_op(&A, OP_SAVE, d4, 0, 0) == EMA_OK);
+  world_free(&A);
+
+  world_init(&B, 3, zero_debias);
+  CHECK(world_op(&B, OP_INIT, NULL, 0, 0) == EMA_OK);
+  CHECK(world_diff(&B, &ref) != 0); /* fresh: not the trained state */
+  CHECK(world_op(&B, OP_LOAD, d4, 0, 0) == EMA_OK);
+  CHECK(world_diff(&B, &ref) == 0);
+  CHECK(world_op(&B, OP_TRAIN, NULL, 6, 8) == EMA_OK);
+  for (uint32_t s = 6; s <= 8; s++) CHECK(m_step(&ref, s) == 0);
+  CHECK(world_diff(&B, &ref) == 0);
+  CHECK(world_op(&B, OP_SAVE, d3, 0, 0) == EMA_OK);
+  world_free(&B);
+  if (!zero_debias) CHECK(ema_save(ref.ctx, path("ref8.safetensors")) == EMA_OK);
+
+  world_init(&C, 1, zero_debias);
+  CHECK(world_op(&C, OP_INIT, NULL, 0, 0) == EMA_OK);
+  CHECK(world_op(&C, OP_LOAD, d3, 0, 0) == EMA_OK);
+  CHECK(world_diff(&C, &ref) == 0);
+  CHECK(ema_last_step(C.j[0].m.ctx) == ema_last_step(ref.ctx));
+  CHECK(world_op(&C, OP_TRAIN, NULL, 9, 10) == EMA_OK);
+  for (uint32_t s = 9; s <= 10; s++) CHECK(m_step(&ref, s) == 0);
+  CHECK(world_diff(&C, &ref) == 0);
+  world_free(&C);
+  m_free(&ref);
+}
+
+/* The averages land in the model boxes, at another world size. */
+static void test_averages_into_model(void) {
+  mrank ref;
+  mopts ro = {0, 0};
+  CHECK(m_init(&ref, 1, 0, &ro) == 0);
+  for (uint32_t s = 1; s <= 8; s++) CHECK(m_step(&ref, s) == 0);
+  CHECK(ema_copy_to(ref.ctx) == EMA_OK); /* the reference: averages in the model */
+  world W;
+  world_init(&W, 2, 0);
+  CHECK(world_op(&W, OP_INIT, NULL, 0, 0) == EMA_OK);
+  CHECK(world_op(&W, OP_LOAD_MODEL, path("ck3"), 0, 0) == EMA_OK);
+  long bad = 0;
+  for (int r = 0; r < 2; r++) {
+    mrank *m = &W.j[r].m;
+    for (int t = 0; t < M_TENSORS; t++) {
+      size_t es = ema_dtype_size(M_SPEC[t].dtype);
+      int64_t n = 1;
+      for (int d = 0; d < M_SPEC[t].ndim; d++) n *= m->local[t][d];
+      for (int64_t i = 0; i < n; i++)
+        bad += memcmp((char *)m->data[t] + (size_t)i * es, (char *)ref.data[t] + (size_t)m_global_index(m, t, i) * es,
+                      es) != 0;
+    }
+  }
+  CHECK(bad == 0);
+  world_free(&W);
+  m_free(&ref);
+}
+
+/* Ranks that disagree (a box missing, another global shape) fail together
+   with EMA_E_MISMATCH and write nothing. */
+static void *bad_rank(void *arg) {
+  job *j = (job *)arg;
+  mopts o = {0, 1};
+  m_init(&j->m, j->world, j->rank, &o);
+  if (j->rank == 1) { /* rank 1 registers one more tensor */
+    static float x[2];
+    int64_t g = 4, off = 2, loc = 2;
+    ema_track_shard(j->m.ctx, "extra", x, EMA_F32, 1, &g, &off, &loc);
+  }
+  j->st = ema_save_sharded(j->m.ctx, j->dir, j->comm);
+  m_free(&j->m);
+  return NULL;
+}
+
+static void test_disagreement(void) {
+  world W;
+  world_init(&W, 2, 0);
+  void *args[2] = {&W.j[0], &W.j[1]};
+  W.j[0].dir = W.j[1].dir = path("bad");
+  tc_run(2, bad_rank, args);
+  CHECK(W.j[0].st == EMA_E_MISMATCH && W.j[1].st == EMA_E_MISMATCH);
+  struct stat sb;
+  CHECK(stat(path("bad/manifest.json"), &sb) != 0);
+  tc_destroy(&W.tw);
+}
+
+static void test_track_shard_args(void) {
+  ema_ctx *c = NULL;
+  CHECK(ema_create(&c, 0.9) == EMA_OK);
+  float x[4];
+  int64_t g[2] = {4, 2}, off[2] = {3, 0}, loc[2] = {2, 2}, okoff[2] = {2, 0};
+  CHECK_ST(c, ema_track_shard(c, "x", x, EMA_F32, 2, g, off, loc), EMA_E_INVALID_ARG);
+  CHECK(ema_count(c) == 0);
+  CHECK_ST(c, ema_track_shard(c, "x", x, EMA_F32, 2, g, NULL, loc), EMA_E_INVALID_ARG);
+  CHECK_ST(c, ema_track_shard(c, "x", x, EMA_I32, 2, g, okoff, loc), EMA_E_DTYPE);
+  CHECK_ST(c, ema_track_shard(c, "x", x, EMA_F32, 2, g, okoff, loc), EMA_OK);
+  CHECK_ST(c, ema_track_shard(c, "x", x, EMA_F32, 2, g, okoff, loc), EMA_E_EXISTS);
+  int sharded = 0;
+  int64_t gg[EMA_MAX_DIMS], oo[EMA_MAX_DIMS];
+  CHECK_ST(c, ema_shard_info(c, "x", &sharded, gg, oo), EMA_OK);
+  CHECK(sharded == 1 && gg[0] == 4 && gg[1] == 2 && oo[0] == 2 && oo[1] == 0);
+  CHECK_ST(c, ema_shard_info(c, "y", NULL, NULL, NULL), EMA_E_NOT_FOUND);
+  CHECK(ema_untrack(c, "x") == EMA_OK); /* frees the shard (ASan/valgrind) */
+  ema_free(c);
+}
+
+int main(void) {
+  snprintf(tmp, sizeof tmp, "/tmp/ema_test_dist_%ld", (long)getpid());
+  mkdir(tmp, 0755);
+  test_track_shard_args();
+  test_reshard(0);
+  test_reshard(1);
+  test_averages_into_model();
+  test_disagreement();
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+  if (getenv("EMA_TEST_KEEP")) printf("kept %s\n", tmp);
+  else if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+  return check_report("test_dist");
+}
