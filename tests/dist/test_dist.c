@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -219,11 +220,106 @@ static void test_track_shard_args(void) {
   ema_free(c);
 }
 
+static unsigned char *slurp(const char *p, size_t *n) {
+  FILE *f = fopen(p, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long len = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *b = (unsigned char *)malloc((size_t)len + 1);
+  *n = b ? fread(b, 1, (size_t)len, f) : 0;
+  b[*n] = 0;
+  fclose(f);
+  return b;
+}
+
+static int same_file(const char *a, const char *b) {
+  size_t na = 0, nb = 0;
+  unsigned char *x = slurp(a, &na), *y = slurp(b, &nb);
+  int same = x && y && na == nb && memcmp(x, y, na) == 0;
+  free(x);
+  free(y);
+  return same;
+}
+
+static int progress_calls;
+static uint64_t progress_last, progress_total;
+static void on_progress(void *user, uint64_t done, uint64_t total) {
+  (void)user;
+  progress_calls++;
+  progress_last = done;
+  progress_total = total;
+}
+
+/* consolidate of the 3-rank checkpoint == ema_save of the unsharded run. */
+static void test_consolidate(void) {
+  char err[512] = "";
+  const char *out = path("cons.safetensors");
+  ema_status st = ema_consolidate(path("ck3"), out, on_progress, NULL, err, sizeof err);
+  CHECK_MSG(st == EMA_OK, "%s", err);
+  CHECK(same_file(out, path("ref8.safetensors")));
+  CHECK(progress_calls > 0 && progress_last == progress_total);
+  /* the unsharded reference's inference file, against the HF layout */
+  CHECK(ema_extract_averages(path("ref8.safetensors"), path("ref8_avg.safetensors"), NULL, err, sizeof err) == EMA_OK);
+  ema_file *ref = NULL;
+  CHECK(ema_file_open(&ref, path("ref8_avg.safetensors"), err, sizeof err) == EMA_OK);
+  for (int many = 0; many < 2; many++) {
+    const char *hf = path(many ? "hf_many" : "hf_one");
+    st = ema_consolidate_hf(path("ck3"), hf, many ? 200 : 0, NULL, NULL, err, sizeof err);
+    CHECK_MSG(st == EMA_OK, "%s", err);
+    char p[600];
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", hf);
+    size_t ilen = 0;
+    unsigned char *index = slurp(p, &ilen);
+    CHECK(many ? index != NULL : index == NULL);
+    if (many && index) CHECK(strstr((char *)index, "\"total_size\": ") && strstr((char *)index, "\"weight_map\""));
+    size_t found = 0, files = 0;
+    DIR *dd = opendir(hf);
+    struct dirent *de;
+    while (dd && (de = readdir(dd)) != NULL) {
+      if (!strstr(de->d_name, ".safetensors") || strstr(de->d_name, ".json")) continue;
+      files++;
+      snprintf(p, sizeof p, "%s/%s", hf, de->d_name);
+      CHECK(many ? strncmp(de->d_name, "model-0000", 10) == 0 : strcmp(de->d_name, "model.safetensors") == 0);
+      ema_file *g = NULL;
+      CHECK(ema_file_open(&g, p, err, sizeof err) == EMA_OK);
+      if (!g) continue;
+      for (size_t i = 0; i < ema_file_count(g); i++) {
+        ema_file_tensor t, r;
+        CHECK(ema_file_tensor_at(g, i, &t) == EMA_OK);
+        CHECK(ema_file_find(ref, t.name, &r) == EMA_OK);
+        CHECK(t.nbytes == r.nbytes && t.dtype == r.dtype);
+        unsigned char a[4096], b[4096];
+        if (t.nbytes <= sizeof a && r.nbytes == t.nbytes) {
+          CHECK(ema_file_read(g, t.name, 0, a, (size_t)t.nbytes, err, sizeof err) == EMA_OK);
+          CHECK(ema_file_read(ref, r.name, 0, b, (size_t)r.nbytes, err, sizeof err) == EMA_OK);
+          CHECK(memcmp(a, b, (size_t)t.nbytes) == 0);
+        }
+        if (index) CHECK(strstr((char *)index, t.name) != NULL);
+        found++;
+      }
+      ema_file_close(g);
+    }
+    if (dd) closedir(dd);
+    CHECK(many ? files > 2 : files == 1);
+    size_t want = 0; /* the extract file also keeps the other members, "<n>/fast" */
+    for (size_t i = 0; i < ema_file_count(ref); i++) {
+      ema_file_tensor r;
+      ema_file_tensor_at(ref, i, &r);
+      want += strchr(r.name, '/') == NULL;
+    }
+    CHECK_MSG(found == want && want == 6, "%zu tensors, want %zu", found, want);
+    free(index);
+  }
+  ema_file_close(ref);
+}
+
 int main(void) {
   snprintf(tmp, sizeof tmp, "/tmp/ema_test_dist_%ld", (long)getpid());
   mkdir(tmp, 0755);
   test_track_shard_args();
   test_reshard(0);
+  test_consolidate();
   test_reshard(1);
   test_averages_into_model();
   test_disagreement();
