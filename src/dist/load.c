@@ -117,9 +117,9 @@ static ema_status read_entry(loader *L, size_t j) {
   return EMA_OK;
 }
 
-/* The EMA state: ema_load of rank 0's shard file (its metadata only) into
-   a skeleton context with this context's bank, and the manifest's copy of
-   the state must be the file's. */
+/* The manifest's copy of the EMA state must be rank 0's file's; then the
+   EMA state (not for averages_into_model): ema_load of rank 0's shard file (its metadata only) into
+   a skeleton context with this context's bank. */
 static ema_status read_state(loader *L) {
   ema_status st = EMA_OK;
   if (!L->files[0]) st = mf_open_file(&L->m, L->dir, 0, &L->files[0], L->err, sizeof L->err);
@@ -131,6 +131,7 @@ static ema_status read_state(loader *L) {
     if (!v || strcmp(v, s->items[i].str) != 0)
       return FAIL(EMA_E_FORMAT, "state entry '%s' of the manifest is not the one of its shard file", s->keys[i]);
   }
+  if (L->for_model) return EMA_OK;
   ema_ctx *k = NULL;
   if (ema_create(&k, 0.5) != EMA_OK) return FAIL(EMA_E_NOMEM, "out of memory");
   L->skel = k;
@@ -183,7 +184,7 @@ static ema_status run(loader *L) {
   if (!L->mt || !L->staged || !L->files) return FAIL(EMA_E_NOMEM, "out of memory");
   st = match(L);
   for (size_t j = 0; j < L->n && st == EMA_OK; j++) st = read_entry(L, j);
-  if (st == EMA_OK && !L->for_model) st = read_state(L);
+  if (st == EMA_OK) st = read_state(L);
   return st;
 }
 

@@ -81,7 +81,7 @@ static int world_op(world *W, int op, const char *dir, uint32_t from, uint32_t t
   tc_run(W->w, run_job, args);
   for (int r = 1; r < W->w; r++)
     if (W->j[r].st != W->j[0].st) return -1;
-  if (W->j[0].st != EMA_OK) fprintf(stderr, "  (rank 0: %s)\n", W->j[0].err);
+  if (W->j[0].st != EMA_OK && getenv("EMA_TEST_VERBOSE")) fprintf(stderr, "  (rank 0: %s)\n", W->j[0].err);
   return (int)W->j[0].st;
 }
 
@@ -314,6 +314,145 @@ static void test_consolidate(void) {
   ema_file_close(ref);
 }
 
+static uint64_t digest(const mrank *m) {
+  uint64_t h = 1469598103934665603ull;
+  for (int t = 0; t < M_TENSORS; t++) {
+    int64_t n = 1;
+    for (int d = 0; d < M_SPEC[t].ndim; d++) n *= m->local[t][d];
+    size_t es = ema_dtype_size(M_SPEC[t].dtype);
+    for (int k = -1; k < (M_SPEC[t].state ? 0 : 2); k++) {
+      ema_dtype dt;
+      const unsigned char *p = k < 0 ? (const unsigned char *)m->data[t]
+                                     : (const unsigned char *)ema_average_of(m->ctx, M_SPEC[t].name, (size_t)k, &dt);
+      size_t bytes = (size_t)n * (k < 0 ? es : ema_dtype_size(dt));
+      for (size_t i = 0; i < bytes; i++) h = (h ^ p[i]) * 1099511628211ull;
+    }
+  }
+  return h ^ (uint64_t)ema_get_num_updates(m->ctx) ^ ((uint64_t)ema_last_step(m->ctx) << 32);
+}
+
+static void put(const char *p, const void *b, size_t n) {
+  FILE *f = fopen(p, "wb");
+  if (f) {
+    fwrite(b, 1, n, f);
+    fclose(f);
+  }
+}
+
+/* Replace the first `from` of text by `to` into dir/manifest.json; 0 when
+   from is not in text. */
+static int mutate(const char *dir, const char *text, const char *from, const char *to) {
+  const char *at = strstr(text, from);
+  if (!at) return 0;
+  size_t n = strlen(text), a = (size_t)(at - text), fl = strlen(from), tl = strlen(to);
+  char *o = (char *)malloc(n - fl + tl + 1);
+  memcpy(o, text, a);
+  memcpy(o + a, to, tl);
+  memcpy(o + a + tl, at + fl, n - a - fl + 1);
+  char p[600];
+  snprintf(p, sizeof p, "%s/manifest.json", dir);
+  put(p, o, strlen(o));
+  free(o);
+  return 1;
+}
+
+/* Loading a hostile checkpoint fails on every rank and changes nothing. */
+static void expect_refused_as(world *W, const char *dir, int want, const char *what, int model_too) {
+  uint64_t before[TC_MAX];
+  for (int r = 0; r < W->w; r++) before[r] = digest(&W->j[r].m);
+  int got = world_op(W, OP_LOAD, dir, 0, 0);
+  CHECK_MSG(got == want, "%s: got %d, want %d", what, got, want);
+  for (int r = 0; r < W->w; r++) CHECK_MSG(digest(&W->j[r].m) == before[r], "%s changed rank %d", what, r);
+  if (!model_too) return; /* the model's load does not read the damaged bytes */
+  got = world_op(W, OP_LOAD_MODEL, dir, 0, 0);
+  CHECK_MSG(got == want || want == EMA_E_MISMATCH, "%s (into model): got %d, want %d", what, got, want);
+  for (int r = 0; r < W->w; r++) CHECK_MSG(digest(&W->j[r].m) == before[r], "%s changed rank %d", what, r);
+}
+
+static void expect_refused(world *W, const char *dir, int want, const char *what) {
+  expect_refused_as(W, dir, want, what, 1);
+}
+
+static void test_hostile(void) {
+  world S, L;
+  world_init(&S, 2, 0);
+  CHECK(world_op(&S, OP_INIT, NULL, 0, 0) == EMA_OK);
+  CHECK(world_op(&S, OP_TRAIN, NULL, 1, 5) == EMA_OK);
+  const char *hx = path("hx"), *hy = path("hy");
+  CHECK(world_op(&S, OP_SAVE, hx, 0, 0) == EMA_OK);
+  CHECK(world_op(&S, OP_TRAIN, NULL, 6, 6) == EMA_OK);
+  CHECK(world_op(&S, OP_SAVE, hy, 0, 0) == EMA_OK);
+  world_free(&S);
+  world_init(&L, 2, 0);
+  CHECK(world_op(&L, OP_INIT, NULL, 0, 0) == EMA_OK);
+  CHECK(world_op(&L, OP_TRAIN, NULL, 1, 3) == EMA_OK);
+  char mp[600];
+  snprintf(mp, sizeof mp, "%s/manifest.json", hx);
+  size_t n = 0;
+  char *good = (char *)slurp(mp, &n);
+  CHECK(good != NULL);
+  if (!good) return;
+  static const struct {
+    const char *from, *to, *what;
+    int want;
+  } cases[] = {
+      {"\"offsets\": [6,0], \"shape\": [4,7]", "\"offsets\": [5,0], \"shape\": [4,7]", "overlapping chunks",
+       EMA_E_FORMAT},
+      {"\"offsets\": [0,0], \"shape\": [6,7]", "\"offsets\": [0,0], \"shape\": [5,7]", "a missing chunk",
+       EMA_E_FORMAT},
+      {"\"shape\": [10,7],", "\"shape\": [12,7],", "a wrong global shape", EMA_E_FORMAT},
+      {"\"name\": \"shard-00000", "\"name\": \"../shard-00000", "a file outside the directory", EMA_E_FORMAT},
+      {"\"name\": \"shard-00001", "\"name\": \"/etc/passwd\", \"x\": \"", "an absolute path", EMA_E_FORMAT},
+      {"\"format_version\": 1", "\"format_version\": 2", "another format version", EMA_E_FORMAT},
+      {"\"world_size\": 2", "\"world_size\": 3", "a wrong world size", EMA_E_FORMAT},
+      {"\"rank\": 1, \"bytes\": ", "\"rank\": 1, \"bytes\": 1", "a wrong file size", EMA_E_FORMAT},
+      {"\"ema.num_updates\": \"", "\"ema.num_updates\": \"7", "a state not the shard's", EMA_E_FORMAT},
+      {"\"checksum\": \"", "\"checksum\": \"0", "a bad checksum field", EMA_E_FORMAT},
+      {"\"tensors\": [", "\"tensors\": [{\"name\": \"w\"}, ", "a duplicate tensor", EMA_E_FORMAT},
+      {"\"dtype\": \"F32\"", "\"dtype\": \"F64\"", "another dtype", EMA_E_MISMATCH},
+      {"\"name\": \"w/fast\"", "\"name\": \"w/slow\"", "a missing average", EMA_E_MISMATCH},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    CHECK_MSG(mutate(hx, good, cases[i].from, cases[i].to), "pattern of '%s' not found", cases[i].what);
+    expect_refused(&L, hx, cases[i].want, cases[i].what);
+  }
+  put(mp, good, n / 2); /* truncated */
+  expect_refused(&L, hx, EMA_E_FORMAT, "a truncated manifest");
+  put(mp, good, n);
+  /* a shard file of another checkpoint, under this one's name */
+  char cmd[2000];
+  const char *keep = path("keep");
+  snprintf(cmd, sizeof cmd, "cd '%s' && f=$(ls shard-00001-of-00002.*.safetensors) && cp $f '%s' && cp ../hy/shard-00001-of-00002.*.safetensors $f", hx, keep);
+  CHECK(system(cmd) == 0);
+  expect_refused(&L, hx, EMA_E_FORMAT, "a shard of another checkpoint");
+  snprintf(cmd, sizeof cmd, "cd '%s' && cp '%s' $(ls shard-00001-of-00002.*.safetensors)", hx, keep);
+  CHECK(system(cmd) == 0);
+  /* a flipped data byte in rank 1's file: its checksum fails there, and
+     rank 0 fails with it */
+  snprintf(cmd, sizeof cmd, "cd '%s' && f=$(ls shard-00001-of-00002.*.safetensors) && "
+           "printf '\\377' | dd of=$f bs=1 seek=$(($(stat -c %%s $f) - 3)) conv=notrunc status=none", hx);
+  CHECK(system(cmd) == 0);
+  expect_refused_as(&L, hx, EMA_E_FORMAT, "a corrupt chunk", 0);
+  snprintf(cmd, sizeof cmd, "cd '%s' && cp '%s' $(ls shard-00001-of-00002.*.safetensors)", hx, keep);
+  CHECK(system(cmd) == 0);
+  CHECK(world_op(&L, OP_LOAD, hx, 0, 0) == EMA_OK); /* restored: loads */
+  expect_refused(&L, path("nothing-here"), EMA_E_IO, "no checkpoint");
+  free(good);
+  world_free(&L);
+}
+
+/* A context registering another global shape than the checkpoint's. */
+static void test_wrong_registration(void) {
+  ema_ctx *c = NULL;
+  CHECK(ema_create(&c, 0.9) == EMA_OK);
+  float x[80] = {0};
+  int64_t g[2] = {10, 8}, off[2] = {0, 0};
+  CHECK(ema_track_shard(c, "w", x, EMA_F32, 2, g, off, g) == EMA_OK);
+  CHECK_ST(c, ema_load_sharded(c, path("hx"), NULL), EMA_E_MISMATCH);
+  CHECK(strstr(ema_last_error(c), "global shape") != NULL);
+  ema_free(c);
+}
+
 int main(void) {
   snprintf(tmp, sizeof tmp, "/tmp/ema_test_dist_%ld", (long)getpid());
   mkdir(tmp, 0755);
@@ -323,6 +462,8 @@ int main(void) {
   test_reshard(1);
   test_averages_into_model();
   test_disagreement();
+  test_hostile();
+  test_wrong_registration();
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
   if (getenv("EMA_TEST_KEEP")) printf("kept %s\n", tmp);
