@@ -36,7 +36,7 @@ static const mspec M_SPEC[M_TENSORS] = {
 };
 
 /* Boundaries of rank r's part of n items over w ranks: uneven on purpose. */
-static void m_split(int64_t n, int w, int r, int64_t *lo, int64_t *hi) {
+static inline void m_split(int64_t n, int w, int r, int64_t *lo, int64_t *hi) {
   static const int64_t t4[5] = {0, 40, 70, 100, 100}, t3[4] = {0, 20, 90, 100}, t2[3] = {0, 60, 100};
   const int64_t *t = w == 4 ? t4 : w == 3 ? t3 : w == 2 ? t2 : NULL;
   if (!t) {
@@ -55,7 +55,7 @@ typedef struct mrank {
   int64_t off[M_TENSORS][3], local[M_TENSORS][3];
 } mrank;
 
-static uint32_t m_hash(uint32_t t, uint64_t g, uint32_t step) {
+static inline uint32_t m_hash(uint32_t t, uint64_t g, uint32_t step) {
   uint64_t x = (g + 1) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)t << 40) ^ ((uint64_t)step * 0xC2B2AE3D27D4EB4Full);
   x ^= x >> 29;
   x *= 0xBF58476D1CE4E5B9ull;
@@ -64,7 +64,7 @@ static uint32_t m_hash(uint32_t t, uint64_t g, uint32_t step) {
 }
 
 /* Write the model values of step into rank m's boxes. */
-static void m_fill(mrank *m, uint32_t step) {
+static inline void m_fill(mrank *m, uint32_t step) {
   for (int t = 0; t < M_TENSORS; t++) {
     const mspec *s = &M_SPEC[t];
     int64_t n = 1;
@@ -95,7 +95,7 @@ typedef struct mopts {
 } mopts;
 
 /* Create rank `rank` of `world` with the model at step 0. 0 or -1. */
-static int m_init(mrank *m, int world, int rank, const mopts *o) {
+static inline int m_init(mrank *m, int world, int rank, const mopts *o) {
   memset(m, 0, sizeof *m);
   m->world = world;
   m->rank = rank;
@@ -138,13 +138,13 @@ static int m_init(mrank *m, int world, int rank, const mopts *o) {
 }
 
 /* One training step: new model values, then an EMA update. */
-static int m_step(mrank *m, uint32_t step) {
+static inline int m_step(mrank *m, uint32_t step) {
   m_fill(m, step);
   ema_set_num_updates(m->ctx, step + 100); /* members 0 and 1 differ */
   return ema_apply(m->ctx) == EMA_OK ? 0 : -1;
 }
 
-static void m_free(mrank *m) {
+static inline void m_free(mrank *m) {
   ema_free(m->ctx);
   for (int t = 0; t < M_TENSORS; t++) free(m->data[t]);
   memset(m, 0, sizeof *m);
@@ -152,7 +152,7 @@ static void m_free(mrank *m) {
 
 /* Element i of rank m's box of tensor t, as an element of the full tensor
    of the unsharded reference. */
-static int64_t m_global_index(const mrank *m, int t, int64_t i) {
+static inline int64_t m_global_index(const mrank *m, int t, int64_t i) {
   const mspec *s = &M_SPEC[t];
   int64_t rem = i, g = 0, idx[3] = {0, 0, 0};
   for (int d = s->ndim - 1; d >= 0; d--) {
@@ -165,7 +165,7 @@ static int64_t m_global_index(const mrank *m, int t, int64_t i) {
 
 /* Number of elements of rank m's box of tensor t that differ, bitwise,
    from the reference: model values and every member's average. */
-static long m_diff(const mrank *m, const mrank *ref) {
+static inline long m_diff(const mrank *m, const mrank *ref) {
   long bad = 0;
   for (int t = 0; t < M_TENSORS; t++) {
     const mspec *s = &M_SPEC[t];
