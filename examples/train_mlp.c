@@ -163,7 +163,7 @@ static void track_model(ema_ctx *ctx, model *m, int64_t *global_step) {
   check(ema_track(ctx, "hidden.bias", m->b1, EMA_F32, 1, (int64_t[]){HIDDEN}), ctx, "track");
   check(ema_track(ctx, "out.weight", m->w2, EMA_F32, 2, (int64_t[]){CLASSES, HIDDEN}), ctx, "track");
   check(ema_track(ctx, "out.bias", m->b2, EMA_F32, 1, (int64_t[]){CLASSES}), ctx, "track");
-  check(ema_track_state(ctx, "global_step", global_step, EMA_I64, 0, NULL), ctx, "track_state");
+  check(ema_track_policy(ctx, "global_step", global_step, EMA_I64, 0, NULL, EMA_POLICY_COPY), ctx, "track_policy");
 }
 
 int main(int argc, char **argv) {

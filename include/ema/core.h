@@ -67,19 +67,35 @@ EMA_API const char *ema_version_string(void); /* static text, e.g. "0.1.0" */
 /* Status codes and dtypes (values are frozen: never renumbered or reused)   */
 /* ------------------------------------------------------------------------ */
 
-typedef enum ema_status {
-  EMA_OK = 0,
-  EMA_E_INVALID_ARG = 1, /* NULL where not allowed, decay outside [0,1], bad shape/option */
-  EMA_E_DTYPE = 2,       /* a dtype that cannot be averaged (integer, bool) */
-  EMA_E_NOMEM = 3,       /* an allocation failed; nothing was changed */
-  EMA_E_NOT_FOUND = 4,   /* no tensor of that name */
-  EMA_E_EXISTS = 5,      /* that name is already registered */
-  EMA_E_STATE = 6,       /* not allowed now (apply/save while swapped, restore without store) */
-  EMA_E_IO = 7,          /* open/read/write/fsync/rename failed */
-  EMA_E_FORMAT = 8,      /* not a valid checkpoint: truncated, corrupt, hostile */
-  EMA_E_MISMATCH = 9,    /* checkpoint lacks a tensor or has another dtype/shape */
-  EMA_E_UNSUPPORTED = 10 /* a feature this build of the library does not provide */
-} ema_status;
+/* The status table: X(name, value, text) for every status, in value order.
+   It generates the ema_status enum, ema_status_string() and ema_status_name();
+   a program may expand it too (libuv's UV_ERRNO_MAP). Values are frozen. */
+#define EMA_STATUS_MAP(X)                                                                  \
+  X(EMA_OK, 0, "ok")                                                                       \
+  /* NULL where not allowed, decay outside [0,1], bad shape/option */                      \
+  X(EMA_E_INVALID_ARG, 1, "invalid argument")                                              \
+  /* a dtype that cannot be averaged (integer, bool) */                                    \
+  X(EMA_E_DTYPE, 2, "dtype cannot be averaged")                                            \
+  /* an allocation failed; nothing was changed */                                          \
+  X(EMA_E_NOMEM, 3, "out of memory")                                                       \
+  /* no tensor (or bank member) of that name, or an index out of range */                  \
+  X(EMA_E_NOT_FOUND, 4, "no tensor of that name, or an index out of range")                \
+  /* that name is already registered */                                                    \
+  X(EMA_E_EXISTS, 5, "name already registered")                                            \
+  /* not allowed now (apply/save while swapped, restore without store) */                  \
+  X(EMA_E_STATE, 6, "not allowed in the current state")                                    \
+  /* open/read/write/fsync/rename failed */                                                \
+  X(EMA_E_IO, 7, "input/output error")                                                     \
+  /* not a valid checkpoint: truncated, corrupt, hostile */                                \
+  X(EMA_E_FORMAT, 8, "not a valid checkpoint")                                             \
+  /* checkpoint lacks a tensor or has another dtype/shape */                               \
+  X(EMA_E_MISMATCH, 9, "checkpoint does not match the registered tensors")                 \
+  /* a feature this build of the library does not provide */                               \
+  X(EMA_E_UNSUPPORTED, 10, "not supported by this build")
+
+#define EMA__STATUS_ENUMERATOR(name, value, text) name = value,
+typedef enum ema_status { EMA_STATUS_MAP(EMA__STATUS_ENUMERATOR) } ema_status;
+#undef EMA__STATUS_ENUMERATOR
 
 typedef enum ema_dtype {
   EMA_F32 = 0,  /* IEEE binary32 */
@@ -98,6 +114,24 @@ typedef enum ema_dtype {
 /* Static English text for a status ("invalid argument", ...); never NULL.
    Unknown values give "unknown status". Thread-safe. */
 EMA_API const char *ema_status_string(ema_status s);
+
+/* Static name of a status as spelled in this header ("EMA_E_IO"), or NULL for
+   a value outside the table: bindings loop over 0, 1, ... until NULL to learn
+   every status. Thread-safe. Since 0.2.0. */
+EMA_API const char *ema_status_name(ema_status s);
+
+/* Render s[0..n) for a message: printable ASCII and well-formed, printable
+   UTF-8 as is; control bytes, DEL, C1 controls (U+0080..U+009F) and bytes
+   of ill-formed UTF-8 as \xNN (uppercase hex); the backslash as \\. At most
+   64 source bytes are shown (never a character cut in two); when s is
+   longer, "..." follows. The output goes to buf (cap bytes, borrowed):
+   at most cap - 1 bytes and a terminating NUL, always; an escape or
+   character that does not fit is left out whole, and so is everything after
+   it. s is borrowed and may hold NUL bytes (shown as \x00); NULL s is the
+   empty string. Returns the bytes written, NUL excluded (0 when buf is NULL
+   or cap is 0, and then nothing is written). Never fails, never allocates.
+   Thread-safe. Since 0.2.0. */
+EMA_API size_t ema_escape(const char *s, size_t n, char *buf, size_t cap);
 
 /* Size in bytes of one element of dtype, or 0 for a value outside the enum.
    Thread-safe. */
@@ -145,7 +179,7 @@ EMA_API const char *ema_last_error(const ema_ctx *ctx);
    - dtype: EMA_F32, EMA_F64, EMA_F16 or EMA_BF16. Integer dtypes fail with
      EMA_E_DTYPE: averaging a step counter or an index makes no sense (the
      classic trap is a trainable global_step averaged by mistake); carry such
-     tensors with ema_track_state().
+     tensors with ema_track_policy(..., EMA_POLICY_COPY).
    - ndim in [0, EMA_MAX_DIMS]; shape[i] >= 0 (zero-size tensors are fine);
      shape may be NULL when ndim is 0.
    The shadow is created now as a copy of the current values (TensorFlow:
@@ -159,24 +193,41 @@ EMA_API const char *ema_last_error(const ema_ctx *ctx);
 EMA_API ema_status ema_track(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype,
                              int ndim, const int64_t *shape);
 
-/* Register plain state: a tensor of any dtype (integers included) that is
-   never averaged, only saved and restored under its own name (TensorFlow's
-   variables_to_restore() maps such variables to themselves). Same rules for
-   name, data and shape as ema_track(). Names share one namespace with
-   ema_track(). Since 0.1.0. */
-EMA_API ema_status ema_track_state(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype,
-                                   int ndim, const int64_t *shape);
+/* What the library does with a registered tensor (its "policy"). Values are
+   frozen.
+   - EMA_POLICY_AVERAGE: averaged (ema_track); floating dtypes only.
+   - EMA_POLICY_COPY: follows the model: never averaged, no shadow; its
+     average is the model tensor itself; saved and restored under its own
+     name only (BatchNorm statistics, integer buffers, a step counter;
+     TensorFlow's variables_to_restore() maps such variables to
+     themselves; 0.1's "plain state"). Any dtype. */
+typedef enum ema_policy {
+  EMA_POLICY_AVERAGE = 0,
+  EMA_POLICY_COPY = 1,
+  EMA_POLICY_KEEP = 2
+} ema_policy;
 
-/* Number of registered tensors (averaged and plain state), 0 for NULL. */
+/* Register a tensor with a policy (see ema_policy). EMA_POLICY_AVERAGE is
+   ema_track(). Same rules for name, data and shape as ema_track(); names
+   share one namespace whatever the policy.
+   Errors: those of ema_track(); EMA_E_INVALID_ARG for a policy outside the
+   enum; EMA_E_DTYPE for an integer dtype with EMA_POLICY_AVERAGE.
+   Since 0.2.0 (EMA_POLICY_COPY was ema_track_state() in 0.1). */
+EMA_API ema_status ema_track_policy(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype,
+                                    int ndim, const int64_t *shape, ema_policy policy);
+
+/* Number of registered tensors (every policy), 0 for NULL. */
 EMA_API size_t ema_count(const ema_ctx *ctx);
 
 /* Facts about the i-th registered tensor, in registration order, for tools
    and bindings. Any output pointer may be NULL. *name stays valid until
-   ema_free; *data is the caller's borrowed pointer; *averaged is 1 for
-   ema_track() tensors and 0 for plain state; *shape must hold EMA_MAX_DIMS.
-   Errors: EMA_E_INVALID_ARG (NULL ctx), EMA_E_NOT_FOUND (i out of range). */
+   ema_free (or ema_untrack); *data is the caller's borrowed pointer;
+   *policy is the tensor's policy; *shape must hold EMA_MAX_DIMS.
+   Errors: EMA_E_INVALID_ARG (NULL ctx), EMA_E_NOT_FOUND (i out of range).
+   Changed in 0.2.0: the last argument was `int *averaged` (1 for averaged
+   tensors): test `policy == EMA_POLICY_AVERAGE` instead. */
 EMA_API ema_status ema_tensor_info(const ema_ctx *ctx, size_t i, const char **name, void **data,
-                                   ema_dtype *dtype, int *ndim, int64_t *shape, int *averaged);
+                                   ema_dtype *dtype, int *ndim, int64_t *shape, ema_policy *policy);
 
 /* Point the registered tensor `name` at new memory of the same dtype and
    shape (borrowed, as in ema_track), keeping its averages: for a framework
@@ -225,12 +276,14 @@ EMA_API ema_status ema_set_zero_debias(ema_ctx *ctx, int on);
    no NUL. */
 EMA_API ema_status ema_set_name(ema_ctx *ctx, const char *name);
 
-/* The decay as set (ema_create, ema_set_decay, a loaded checkpoint), before
-   any warm-up; NaN for NULL. */
-EMA_API double ema_get_decay(const ema_ctx *ctx);
+/* The decay of member 0 as set (ema_create, ema_set_decay, a loaded
+   checkpoint), before any warm-up; NaN for NULL. Since 0.2.0 (was
+   ema_get_decay). */
+EMA_API double ema_decay(const ema_ctx *ctx);
 
-/* num_updates as set, -1 when off (and for NULL). */
-EMA_API int64_t ema_get_num_updates(const ema_ctx *ctx);
+/* num_updates as set, -1 when off (and for NULL). Since 0.2.0 (was
+   ema_get_num_updates). */
+EMA_API int64_t ema_num_updates(const ema_ctx *ctx);
 
 /* The decay d the next apply will use, after the num_updates warm-up,
    converted exactly from float32 to double. NaN for a NULL ctx. */
@@ -298,13 +351,14 @@ EMA_API ema_status ema_set_schedule(ema_ctx *ctx, const ema_schedule *s);
    Errors: EMA_E_INVALID_ARG (bad name or schedule, name taken, too many),
    EMA_E_STATE (tensors already tracked). */
 #define EMA_MAX_AVERAGES 8
-EMA_API ema_status ema_add_average(ema_ctx *ctx, const char *name, const ema_schedule *s, size_t *index);
+EMA_API ema_status ema_bank_add(ema_ctx *ctx, const char *name, const ema_schedule *s, size_t *index);
 
-/* Number of averages (1 + those added); 0 for NULL. */
-EMA_API size_t ema_average_count(const ema_ctx *ctx);
+/* Number of members of the bank (1 + those added); 0 for NULL. */
+EMA_API size_t ema_bank_size(const ema_ctx *ctx);
 
-/* Name of average k (owned by ctx), NULL when k is out of range. */
-EMA_API const char *ema_average_label(const ema_ctx *ctx, size_t k);
+/* Name of member k (owned by ctx, valid until ema_free or the next
+   ema_set_name for k == 0), NULL when k is out of range. */
+EMA_API const char *ema_bank_name(const ema_ctx *ctx, size_t k);
 
 /* One update of every average at training step `step` (>= 1, larger than the
    step of the previous ema_update), covering the steps since then; each
@@ -318,12 +372,17 @@ EMA_API ema_status ema_update(ema_ctx *ctx, int64_t step);
 /* Step of the last ema_update (0 before any). */
 EMA_API int64_t ema_last_step(const ema_ctx *ctx);
 
-/* Like ema_average(), for average k of the bank. */
-EMA_API const void *ema_average_of(const ema_ctx *ctx, const char *name, size_t k, ema_dtype *dtype);
+/* Like ema_average(), for member k of the bank; NULL also when k is out of
+   range. */
+EMA_API const void *ema_bank_average(const ema_ctx *ctx, const char *name, size_t k, ema_dtype *dtype);
 
-/* Which average ema_swap, ema_copy_to, ema_average and
-   ema_load_averages_into_model use (default 0). EMA_E_STATE while swapped. */
-EMA_API ema_status ema_set_active_average(ema_ctx *ctx, size_t k);
+/* Which member ema_swap, ema_copy_to, ema_average, ema_average_name,
+   ema_effective_decay and ema_load_averages_into_model use (default 0).
+   Errors: EMA_E_INVALID_ARG (k out of range), EMA_E_STATE (swapped). */
+EMA_API ema_status ema_bank_set_active(ema_ctx *ctx, size_t k);
+
+/* The active member (see ema_bank_set_active); 0 for NULL. Since 0.2.0. */
+EMA_API size_t ema_bank_active(const ema_ctx *ctx);
 
 /* Write average k of every averaged tensor, under the tensor's own name and
    in the shadow's dtype, to a safetensors snapshot file (atomically), with
@@ -365,7 +424,7 @@ EMA_API const void *ema_average(const ema_ctx *ctx, const char *name, ema_dtype 
 
 /* Write "<name>/<ema name>" (e.g. "w/ExponentialMovingAverage"), NUL
    terminated, into buf of cap bytes, with the name of the active average
-   (ema_set_active_average; average 0 by default). The name need not be
+   (ema_bank_set_active; average 0 by default). The name need not be
    tracked.
    Errors: EMA_E_INVALID_ARG for NULL arguments or when buf is too small
    (then buf is left unchanged). */
@@ -447,6 +506,28 @@ EMA_API int ema_threads(const ema_ctx *ctx);
    from the CPU and OS, or forced with the environment variable EMA_ISA.
    Static text. Thread-safe. */
 EMA_API const char *ema_isa(void);
+
+/* ------------------------------------------------------------------------ */
+/* Deprecated names (0.1 spellings; each calls its new name)                 */
+/* ------------------------------------------------------------------------ */
+
+/* deprecated: removed before 1.0, use ema_track_policy(..., EMA_POLICY_COPY) */
+EMA_API ema_status ema_track_state(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype,
+                                   int ndim, const int64_t *shape);
+/* deprecated: removed before 1.0, use ema_bank_add */
+EMA_API ema_status ema_add_average(ema_ctx *ctx, const char *name, const ema_schedule *s, size_t *index);
+/* deprecated: removed before 1.0, use ema_bank_size */
+EMA_API size_t ema_average_count(const ema_ctx *ctx);
+/* deprecated: removed before 1.0, use ema_bank_name */
+EMA_API const char *ema_average_label(const ema_ctx *ctx, size_t k);
+/* deprecated: removed before 1.0, use ema_bank_average */
+EMA_API const void *ema_average_of(const ema_ctx *ctx, const char *name, size_t k, ema_dtype *dtype);
+/* deprecated: removed before 1.0, use ema_bank_set_active */
+EMA_API ema_status ema_set_active_average(ema_ctx *ctx, size_t k);
+/* deprecated: removed before 1.0, use ema_decay */
+EMA_API double ema_get_decay(const ema_ctx *ctx);
+/* deprecated: removed before 1.0, use ema_num_updates */
+EMA_API int64_t ema_get_num_updates(const ema_ctx *ctx);
 
 #ifdef __cplusplus
 }

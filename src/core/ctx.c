@@ -21,21 +21,18 @@
 unsigned ema_version_number(void) { return EMA_VERSION_NUMBER; }
 const char *ema_version_string(void) { return EMA_VERSION_STRING; }
 
+#define EMA__STATUS_TEXT(name, value, text) \
+  case name: return text;
 const char *ema_status_string(ema_status s) {
-  switch (s) {
-    case EMA_OK: return "ok";
-    case EMA_E_INVALID_ARG: return "invalid argument";
-    case EMA_E_DTYPE: return "dtype cannot be averaged";
-    case EMA_E_NOMEM: return "out of memory";
-    case EMA_E_NOT_FOUND: return "no tensor of that name";
-    case EMA_E_EXISTS: return "name already registered";
-    case EMA_E_STATE: return "not allowed in the current state";
-    case EMA_E_IO: return "input/output error";
-    case EMA_E_FORMAT: return "not a valid checkpoint";
-    case EMA_E_MISMATCH: return "checkpoint does not match the registered tensors";
-    case EMA_E_UNSUPPORTED: return "not supported by this build";
-  }
+  switch (s) { EMA_STATUS_MAP(EMA__STATUS_TEXT) }
   return "unknown status";
+}
+
+#define EMA__STATUS_NAME(name, value, text) \
+  case name: return #name;
+const char *ema_status_name(ema_status s) {
+  switch (s) { EMA_STATUS_MAP(EMA__STATUS_NAME) }
+  return NULL;
 }
 
 size_t ema_dtype_size(ema_dtype d) {
@@ -194,43 +191,24 @@ const char *ema_last_error(const ema_ctx *ctx) {
   return ctx->err;
 }
 
+ema_status ema__fail(const ema_ctx *cctx, ema_status s, const char *fmt, ...) {
+  if (cctx) {
+    ema_ctx *ctx = (ema_ctx *)cctx; /* the message buffer is logically mutable */
+    va_list ap;
+    va_start(ap, fmt);
+    ema__verrf(ctx->err, sizeof ctx->err, fmt, ap);
+    va_end(ap);
+  }
+  return s;
+}
+
+void ema__clear_error(const ema_ctx *cctx) {
+  if (cctx) ((ema_ctx *)cctx)->err[0] = '\0';
+}
+
 /* ------------------------------------------------------------------------ */
 /* Tracking                                                                  */
 /* ------------------------------------------------------------------------ */
-
-int ema__valid_utf8(const char *str, size_t n) {
-  const unsigned char *s = (const unsigned char *)str;
-  size_t i = 0;
-  while (i < n) {
-    unsigned c = s[i];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80) {
-      i++;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return 0;
-    }
-    if (n - i < len) return 0;
-    for (size_t j = 1; j < len; j++) {
-      if ((s[i + j] & 0xC0) != 0x80) return 0;
-      cp = (cp << 6) | (s[i + j] & 0x3Fu);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return 0;
-    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    i += len;
-  }
-  return 1;
-}
 
 static int shadow_pair(ema_dtype d, int half_same, ema_dtype *sdtype) {
   switch (d) {
@@ -246,9 +224,9 @@ static int shadow_pair(ema_dtype d, int half_same, ema_dtype *sdtype) {
   }
 }
 
-static ema_status track(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype, int ndim,
-                        const int64_t *shape, int averaged) {
-  const char *fn = averaged ? "ema_track" : "ema_track_state";
+static ema_status track(ema_ctx *ctx, const char *fn, const char *name, void *data, ema_dtype dtype, int ndim,
+                        const int64_t *shape, ema_policy policy) {
+  int averaged = policy == EMA_POLICY_AVERAGE;
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
   if (!name) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: name is NULL", fn);
@@ -263,12 +241,14 @@ static ema_status track(ema_ctx *ctx, const char *name, void *data, ema_dtype dt
     return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: '__metadata__' is reserved by the safetensors format", fn);
   if (ema_dtype_size(dtype) == 0)
     return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has unknown dtype value %d", fn, name, (int)dtype);
+  if (policy != EMA_POLICY_AVERAGE && policy != EMA_POLICY_COPY)
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has unknown policy value %d", fn, name, (int)policy);
   if (averaged && !ema__is_float_dtype(dtype))
     return ema__fail(ctx, EMA_E_DTYPE,
-                     "ema_track: tensor '%s' has integer dtype %s, which cannot be averaged (averaging a step "
-                     "counter such as global_step is the classic mistake); register it with ema_track_state() to "
-                     "save and restore it as plain state",
-                     name, ema_dtype_name(dtype));
+                     "%s: tensor '%s' has integer dtype %s, which cannot be averaged (averaging a step counter such "
+                     "as global_step is the classic mistake); register it with ema_track_policy(..., "
+                     "EMA_POLICY_COPY) (ema_track_state in 0.1) to save and restore it as it is",
+                     fn, name, ema_dtype_name(dtype));
   if (ndim < 0 || ndim > EMA_MAX_DIMS)
     return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: tensor '%s' has ndim %d; it must be in [0, %d]", fn, name, ndim,
                      EMA_MAX_DIMS);
@@ -383,18 +363,18 @@ static ema_status track(ema_ctx *ctx, const char *name, void *data, ema_dtype dt
 }
 
 ema_status ema_track(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype, int ndim, const int64_t *shape) {
-  return track(ctx, name, data, dtype, ndim, shape, 1);
+  return track(ctx, "ema_track", name, data, dtype, ndim, shape, EMA_POLICY_AVERAGE);
 }
 
-ema_status ema_track_state(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype, int ndim,
-                           const int64_t *shape) {
-  return track(ctx, name, data, dtype, ndim, shape, 0);
+ema_status ema_track_policy(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype, int ndim,
+                            const int64_t *shape, ema_policy policy) {
+  return track(ctx, "ema_track_policy", name, data, dtype, ndim, shape, policy);
 }
 
 size_t ema_count(const ema_ctx *ctx) { return ctx ? ctx->count : 0; }
 
 ema_status ema_tensor_info(const ema_ctx *ctx, size_t i, const char **name, void **data, ema_dtype *dtype, int *ndim,
-                           int64_t *shape, int *averaged) {
+                           int64_t *shape, ema_policy *policy) {
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
   if (i >= ctx->count)
@@ -406,7 +386,7 @@ ema_status ema_tensor_info(const ema_ctx *ctx, size_t i, const char **name, void
   if (ndim) *ndim = t->ndim;
   if (shape)
     for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
-  if (averaged) *averaged = t->pair >= 0;
+  if (policy) *policy = t->pair >= 0 ? EMA_POLICY_AVERAGE : EMA_POLICY_COPY;
   return EMA_OK;
 }
 
@@ -625,8 +605,8 @@ ema_status ema_apply_some(ema_ctx *ctx, const char *const *names, size_t n) {
                      names[i]);
     } else if (t->pair < 0) {
       st = ema__fail(ctx, EMA_E_DTYPE,
-                     "ema_apply_some: '%s' is plain state (ema_track_state), which is never averaged; nothing was "
-                     "updated",
+                     "ema_apply_some: '%s' is plain state (ema_track_policy with EMA_POLICY_COPY), which is never "
+                     "averaged; nothing was updated",
                      names[i]);
     } else if (t->mark) {
       st = ema__fail(ctx, EMA_E_INVALID_ARG, "ema_apply_some: '%s' is listed twice; nothing was updated", names[i]);
@@ -658,7 +638,7 @@ const void *ema_average(const ema_ctx *ctx, const char *name, ema_dtype *dtype) 
   return t->average[ctx->active];
 }
 
-const void *ema_average_of(const ema_ctx *ctx, const char *name, size_t k, ema_dtype *dtype) {
+const void *ema_bank_average(const ema_ctx *ctx, const char *name, size_t k, ema_dtype *dtype) {
   if (!ctx || !name || k >= ctx->n_avg) return NULL;
   const ema_tensor *t = ema__find(ctx, name);
   if (!t || t->pair < 0) return NULL;
@@ -837,24 +817,24 @@ ema_status ema_set_schedule(ema_ctx *ctx, const ema_schedule *s) {
   return EMA_OK;
 }
 
-ema_status ema_add_average(ema_ctx *ctx, const char *name, const ema_schedule *s, size_t *index) {
+ema_status ema_bank_add(ema_ctx *ctx, const char *name, const ema_schedule *s, size_t *index) {
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
-  if (!name) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_add_average: name is NULL");
+  if (!name) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: name is NULL");
   size_t n = strlen(name);
   if (n == 0 || n > EMA_MAX_EMA_NAME || !ema__valid_utf8(name, n))
-    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_add_average: the name must be 1 to %d bytes of UTF-8",
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: the name must be 1 to %d bytes of UTF-8",
                      EMA_MAX_EMA_NAME);
   const char *why = ema__schedule_problem(s);
-  if (why) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_add_average: %s", why);
+  if (why) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: %s", why);
   if (ctx->n_averaged > 0)
-    return ema__fail(ctx, EMA_E_STATE, "ema_add_average: must be called before the first ema_track()");
+    return ema__fail(ctx, EMA_E_STATE, "ema_bank_add: must be called before the first ema_track()");
   if (ctx->n_avg == EMA_MAX_AVERAGES)
-    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_add_average: a context holds at most %d averages",
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: a context holds at most %d averages",
                      EMA_MAX_AVERAGES);
   for (size_t k = 0; k < ctx->n_avg; k++)
     if (strcmp(ctx->avg[k].name, name) == 0)
-      return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_add_average: an average is already called '%s'", name);
+      return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_add: an average is already called '%s'", name);
   ema_avg *a = &ctx->avg[ctx->n_avg];
   memcpy(a->name, name, n + 1);
   a->sched = *s;
@@ -863,25 +843,27 @@ ema_status ema_add_average(ema_ctx *ctx, const char *name, const ema_schedule *s
   return EMA_OK;
 }
 
-size_t ema_average_count(const ema_ctx *ctx) { return ctx ? ctx->n_avg : 0; }
+size_t ema_bank_size(const ema_ctx *ctx) { return ctx ? ctx->n_avg : 0; }
 
-const char *ema_average_label(const ema_ctx *ctx, size_t k) {
+const char *ema_bank_name(const ema_ctx *ctx, size_t k) {
   return ctx && k < ctx->n_avg ? ctx->avg[k].name : NULL;
 }
 
 int64_t ema_last_step(const ema_ctx *ctx) { return ctx ? ctx->last_step : 0; }
 
-ema_status ema_set_active_average(ema_ctx *ctx, size_t k) {
+ema_status ema_bank_set_active(ema_ctx *ctx, size_t k) {
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
   if (k >= ctx->n_avg)
-    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_set_active_average: there are %zu averages, not %zu", ctx->n_avg,
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_bank_set_active: there are %zu averages, not %zu", ctx->n_avg,
                      k + 1);
   if (ctx->swapped)
-    return ema__fail(ctx, EMA_E_STATE, "ema_set_active_average: swapped; call ema_swap() to swap back first");
+    return ema__fail(ctx, EMA_E_STATE, "ema_bank_set_active: swapped; call ema_swap() to swap back first");
   ctx->active = k;
   return EMA_OK;
 }
+
+size_t ema_bank_active(const ema_ctx *ctx) { return ctx ? ctx->active : 0; }
 
 ema_status ema_update(ema_ctx *ctx, int64_t step) {
   if (!ctx) return EMA_E_INVALID_ARG;
@@ -928,9 +910,9 @@ ema_status ema_update(ema_ctx *ctx, int64_t step) {
 /* Getters, retarget, untrack                                                */
 /* ------------------------------------------------------------------------ */
 
-double ema_get_decay(const ema_ctx *ctx) { return ctx ? ctx->avg[0].sched.decay : NAN; }
+double ema_decay(const ema_ctx *ctx) { return ctx ? ctx->avg[0].sched.decay : NAN; }
 
-int64_t ema_get_num_updates(const ema_ctx *ctx) { return ctx ? ctx->num_updates : -1; }
+int64_t ema_num_updates(const ema_ctx *ctx) { return ctx ? ctx->num_updates : -1; }
 
 static ema_status refuse_busy(ema_ctx *ctx, const char *fn) {
   if (ctx->swapped)

@@ -5,12 +5,14 @@
 #ifndef EMA_CORE_INTERNAL_H
 #define EMA_CORE_INTERNAL_H
 
+#include "common/alloc.h"
+#include "common/err.h"
+#include "common/utf8.h"
 #include "ema/ema.h"
 #include "kernels/kernels.h"
 
 #include <stdarg.h>
 
-#define EMA_ALIGN 64
 #define EMA_MAX_EMA_NAME 255
 #define EMA_ERR_CAP 512
 
@@ -88,21 +90,8 @@ struct ema_ctx {
 
 /* Errors: set the context's message (printf-style) and return s. The message
    buffer is logically mutable even through a const context. */
-ema_status ema__fail(const ema_ctx *ctx, ema_status s, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+ema_status ema__fail(const ema_ctx *ctx, ema_status s, const char *fmt, ...) EMA__PRINTF(3, 4);
 void ema__clear_error(const ema_ctx *ctx);
-
-/* Allocation with a test hook: after ema__test_fail_alloc(n), the (n+1)-th
-   allocation from now on and every later one fails until reset with -1. */
-void *ema__malloc(size_t n);
-void *ema__calloc(size_t n, size_t size);
-void *ema__realloc(void *p, size_t n);
-void *ema__aligned_alloc(size_t n);
-void ema__aligned_free(void *p);
-void ema__test_fail_alloc(long n);
 
 /* Lookup by name; NULL when absent. */
 ema_tensor *ema__find(const ema_ctx *ctx, const char *name);
@@ -119,8 +108,7 @@ int ema__schedule_from_name(const char *name, ema_schedule_kind *kind);
 const char *ema__schedule_problem(const ema_schedule *s); /* NULL when valid */
 double ema__schedule_gamma(const ema_schedule *s);         /* power-function gamma */
 
-/* Checks shared by track and load. */
-int ema__valid_utf8(const char *s, size_t n);
+/* Checks shared by track and load (UTF-8: common/utf8.h). */
 int ema__is_float_dtype(ema_dtype d);
 
 #endif

@@ -5,6 +5,8 @@
  */
 #include "posthoc/posthoc.h"
 
+#include "common/err.h"
+
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
@@ -16,20 +18,13 @@
 /* Helpers                                                                   */
 /* ------------------------------------------------------------------------ */
 
-#if defined(__GNUC__) || defined(__clang__)
-#  define PH_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#else
-#  define PH_PRINTF(a, b)
-#endif
+static void set_err(char *err, size_t errcap, const char *fmt, ...) EMA__PRINTF(3, 4);
 
-static void set_err(char *err, size_t errcap, const char *fmt, ...) PH_PRINTF(3, 4);
-
-/* Write a message into err (when there is room); returns nothing. */
+/* Write a message into err (when there is room): common/err.c's formatter. */
 static void set_err(char *err, size_t errcap, const char *fmt, ...) {
   va_list ap;
-  if (err == NULL || errcap == 0) return;
   va_start(ap, fmt);
-  vsnprintf(err, errcap, fmt, ap);
+  ema__verrf(err, errcap, fmt, ap);
   va_end(ap);
 }
 

@@ -17,6 +17,8 @@
  */
 #include "series/series.h"
 
+#include "common/err.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -48,14 +50,13 @@ struct ema_ewm_stream {
   ewm_state state;
 };
 
-/* Write a formatted message to err (if any), truncated and terminated. */
+/* Write a formatted message to err (if any), truncated and terminated:
+   common/err.c's formatter. */
+static void set_err(char *err, size_t errcap, const char *fmt, ...) EMA__PRINTF(3, 4);
 static void set_err(char *err, size_t errcap, const char *fmt, ...) {
-  if (err == NULL || errcap == 0) {
-    return;
-  }
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(err, errcap, fmt, ap);
+  ema__verrf(err, errcap, fmt, ap);
   va_end(ap);
 }
 

@@ -88,7 +88,7 @@ static int write_ckpt(const char *path, int debias) {
   if (st == EMA_OK) st = ema_track(ctx, "layer.w64", v, EMA_F64, 1, (int64_t[]){4});
   if (st == EMA_OK) st = ema_track(ctx, "layer.h16", h, EMA_F16, 1, (int64_t[]){5});
   if (st == EMA_OK) st = ema_track(ctx, "layer.b16", b, EMA_BF16, 1, (int64_t[]){3});
-  if (st == EMA_OK) st = ema_track_state(ctx, "global_step", &step, EMA_I64, 0, NULL);
+  if (st == EMA_OK) st = ema_track_policy(ctx, "global_step", &step, EMA_I64, 0, NULL, EMA_POLICY_COPY);
   for (int k = 1; k <= 3 && st == EMA_OK; k++) { /* the weights move, the averages follow */
     for (int i = 0; i < 6; i++) w[i] += 1.0f;
     for (int i = 0; i < 4; i++) v[i] *= 1.5;
@@ -117,10 +117,10 @@ static int write_bank(const char *path) {
   slow.decay = 0.99;
   ema_schedule_init(&power, EMA_SCHEDULE_POWER);
   power.sigma_rel = 0.10;
-  ema_status st = ema_add_average(ctx, "slow", &slow, NULL);
-  if (st == EMA_OK) st = ema_add_average(ctx, "power", &power, NULL);
+  ema_status st = ema_bank_add(ctx, "slow", &slow, NULL);
+  if (st == EMA_OK) st = ema_bank_add(ctx, "power", &power, NULL);
   if (st == EMA_OK) st = ema_track(ctx, "w", w, EMA_F32, 1, (int64_t[]){8});
-  if (st == EMA_OK) st = ema_track_state(ctx, "step", &step, EMA_I64, 0, NULL);
+  if (st == EMA_OK) st = ema_track_policy(ctx, "step", &step, EMA_I64, 0, NULL, EMA_POLICY_COPY);
   for (int k = 1; k <= 5 && st == EMA_OK; k++) {
     for (int i = 0; i < 8; i++) w[i] = (float)(k * (i + 1));
     step = k;

@@ -82,8 +82,8 @@ static ema_ctx *track_model(model *m, int debias, int same_half) {
   CHECK_ST(ctx, ema_track(ctx, "bf", m->b, EMA_BF16, 1, &s4), EMA_OK);
   CHECK_ST(ctx, ema_track(ctx, "scalar", &m->scalar, EMA_F32, 0, NULL), EMA_OK);
   CHECK_ST(ctx, ema_track(ctx, "empty", m->empty, EMA_F32, 2, s0), EMA_OK);
-  CHECK_ST(ctx, ema_track_state(ctx, "global_step", &m->step, EMA_I64, 0, NULL), EMA_OK);
-  CHECK_ST(ctx, ema_track_state(ctx, "counts", m->counts, EMA_I32, 1, &s3), EMA_OK);
+  CHECK_ST(ctx, ema_track_policy(ctx, "global_step", &m->step, EMA_I64, 0, NULL, EMA_POLICY_COPY), EMA_OK);
+  CHECK_ST(ctx, ema_track_policy(ctx, "counts", m->counts, EMA_I32, 1, &s3, EMA_POLICY_COPY), EMA_OK);
   return ctx;
 }
 
@@ -100,10 +100,11 @@ static size_t averages(const ema_ctx *ctx, unsigned char *out) {
   size_t off = 0;
   for (size_t i = 0; i < ema_count(ctx); i++) {
     const char *name;
-    int averaged, nd;
+    int nd;
+    ema_policy policy;
     int64_t shape[EMA_MAX_DIMS];
-    ema_tensor_info(ctx, i, &name, NULL, NULL, &nd, shape, &averaged);
-    if (!averaged) continue;
+    ema_tensor_info(ctx, i, &name, NULL, NULL, &nd, shape, &policy);
+    if (policy != EMA_POLICY_AVERAGE) continue;
     ema_dtype sd;
     const void *a = ema_average(ctx, name, &sd);
     size_t n = 1;

@@ -178,7 +178,7 @@ static ema_status track_model(ema_ctx *ctx, model *m, int64_t *global_step) {
   if ((st = ema_track(ctx, "hidden.bias", m->b1, EMA_F32, 1, s_b1)) != EMA_OK) return st;
   if ((st = ema_track(ctx, "out.weight", m->w2, EMA_F32, 2, s_w2)) != EMA_OK) return st;
   if ((st = ema_track(ctx, "out.bias", m->b2, EMA_F32, 1, s_b2)) != EMA_OK) return st;
-  return ema_track_state(ctx, "global_step", global_step, EMA_I64, 0, NULL);
+  return ema_track_policy(ctx, "global_step", global_step, EMA_I64, 0, NULL, EMA_POLICY_COPY);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -19,7 +19,7 @@
  *
  * Roles of the tensors (also the "role" field of --json):
  *   model    a tensor of the model (with or without an average)
- *   state    plain state in a libema checkpoint (no average: ema_track_state)
+ *   state    plain state in a libema checkpoint (no average: ema_track_policy with EMA_POLICY_COPY)
  *   average  "<name>/<ema>", the average of <name>
  *   internal "<name>/<ema>/<anything>": an average's own state (the
  *            zero-debias accumulator and counters, ...)
