@@ -71,7 +71,7 @@ typedef struct ema_comm {
    offsets all 0 and local_shape == global_shape it is an ordinary ema_track.
    Every rank registers every tensor with the same global shape and dtype;
    the boxes of all ranks must tile the global tensor (checked at save).
-   Tensors registered with ema_track/ema_track_state in the same context are
+   Tensors registered with ema_track/ema_track_policy in the same context are
    replicated: every rank holds all of them, rank 0 saves them.
    Errors: those of ema_track, EMA_E_INVALID_ARG for a box outside the
    global shape or NULL shapes with ndim > 0. */

@@ -49,7 +49,11 @@ static ema_status fill(cons *C, const mf_tensor *t, uint64_t p, unsigned char *d
         in = idx[d] >= t->chunks[i].off[d] && idx[d] < t->chunks[i].off[d] + t->chunks[i].shape[d];
       if (in) c = &t->chunks[last = i];
     }
-    if (!c) return st_errf(C->err, C->cap, "no chunk of '%s' holds element %" PRIu64, t->name, e), EMA_E_FORMAT;
+    if (!c) {
+      char q[96];
+      ema_escape(t->name, strlen(t->name), q, sizeof q);
+      return st_errf(C->err, C->cap, "no chunk of '%s' holds element %" PRIu64, q, e), EMA_E_FORMAT;
+    }
     int k = t->ndim - 1; /* dims after k are whole in the chunk: a run spans them */
     while (k > 0 && c->shape[k] == t->shape[k]) k--;
     uint64_t inner = 1, trail = 0, lin = 0;
@@ -199,8 +203,10 @@ static ema_status hf_plan(cons *C, st_wtensor *w, size_t *n, uint64_t *sizes) {
     const mf_tensor *s = a ? a : t;
     int pair = -1;
     if (s->dtype != t->dtype) {
+      char q[96];
+      ema_escape(t->name, strlen(t->name), q, sizeof q);
       if (s->edtype != EMA_F32 || (t->edtype != EMA_F16 && t->edtype != EMA_BF16))
-        return st_errf(C->err, C->cap, "the average of '%s' is %s but the model is %s", t->name,
+        return st_errf(C->err, C->cap, "the average of '%s' is %s but the model is %s", q,
                        st_dtype_name(s->dtype), st_dtype_name(t->dtype)),
                EMA_E_FORMAT;
       pair = t->edtype == EMA_BF16 ? EMA_PAIR_BF16_F32 : EMA_PAIR_F16_F32;

@@ -128,8 +128,11 @@ static ema_status read_state(loader *L) {
   for (size_t i = 0; i < s->n; i++) {
     if (strcmp(s->keys[i], "libema.checksum") == 0) continue;
     const char *v = st_meta_get(L->files[0], s->keys[i]);
-    if (!v || strcmp(v, s->items[i].str) != 0)
-      return FAIL(EMA_E_FORMAT, "state entry '%s' of the manifest is not the one of its shard file", s->keys[i]);
+    if (!v || strcmp(v, s->items[i].str) != 0) {
+      char q[96];
+      ema_escape(s->keys[i], strlen(s->keys[i]), q, sizeof q);
+      return FAIL(EMA_E_FORMAT, "state entry '%s' of the manifest is not the one of its shard file", q);
+    }
   }
   if (L->for_model) return EMA_OK;
   ema_ctx *k = NULL;

@@ -51,9 +51,9 @@ static ema_status parse_files(manifest *m, const dj_val *files, char *err, size_
     const char *name = str_of(dj_get(f, "name"));
     int64_t rank, bytes;
     if (!name || !fs_safe_name(name)) {
-      char q[80];
-      st_quote(q, sizeof q, name ? name : "", name ? strlen(name) : 0);
-      return BAD("file %zu has name %s, which is not a plain file name inside the checkpoint's directory", i, q);
+      char q[96];
+      ema_escape(name, name ? strlen(name) : 0, q, sizeof q);
+      return BAD("file %zu has name '%s', which is not a plain file name inside the checkpoint's directory", i, q);
     }
     if (dj_int(dj_get(f, "rank"), 0, m->world - 1, &rank) || rank != (int64_t)i ||
         dj_int(dj_get(f, "bytes"), 0, INT64_MAX, &bytes))
@@ -67,6 +67,8 @@ static ema_status parse_files(manifest *m, const dj_val *files, char *err, size_
 }
 
 static ema_status check_cover(const mf_tensor *t, char *err, size_t cap) {
+  char q[96];
+  ema_escape(t->name, strlen(t->name), q, sizeof q);
   uint64_t vol = 0;
   int64_t o[EMA_MAX_DIMS], s[EMA_MAX_DIMS];
   for (size_t a = 0; a < t->n_chunks; a++) {
@@ -74,28 +76,29 @@ static ema_status check_cover(const mf_tensor *t, char *err, size_t cap) {
     vol += box_volume(t->ndim, c->shape);
     for (size_t b = 0; b < a; b++)
       if (box_intersect(t->ndim, c->off, c->shape, t->chunks[b].off, t->chunks[b].shape, o, s))
-        return BAD("tensor '%s': chunks %zu and %zu overlap", t->name, b, a);
+        return BAD("tensor '%s': chunks %zu and %zu overlap", q, b, a);
   }
   if (vol != t->nbytes / (st_dtype_bits(t->dtype) / 8))
-    return BAD("tensor '%s': its chunks cover %" PRIu64 " of its elements, not all of them (missing chunks)", t->name,
-               vol);
+    return BAD("tensor '%s': its chunks cover %" PRIu64 " of its elements, not all of them (missing chunks)", q, vol);
   return EMA_OK;
 }
 
 static ema_status parse_chunk(manifest *m, mf_tensor *t, const dj_val *v, mf_chunk *c, char *err, size_t cap) {
+  char q[96];
+  ema_escape(t->name, strlen(t->name), q, sizeof q);
   int64_t file;
   int n1 = -1, n2 = -1;
   if (dj_int(dj_get(v, "file"), 0, (int64_t)m->n_files - 1, &file))
-    return BAD("tensor '%s': a chunk names no file of the manifest", t->name);
+    return BAD("tensor '%s': a chunk names no file of the manifest", q);
   c->file = (size_t)file;
   if (ints_of(dj_get(v, "offsets"), c->off, EMA_MAX_DIMS, &n1) || ints_of(dj_get(v, "shape"), c->shape, EMA_MAX_DIMS, &n2) ||
       n1 != t->ndim || n2 != t->ndim)
-    return BAD("tensor '%s': a chunk needs \"offsets\" and \"shape\" of %d entries", t->name, t->ndim);
+    return BAD("tensor '%s': a chunk needs \"offsets\" and \"shape\" of %d entries", q, t->ndim);
   for (int d = 0; d < t->ndim; d++)
     if (c->shape[d] == 0 || c->off[d] > t->shape[d] || c->shape[d] > t->shape[d] - c->off[d])
-      return BAD("tensor '%s': a chunk is empty or leaves the global shape in dimension %d", t->name, d);
+      return BAD("tensor '%s': a chunk is empty or leaves the global shape in dimension %d", q, d);
   if (!hex16(str_of(dj_get(v, "checksum")), &c->checksum))
-    return BAD("tensor '%s': a chunk has no 16-digit hex \"checksum\"", t->name);
+    return BAD("tensor '%s': a chunk has no 16-digit hex \"checksum\"", q);
   return EMA_OK;
 }
 
@@ -103,21 +106,23 @@ static ema_status parse_tensor(manifest *m, const dj_val *v, mf_tensor *t, char 
   t->name = str_of(dj_get(v, "name"));
   t->of = str_of(dj_get(v, "of"));
   if (!t->name || !*t->name || !t->of || !*t->of) return BAD("a tensor lacks \"name\" or \"of\"");
+  char q[96];
+  ema_escape(t->name, strlen(t->name), q, sizeof q);
   t->role = role_of(str_of(dj_get(v, "role")));
   int64_t member;
   if (t->role < 0 || dj_int(dj_get(v, "member"), 0, EMA_MAX_AVERAGES - 1, &member))
-    return BAD("tensor '%s' has no known \"role\" or \"member\"", t->name);
+    return BAD("tensor '%s' has no known \"role\" or \"member\"", q);
   t->member = (size_t)member;
   const char *dt = str_of(dj_get(v, "dtype"));
   int sd = dt ? st_dtype_from_name(dt, strlen(dt)) : -1;
-  if (sd < 0 || !st_dtype_to_ema((st_dtype)sd, &t->edtype)) return BAD("tensor '%s' has no supported dtype", t->name);
+  if (sd < 0 || !st_dtype_to_ema((st_dtype)sd, &t->edtype)) return BAD("tensor '%s' has no supported dtype", q);
   t->dtype = (st_dtype)sd;
   if (ints_of(dj_get(v, "shape"), t->shape, EMA_MAX_DIMS, &t->ndim))
-    return BAD("tensor '%s' has no valid global \"shape\" (at most %d dimensions)", t->name, EMA_MAX_DIMS);
+    return BAD("tensor '%s' has no valid global \"shape\" (at most %d dimensions)", q, EMA_MAX_DIMS);
   uint64_t count;
-  if (st_tensor_size(t->dtype, t->ndim, t->shape, &count, &t->nbytes)) return BAD("tensor '%s' is too large", t->name);
+  if (st_tensor_size(t->dtype, t->ndim, t->shape, &count, &t->nbytes)) return BAD("tensor '%s' is too large", q);
   const dj_val *ch = dj_get(v, "chunks");
-  if (!ch || ch->type != DJ_ARR) return BAD("tensor '%s' has no \"chunks\" array", t->name);
+  if (!ch || ch->type != DJ_ARR) return BAD("tensor '%s' has no \"chunks\" array", q);
   t->chunks = (mf_chunk *)ema__calloc(ch->n + 1, sizeof *t->chunks);
   if (!t->chunks) return st_errf(err, cap, "out of memory"), EMA_E_NOMEM;
   t->n_chunks = ch->n;
@@ -149,7 +154,11 @@ static ema_status parse_body(manifest *m, char *err, size_t cap) {
   m->state = dj_get(r, "state");
   if (!m->state || m->state->type != DJ_OBJ) return BAD("the manifest has no \"state\" object");
   for (size_t i = 0; i < m->state->n; i++)
-    if (m->state->items[i].type != DJ_STR) return BAD("state entry '%s' is not a string", m->state->keys[i]);
+    if (m->state->items[i].type != DJ_STR) {
+      char q[96];
+      ema_escape(m->state->keys[i], strlen(m->state->keys[i]), q, sizeof q);
+      return BAD("state entry '%s' is not a string", q);
+    }
   const dj_val *ts = dj_get(r, "tensors");
   if (!ts || ts->type != DJ_ARR) return BAD("the manifest has no \"tensors\" array");
   m->tensors = (mf_tensor *)ema__calloc(ts->n + 1, sizeof *m->tensors);
@@ -164,7 +173,11 @@ static ema_status parse_body(manifest *m, char *err, size_t cap) {
   if (st_msort(m->order, m->n_tensors, by_name, m)) return st_errf(err, cap, "out of memory"), EMA_E_NOMEM;
   for (size_t i = 1; i < m->n_tensors; i++)
     if (!strcmp(m->tensors[m->order[i]].name, m->tensors[m->order[i - 1]].name))
-      return BAD("tensor '%s' is listed twice", m->tensors[m->order[i]].name);
+    {
+      char q[96];
+      ema_escape(m->tensors[m->order[i]].name, strlen(m->tensors[m->order[i]].name), q, sizeof q);
+      return BAD("tensor '%s' is listed twice", q);
+    }
   return EMA_OK;
 }
 

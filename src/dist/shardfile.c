@@ -94,16 +94,17 @@ static ema_status check_chunks(const manifest *m, size_t i, const st_file *f, co
                                char *err, size_t cap) {
   for (size_t j = 0; j < m->n_tensors; j++) {
     const mf_tensor *t = &m->tensors[j];
+    char q[96];
+    ema_escape(t->name, strlen(t->name), q, sizeof q);
     for (size_t c = 0; c < t->n_chunks; c++) {
       const mf_chunk *k = &t->chunks[c];
       if (k->file != i) continue;
       const st_tensor *s = st_find(f, t->name);
-      if (!s) return BAD("'%s' has no tensor '%s', which the manifest puts there", path, t->name);
+      if (!s) return BAD("'%s' has no tensor '%s', which the manifest puts there", path, q);
       if (s->dtype != t->dtype || s->ndim != t->ndim || memcmp(s->shape, k->shape, (size_t)t->ndim * sizeof(int64_t)))
-        return BAD("'%s': tensor '%s' does not have the dtype and shape the manifest gives its chunk", path,
-                   t->name);
+        return BAD("'%s': tensor '%s' does not have the dtype and shape the manifest gives its chunk", path, q);
       if (!same_ints(dj_get(dj_get(info, t->name), "saved_offsets"), t->ndim, k->off))
-        return BAD("'%s': the DCP_SHARDING_INFO offsets of '%s' are not the manifest's", path, t->name);
+        return BAD("'%s': the DCP_SHARDING_INFO offsets of '%s' are not the manifest's", path, q);
     }
   }
   return EMA_OK;
@@ -127,7 +128,11 @@ ema_status mf_open_file(const manifest *m, const char *dir, size_t i, st_file **
   }
   const char *id = f ? st_meta_get(f, "libema.checkpoint_id") : NULL;
   if (st == EMA_OK && (!id || strcmp(id, m->id) != 0))
-    st = BAD("shard file '%s' belongs to checkpoint %s, not to the manifest's %s", path, id ? id : "(none)", m->id);
+  {
+    char q[96];
+    ema_escape(id ? id : "(none)", id ? strlen(id) : 6, q, sizeof q);
+    st = BAD("shard file '%s' belongs to checkpoint '%s', not to the manifest's %s", path, q, m->id);
+  }
   const char *text = f ? st_meta_get(f, "DCP_SHARDING_INFO") : NULL;
   dj_val info;
   memset(&info, 0, sizeof info);

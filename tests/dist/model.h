@@ -6,7 +6,7 @@
  *   g  [3, 5, 4]  f16   dim-1 boxes of a 3-D tensor
  *   z  [0, 3]     f32   dim-0 shards of an empty tensor
  *   b  [7]        f32   replicated, averaged (ema_track)
- *   n  [2]        i64   replicated state (ema_track_state)
+ *   n  [2]        i64   replicated, EMA_POLICY_COPY
  * Model values are a function of (tensor, global element, step), so every
  * rank, at any world size, and the unsharded reference see the same model.
  */
@@ -27,7 +27,7 @@ typedef struct mspec {
   int ndim;
   int64_t shape[3];
   int split_dim; /* -1: replicated */
-  int state;     /* ema_track_state */
+  int state;     /* EMA_POLICY_COPY */
 } mspec;
 
 static const mspec M_SPEC[M_TENSORS] = {
@@ -105,7 +105,7 @@ static inline int m_init(mrank *m, int world, int rank, const mopts *o) {
   ema_schedule sch;
   ema_schedule_init(&sch, EMA_SCHEDULE_CONSTANT);
   sch.decay = 0.9;
-  if (ema_add_average(m->ctx, "fast", &sch, NULL) != EMA_OK) return -1;
+  if (ema_bank_add(m->ctx, "fast", &sch, NULL) != EMA_OK) return -1;
   for (int t = 0; t < M_TENSORS; t++) {
     const mspec *s = &M_SPEC[t];
     int64_t n = 1;
@@ -127,7 +127,7 @@ static inline int m_init(mrank *m, int world, int rank, const mopts *o) {
     const mspec *s = &M_SPEC[t];
     ema_status st;
     if (s->state)
-      st = ema_track_state(m->ctx, s->name, m->data[t], s->dtype, s->ndim, s->shape);
+      st = ema_track_policy(m->ctx, s->name, m->data[t], s->dtype, s->ndim, s->shape, EMA_POLICY_COPY);
     else if (o->sharded && s->split_dim >= 0)
       st = ema_track_shard(m->ctx, s->name, m->data[t], s->dtype, s->ndim, s->shape, m->off[t], m->local[t]);
     else
@@ -174,9 +174,9 @@ static inline long m_diff(const mrank *m, const mrank *ref) {
     for (size_t k = 0; k < (s->state ? 1u : 2u); k++) {
       ema_dtype da = s->dtype, dr = s->dtype;
       const unsigned char *a = s->state ? (const unsigned char *)m->data[t]
-                                        : (const unsigned char *)ema_average_of(m->ctx, s->name, k, &da);
+                                        : (const unsigned char *)ema_bank_average(m->ctx, s->name, k, &da);
       const unsigned char *r = s->state ? (const unsigned char *)ref->data[t]
-                                        : (const unsigned char *)ema_average_of(ref->ctx, s->name, k, &dr);
+                                        : (const unsigned char *)ema_bank_average(ref->ctx, s->name, k, &dr);
       size_t es = ema_dtype_size(da);
       if (da != dr || (n && (!a || !r))) return -1;
       for (int64_t i = 0; i < n; i++) {
@@ -188,7 +188,7 @@ static inline long m_diff(const mrank *m, const mrank *ref) {
       }
     }
   }
-  if (ema_get_num_updates(m->ctx) != ema_get_num_updates(ref->ctx)) bad++;
+  if (ema_num_updates(m->ctx) != ema_num_updates(ref->ctx)) bad++;
   return bad;
 }
 

@@ -323,12 +323,12 @@ static uint64_t digest(const mrank *m) {
     for (int k = -1; k < (M_SPEC[t].state ? 0 : 2); k++) {
       ema_dtype dt;
       const unsigned char *p = k < 0 ? (const unsigned char *)m->data[t]
-                                     : (const unsigned char *)ema_average_of(m->ctx, M_SPEC[t].name, (size_t)k, &dt);
+                                     : (const unsigned char *)ema_bank_average(m->ctx, M_SPEC[t].name, (size_t)k, &dt);
       size_t bytes = (size_t)n * (k < 0 ? es : ema_dtype_size(dt));
       for (size_t i = 0; i < bytes; i++) h = (h ^ p[i]) * 1099511628211ull;
     }
   }
-  return h ^ (uint64_t)ema_get_num_updates(m->ctx) ^ ((uint64_t)ema_last_step(m->ctx) << 32);
+  return h ^ (uint64_t)ema_num_updates(m->ctx) ^ ((uint64_t)ema_last_step(m->ctx) << 32);
 }
 
 static void put(const char *p, const void *b, size_t n) {
