@@ -101,7 +101,7 @@ static ema_status check_chunks(const manifest *m, size_t i, const st_file *f, co
       if (k->file != i) continue;
       const st_tensor *s = st_find(f, t->name);
       if (!s) return BAD("'%s' has no tensor '%s', which the manifest puts there", path, q);
-      if (s->dtype != t->dtype || s->ndim != t->ndim || memcmp(s->shape, k->shape, (size_t)t->ndim * sizeof(int64_t)))
+      if (s->dtype != t->dtype || s->ndim != t->ndim || (t->ndim && memcmp(s->shape, k->shape, (size_t)t->ndim * sizeof(int64_t))))
         return BAD("'%s': tensor '%s' does not have the dtype and shape the manifest gives its chunk", path, q);
       if (!same_ints(dj_get(dj_get(info, t->name), "saved_offsets"), t->ndim, k->off))
         return BAD("'%s': the DCP_SHARDING_INFO offsets of '%s' are not the manifest's", path, q);

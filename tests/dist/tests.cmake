@@ -31,3 +31,11 @@ if(TARGET ema)
     COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/consolidate_cli.sh $<TARGET_FILE:ema> $<TARGET_FILE:dist_fixture>)
   set_tests_properties(dist_consolidate_cli PROPERTIES LABELS "dist;tool" TIMEOUT 120)
 endif()
+
+find_program(EMA_DIST_VALGRIND valgrind)
+if(EMA_DIST_VALGRIND AND NOT EMA_SANITIZE)
+  add_test(NAME valgrind_test_dist
+    COMMAND ${EMA_DIST_VALGRIND} -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect
+            $<TARGET_FILE:test_dist>)
+  set_tests_properties(valgrind_test_dist PROPERTIES LABELS "dist;valgrind;no-sanitize" TIMEOUT 300)
+endif()
