@@ -26,3 +26,8 @@ install(TARGETS ema_mpi_shared ema_mpi_static EXPORT emaMpiTargets
 install(EXPORT emaMpiTargets NAMESPACE ema:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/ema)
 configure_file(${CMAKE_CURRENT_SOURCE_DIR}/cmake/libema_mpi.pc.in ${CMAKE_CURRENT_BINARY_DIR}/libema_mpi.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/libema_mpi.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+if(EMA_BUILD_TOOLS)
+  add_executable(train_sharded_mpi ${CMAKE_CURRENT_SOURCE_DIR}/examples/train_sharded_mpi.c)
+  target_link_libraries(train_sharded_mpi PRIVATE ema_mpi_static m)
+  target_compile_options(train_sharded_mpi PRIVATE ${EMA_WARNINGS})
+endif()
