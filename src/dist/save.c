@@ -188,7 +188,7 @@ static ema_status build_manifest(saver *S, const unsigned char *blk, const size_
                                  manifest *m, char (*names)[96]) {
   memcpy(m->id, S->id, sizeof m->id);
   m->world = S->world;
-  m->step = S->ctx->last_step;
+  m->step = S->ctx->last_step > 0 ? S->ctx->last_step : S->ctx->num_updates > 0 ? S->ctx->num_updates : 0;
   m->state = &S->state;
   m->n_files = (size_t)S->world;
   m->files = (mf_file *)ema__calloc(m->n_files, sizeof *m->files);
