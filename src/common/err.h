@@ -10,9 +10,9 @@
 #include <stddef.h>
 
 #if defined(__GNUC__) || defined(__clang__)
-#  define EMA__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define EMA__PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
-#  define EMA__PRINTF(f, a)
+#define EMA__PRINTF(f, a)
 #endif
 
 /* Format a message into buf of cap bytes, truncated and always

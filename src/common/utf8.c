@@ -51,6 +51,4 @@ size_t ema__utf8_check(const unsigned char *s, size_t len) {
   return len;
 }
 
-int ema__valid_utf8(const char *s, size_t n) {
-  return ema__utf8_check((const unsigned char *)s, n) == n;
-}
+int ema__valid_utf8(const char *s, size_t n) { return ema__utf8_check((const unsigned char *)s, n) == n; }

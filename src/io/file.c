@@ -180,7 +180,7 @@ ema_status ema_extract_averages(const char *checkpoint, const char *out, const c
   if (st != EMA_OK) return st;
   /* an explicit name selects that average (of a bank); else the checkpoint's */
   const char *name = ema_name ? ema_name : st_meta_get(f, "ema.name");
-  if (!name) name = "ExponentialMovingAverage";
+  if (!name) name = EMA__DEFAULT_NAME;
   size_t nl = strlen(name);
   extract_src x;
   memset(&x, 0, sizeof x);

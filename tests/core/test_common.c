@@ -29,11 +29,11 @@ static void test_escape_bytes(void) {
   CHECK(esc_is("a\\b", "a\\\\b"));
   CHECK(esc_is("tab\there\nnl", "tab\\x09here\\x0Anl"));
   CHECK(esc_is("\x7f", "\\x7F"));
-  CHECK(esc_is("\x1b[31m", "\\x1B[31m")); /* a terminal escape is defused */
+  CHECK(esc_is("\x1b[31m", "\\x1B[31m"));                                /* a terminal escape is defused */
   CHECK(esc_is("caf\xc3\xa9 \xe2\x82\xac", "caf\xc3\xa9 \xe2\x82\xac")); /* UTF-8 as is */
-  CHECK(esc_is("\xc3", "\\xC3"));                                       /* truncated sequence */
-  CHECK(esc_is("\xc0\xaf", "\\xC0\\xAF"));                             /* overlong */
-  CHECK(esc_is("\xed\xa0\x80", "\\xED\\xA0\\x80"));                    /* surrogate */
+  CHECK(esc_is("\xc3", "\\xC3"));                                        /* truncated sequence */
+  CHECK(esc_is("\xc0\xaf", "\\xC0\\xAF"));                               /* overlong */
+  CHECK(esc_is("\xed\xa0\x80", "\\xED\\xA0\\x80"));                      /* surrogate */
   CHECK(esc_is("\xff", "\\xFF"));
   CHECK(esc_is("\xc2\x85", "\\xC2\\x85")); /* C1 control NEL */
   CHECK(esc_is("\xc2\xa0", "\xc2\xa0"));   /* NBSP is printable */
@@ -80,9 +80,9 @@ static void test_escape_limits(void) {
 
 static void test_status_table(void) {
   /* names for every value, NULL past the end, as a binding discovers them */
-  const char *want[] = {"EMA_OK",       "EMA_E_INVALID_ARG", "EMA_E_DTYPE",   "EMA_E_NOMEM",
-                        "EMA_E_NOT_FOUND", "EMA_E_EXISTS",   "EMA_E_STATE",   "EMA_E_IO",
-                        "EMA_E_FORMAT", "EMA_E_MISMATCH",    "EMA_E_UNSUPPORTED"};
+  const char *want[] = {"EMA_OK",          "EMA_E_INVALID_ARG", "EMA_E_DTYPE",      "EMA_E_NOMEM",
+                        "EMA_E_NOT_FOUND", "EMA_E_EXISTS",      "EMA_E_STATE",      "EMA_E_IO",
+                        "EMA_E_FORMAT",    "EMA_E_MISMATCH",    "EMA_E_UNSUPPORTED"};
   size_t count = 0;
   while (ema_status_name((ema_status)count)) count++;
   CHECK(count == sizeof want / sizeof want[0]);
@@ -102,11 +102,11 @@ static void test_status_table(void) {
 static void test_utf8(void) {
   CHECK(ema__valid_utf8("", 0));
   CHECK(ema__valid_utf8("ascii", 5));
-  CHECK(ema__valid_utf8("\xf0\x9f\x98\x80", 4));    /* U+1F600 */
-  CHECK(!ema__valid_utf8("\xf4\x90\x80\x80", 4));   /* above U+10FFFF */
-  CHECK(!ema__valid_utf8("\xe0\x80\xaf", 3));       /* overlong */
-  CHECK(!ema__valid_utf8("\xed\xbf\xbf", 3));       /* surrogate */
-  CHECK(!ema__valid_utf8("\x80", 1));               /* stray continuation */
+  CHECK(ema__valid_utf8("\xf0\x9f\x98\x80", 4));  /* U+1F600 */
+  CHECK(!ema__valid_utf8("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
+  CHECK(!ema__valid_utf8("\xe0\x80\xaf", 3));     /* overlong */
+  CHECK(!ema__valid_utf8("\xed\xbf\xbf", 3));     /* surrogate */
+  CHECK(!ema__valid_utf8("\x80", 1));             /* stray continuation */
   CHECK(ema__utf8_check((const unsigned char *)"ab\xc3\x28", 4) == 2);
   CHECK(ema__utf8_seq((const unsigned char *)"\xe2\x82\xac", 2) == 0); /* truncated */
 }

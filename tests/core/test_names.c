@@ -32,6 +32,8 @@ static void test_bank_names(void) {
   CHECK(ema_bank_average(ctx, "w", 3, NULL) == NULL && ema_average_of(ctx, "w", 3, NULL) == NULL);
   CHECK(ema_bank_active(ctx) == 0);
   CHECK_ST(ctx, ema_bank_set_active(ctx, 2), EMA_OK);
+  /* unindexed decay functions address member 0, whatever member is active */
+  CHECK(ema_effective_decay(ctx) == 0.5 && ema_decay(ctx) == 0.5);
   CHECK(ema_bank_active(ctx) == 2 && ema_average(ctx, "w", NULL) == ema_bank_average(ctx, "w", 2, NULL));
   CHECK_ST(ctx, ema_set_active_average(ctx, 1), EMA_OK); /* compat */
   CHECK(ema_bank_active(ctx) == 1);
