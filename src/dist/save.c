@@ -101,7 +101,7 @@ static ema_status state_text(saver *S, dj_buf *out) {
     const ema_tensor *t = &c->tensors[i];
     k->half_same = t->sdtype == t->dtype;
     st = t->pair >= 0 ? ema_track(k, t->name, NULL, t->dtype, 1, &zero)
-                      : ema_track_policy(k, t->name, NULL, t->dtype, 1, &zero, EMA_POLICY_COPY);
+                      : ema_track_policy(k, t->name, NULL, t->dtype, 1, &zero, t->policy);
   }
   char name[64], *path = NULL;
   snprintf(name, sizeof name, ".state-%s.safetensors", S->id);

@@ -16,7 +16,7 @@ check "--hf: one model.safetensors and no index" '[ -f "$tmp/hf1/model.safetenso
 "$ema" consolidate "$tmp/ck" --hf "$tmp/hf" --max-shard-size 200B >/dev/null 2>&1
 check "--hf --max-shard-size 200B: several shards" '[ -f "$tmp/hf/model-00001-of-0000$(ls "$tmp/hf" | grep -c "^model-").safetensors" ]'
 check "--hf: the index has total_size and weight_map" 'grep -q "\"total_size\": " "$tmp/hf/model.safetensors.index.json" && grep -q "\"weight_map\"" "$tmp/hf/model.safetensors.index.json"'
-check "--hf: the index maps every weight" '[ $(grep -c "model-0000" "$tmp/hf/model.safetensors.index.json") -eq 6 ]'
+check "--hf: the index maps every weight" '[ $(grep -c "model-0000" "$tmp/hf/model.safetensors.index.json") -eq 7 ]'
 "$ema" consolidate "$tmp/ck" >/dev/null 2>&1
 check "no output: usage error (2)" '[ $? -eq 2 ]'
 "$ema" consolidate "$tmp/ck" -o x --hf y >/dev/null 2>&1

@@ -7,6 +7,7 @@
  *   z  [0, 3]     f32   dim-0 shards of an empty tensor
  *   b  [7]        f32   replicated, averaged (ema_track)
  *   n  [2]        i64   replicated, EMA_POLICY_COPY
+ *   k  [3]        f32   replicated, EMA_POLICY_KEEP
  * Model values are a function of (tensor, global element, step), so every
  * rank, at any world size, and the unsharded reference see the same model.
  */
@@ -19,7 +20,7 @@
 
 #include "ema/dist.h"
 
-enum { M_TENSORS = 6 };
+enum { M_TENSORS = 7 };
 
 typedef struct mspec {
   const char *name;
@@ -27,12 +28,13 @@ typedef struct mspec {
   int ndim;
   int64_t shape[3];
   int split_dim; /* -1: replicated */
-  int state;     /* EMA_POLICY_COPY */
+  int state;     /* 1: EMA_POLICY_COPY, 2: EMA_POLICY_KEEP */
 } mspec;
 
 static const mspec M_SPEC[M_TENSORS] = {
     {"w", EMA_F32, 2, {10, 7, 0}, 0, 0},  {"h", EMA_BF16, 2, {6, 8, 0}, 1, 0}, {"g", EMA_F16, 3, {3, 5, 4}, 1, 0},
     {"z", EMA_F32, 2, {0, 3, 0}, 0, 0},   {"b", EMA_F32, 1, {7, 0, 0}, -1, 0}, {"n", EMA_I64, 1, {2, 0, 0}, -1, 1},
+    {"k", EMA_F32, 1, {3, 0, 0}, -1, 2},
 };
 
 /* Boundaries of rank r's part of n items over w ranks: uneven on purpose. */
@@ -127,7 +129,8 @@ static inline int m_init(mrank *m, int world, int rank, const mopts *o) {
     const mspec *s = &M_SPEC[t];
     ema_status st;
     if (s->state)
-      st = ema_track_policy(m->ctx, s->name, m->data[t], s->dtype, s->ndim, s->shape, EMA_POLICY_COPY);
+      st = ema_track_policy(m->ctx, s->name, m->data[t], s->dtype, s->ndim, s->shape,
+                            s->state == 1 ? EMA_POLICY_COPY : EMA_POLICY_KEEP);
     else if (o->sharded && s->split_dim >= 0)
       st = ema_track_shard(m->ctx, s->name, m->data[t], s->dtype, s->ndim, s->shape, m->off[t], m->local[t]);
     else
