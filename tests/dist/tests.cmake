@@ -19,6 +19,12 @@ if(EMA_HAVE_MPI)
   target_compile_options(mpi_dist PRIVATE ${EMA_WARNINGS} -ffp-contract=off)
   add_test(NAME dist_mpi COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/mpi_check.sh $<TARGET_FILE:mpi_dist> ${MPIEXEC_EXECUTABLE})
   set_tests_properties(dist_mpi PROPERTIES LABELS "dist;mpi" TIMEOUT 300)
+  if(NOT EMA_SANITIZE)
+    add_test(NAME install_mpi_consumers
+      COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/check_install_mpi.sh ${PROJECT_BINARY_DIR} ${CMAKE_C_COMPILER}
+              ${CMAKE_COMMAND} ${MPIEXEC_EXECUTABLE})
+    set_tests_properties(install_mpi_consumers PROPERTIES TIMEOUT 300 LABELS "dist;mpi;install;no-sanitize")
+  endif()
 endif()
 
 add_executable(dist_fixture ${CMAKE_CURRENT_LIST_DIR}/dist_fixture.c)
