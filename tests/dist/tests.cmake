@@ -45,3 +45,14 @@ if(EMA_DIST_VALGRIND AND NOT EMA_SANITIZE)
             $<TARGET_FILE:test_dist>)
   set_tests_properties(valgrind_test_dist PROPERTIES LABELS "dist;valgrind;no-sanitize" TIMEOUT 300)
 endif()
+
+# The same flow from Python over torch.distributed (4, 2 and 1 gloo processes);
+# skipped (77) without /usr/bin/python3 and torch with gloo.
+if(NOT EMA_SANITIZE AND EXISTS /usr/bin/python3)
+  add_test(NAME dist_torch
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/test_torch_dist.py
+    WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(dist_torch PROPERTIES
+    ENVIRONMENT "EMA_LIBRARY=$<TARGET_FILE:ema_shared>;PYTHONPATH=${PROJECT_SOURCE_DIR}/python;PYTHONDONTWRITEBYTECODE=1"
+    SKIP_RETURN_CODE 77 TIMEOUT 300 LABELS "dist;python;no-sanitize")
+endif()
