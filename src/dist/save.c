@@ -239,9 +239,20 @@ static ema_status build_manifest(saver *S, const unsigned char *blk, const size_
   return EMA_OK;
 }
 
-static int is_ours(const char *name) {
-  size_t n = strlen(name), sfx = strlen(".safetensors");
-  return strncmp(name, "shard-", 6) == 0 && n > sfx && strcmp(name + n - sfx, ".safetensors") == 0;
+static int digits(const char *s, size_t n, int hex) {
+  for (size_t i = 0; i < n; i++)
+    if (!(s[i] >= '0' && s[i] <= '9') && !(hex && s[i] >= 'a' && s[i] <= 'f')) return 0;
+  return 1;
+}
+
+/* "shard-RRRRR-of-WWWWW.<id>.safetensors" or ".state-<id>.safetensors", the
+   names this file writes, and nothing else (another writer's files stay). */
+static int is_ours(const char *n) {
+  size_t len = strlen(n);
+  if (len == 49 && !strncmp(n, "shard-", 6) && digits(n + 6, 5, 0) && !strncmp(n + 11, "-of-", 4) &&
+      digits(n + 15, 5, 0) && n[20] == '.' && digits(n + 21, DIST_ID_LEN, 1) && !strcmp(n + 37, ".safetensors"))
+    return 1;
+  return len == 35 && !strncmp(n, ".state-", 7) && digits(n + 7, DIST_ID_LEN, 1) && !strcmp(n + 23, ".safetensors");
 }
 
 /* After the commit: remove shard files the new manifest does not name. */

@@ -454,6 +454,38 @@ static void test_wrong_registration(void) {
   ema_free(c);
 }
 
+/* A save removes its older shard files, and nothing else of the directory. */
+static void test_garbage(void) {
+  world W;
+  world_init(&W, 1, 0);
+  CHECK(world_op(&W, OP_INIT, NULL, 0, 0) == EMA_OK);
+  const char *d = path("gc");
+  CHECK(world_op(&W, OP_SAVE, d, 0, 0) == EMA_OK);
+  char p[700];
+  static const char *const foreign[] = {"shard-00001-model-00001-of-00001.safetensors", "notes.txt",
+                                        "shard-00000-of-00001.xyz.safetensors"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(p, sizeof p, "%s/%s", d, foreign[i]);
+    put(p, "x", 1);
+  }
+  CHECK(world_op(&W, OP_TRAIN, NULL, 1, 2) == EMA_OK);
+  CHECK(world_op(&W, OP_SAVE, d, 0, 0) == EMA_OK);
+  CHECK(world_op(&W, OP_SAVE, d, 0, 0) == EMA_OK);
+  int ours = 0, others = 0;
+  DIR *dd = opendir(d);
+  struct dirent *de;
+  while (dd && (de = readdir(dd)) != NULL) {
+    if (de->d_name[0] == '.' && (de->d_name[1] == 0 || de->d_name[1] == '.')) continue;
+    int f = 0;
+    for (int i = 0; i < 3; i++) f |= strcmp(de->d_name, foreign[i]) == 0;
+    if (f) others++;
+    else if (strcmp(de->d_name, "manifest.json") != 0) ours++;
+  }
+  if (dd) closedir(dd);
+  CHECK_MSG(ours == 1 && others == 3, "%d shard files, %d foreign files", ours, others);
+  world_free(&W);
+}
+
 int main(void) {
   snprintf(tmp, sizeof tmp, "/tmp/ema_test_dist_%ld", (long)getpid());
   mkdir(tmp, 0755);
@@ -464,6 +496,7 @@ int main(void) {
   test_averages_into_model();
   test_disagreement();
   test_hostile();
+  test_garbage();
   test_wrong_registration();
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
