@@ -57,7 +57,10 @@ unsigned char *ema__arena_alloc(ema_ctx *ctx, size_t a, size_t bytes) {
 
 /* Give back the registry's memory: names, tensors, index and every arena. */
 void ema__registry_free(ema_ctx *ctx) {
-  for (size_t i = 0; i < ctx->count; i++) free(ctx->tensors[i].name);
+  for (size_t i = 0; i < ctx->count; i++) {
+    free(ctx->tensors[i].name);
+    free(ctx->tensors[i].shard);
+  }
   free(ctx->tensors);
   free(ctx->index);
   for (size_t a = 0; a < EMA_MAX_AVERAGES; a++) {
@@ -408,6 +411,7 @@ ema_status ema_untrack(ema_ctx *ctx, const char *name) {
   size_t i = (size_t)(t - ctx->tensors);
   if (t->pair >= 0) ctx->n_averaged--;
   free(t->name);
+  free(t->shard);
   memmove(&ctx->tensors[i], &ctx->tensors[i + 1], (ctx->count - i - 1) * sizeof *t);
   ctx->count--;
   /* rebuild the index in place: same capacity, new slots */
