@@ -607,17 +607,65 @@ EMA_API ema_status ema_restore(ema_ctx *ctx);
 /* Checkpoints                                                               */
 /* ------------------------------------------------------------------------ */
 
-/* Save one safetensors file holding each model tensor under its own name,
-   its average under ema_average_name() (for every member of the bank), and
-   the EMA state in __metadata__ (docs/checkpoints.md has the layout).
-   Written atomically: to a temporary file in the same directory, synced,
-   then renamed over path; a failure leaves any previous file at path as it
-   was. path is borrowed. Memory: tables of the tensor names and the
-   metadata; the tensor data streams from the caller's memory and the
-   context to the file.
-   Errors: EMA_E_INVALID_ARG (NULL path), EMA_E_STATE (while swapped),
-   EMA_E_IO (with the system's reason in ema_last_error), EMA_E_NOMEM. */
+/* A checkpoint is one safetensors file (docs/checkpoints.md has the layout):
+   each model tensor under its own name, its averages under
+   ema_average_name() of each member of the bank ("<name>/<member name>"),
+   zero-debias counters beside them, COPY tensors under their own name only, and
+   the EMA state in __metadata__ (decay, num_updates, last step, zero_debias,
+   every member's name and schedule, format and library version) with
+   "libema.xxh64": XXH64 (seed 0) of the file's data section, every byte
+   after the header, which any xxHash tool can verify.
+
+   Saving validates everything (not swapped; no registered tensor named like
+   an average's key) before the first byte is written.
+   Memory: the header (about 150 bytes per key) and, for the buffer form, the
+   whole checkpoint; the file and writer forms stream the tensors from the
+   context without copying them.
+
+   Loading is all or nothing: it validates the file (strict safetensors
+   rules, format version, every tensor the context needs with its dtype and
+   shape, every metadata value parsed and range-checked, the checksum over
+   exactly the bytes it loads, the file unchanged while it was read), and
+   reads everything it needs into one staging buffer before it changes
+   anything. A failed load leaves every model tensor, average and setting as
+   it was. Memory: the staging buffer holds the bytes loaded (the model and
+   all averages for ema_load), plus 1 MiB.
+   Files with 0.1's checksum ("libema.checksum") load and are verified.
+
+   Errors of every save and load: EMA_E_INVALID_ARG (NULL or empty
+   arguments, a registered name colliding with an average's key),
+   EMA_E_STATE (swapped; for loads also a stored copy is held),
+   EMA_E_NOMEM, EMA_E_IO (open, read, write, fsync or rename failed; the
+   file changed while it was read), EMA_E_FORMAT (not a valid checkpoint:
+   truncated, corrupt, hostile, checksum mismatch, bad metadata),
+   EMA_E_MISMATCH (a tensor missing or of another dtype or shape, another
+   bank size or zero_debias), EMA_E_UNSUPPORTED (a schedule unknown to this
+   version). The detail is in ema_last_error(ctx), one line, strings from
+   the file escaped. Thread-safety: as every call on a context. */
+
+/* Save to path (borrowed), atomically: a new file beside it, fsync, rename
+   over path, fsync of the directory. A crash never leaves a torn file and
+   never destroys the previous checkpoint; a replaced file keeps its mode
+   (and its owner where the process may set it). See docs/checkpoints.md for
+   how temporary files are kept from outliving a crash. */
 EMA_API ema_status ema_save(const ema_ctx *ctx, const char *path);
+
+/* Save the same bytes ema_save would write into a new buffer: *buf (free
+   it with ema_buffer_free) gets *len bytes. On failure *buf is NULL and *len
+   0. Since 0.2.0. */
+EMA_API ema_status ema_save_buffer(const ema_ctx *ctx, void **buf, size_t *len);
+EMA_API void ema_buffer_free(void *buf); /* NULL is a no-op. Since 0.2.0. */
+
+/* Receives the checkpoint in pieces, in order: return 0 to go on, anything
+   else to stop the save (it then fails with EMA_E_IO). data is valid only
+   during the call. */
+typedef int (*ema_writer)(void *user, const void *data, size_t len);
+
+/* Save the same bytes ema_save would write through fn(user, ...), streamed
+   from the context (no copy of the tensors). Everything is validated before
+   the first call; if fn stops the save, what it was given is a prefix, not
+   a checkpoint. Since 0.2.0. */
+EMA_API ema_status ema_save_writer(const ema_ctx *ctx, ema_writer fn, void *user);
 
 /* Resume from a checkpoint written by ema_save: model tensors, averages and
    EMA state all come back so that training continues exactly. The whole
@@ -631,11 +679,18 @@ EMA_API ema_status ema_save(const ema_ctx *ctx, const char *path);
    bank differs), EMA_E_NOMEM. */
 EMA_API ema_status ema_load(ema_ctx *ctx, const char *path);
 
+/* The same from a checkpoint in memory: buf[0..len) is borrowed for the call
+   only. Same validation and guarantees as ema_load. Since 0.2.0. */
+EMA_API ema_status ema_load_buffer(ema_ctx *ctx, const void *buf, size_t len);
+
 /* TensorFlow's variables_to_restore(): each average of the active member in
    the file lands in its model tensor (rounded to the model dtype); COPY
    tensors land under their own name. The context's averages and state are
    not changed. Validation, memory and errors as ema_load(). */
 EMA_API ema_status ema_load_averages_into_model(ema_ctx *ctx, const char *path);
+
+/* The same from a checkpoint in memory (borrowed for the call). Since 0.2.0. */
+EMA_API ema_status ema_load_averages_into_model_buffer(ema_ctx *ctx, const void *buf, size_t len);
 
 /* ------------------------------------------------------------------------ */
 /* Threads                                                                   */
@@ -667,6 +722,22 @@ EMA_API int ema_threads(const ema_ctx *ctx);
    from the CPU and OS, or forced with the environment variable EMA_ISA.
    Static text. Thread-safe. */
 EMA_API const char *ema_isa(void);
+
+/* Convert n elements of src (dtype src_dtype) into dst (dtype dst_dtype),
+   in host byte order (little-endian on every platform libema supports, as
+   in safetensors files), with the library's own conversions: f16 and bf16
+   to and from float32 are those of the update kernels, bit for bit
+   (round to nearest even, overflow to infinity, NaN kept NaN and made
+   quiet; bf16 -> f32 is an exact shift that keeps a signaling NaN
+   signaling); widening is exact; float64 to f32, f16 or bf16 is rounded
+   once, to nearest even, directly from the double (as numpy's astype).
+   Any pair of EMA_F32, EMA_F64, EMA_F16, EMA_BF16; for equal dtypes (any
+   dtype, integers included) a copy. dst and src are borrowed and must not
+   overlap unless they are the same pointer with the same dtype.
+   Errors: EMA_E_INVALID_ARG (NULL dst or src with n > 0, a dtype outside
+   the enum), EMA_E_DTYPE (an integer dtype with a different other one);
+   nothing is written on failure. Thread-safe. Since 0.2.0. */
+EMA_API ema_status ema_convert(void *dst, ema_dtype dst_dtype, const void *src, ema_dtype src_dtype, size_t n);
 
 /* ------------------------------------------------------------------------ */
 /* Deprecated names (0.1 spellings; each calls its new name)                 */

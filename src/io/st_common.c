@@ -84,43 +84,15 @@ size_t st_utf8_seq(const unsigned char *s, size_t len) { return ema__utf8_seq(s,
 size_t st_utf8_check(const unsigned char *s, size_t len) { return ema__utf8_check(s, len); }
 
 void st_quote(char *dst, size_t cap, const char *s, size_t len) {
-  if (!dst || cap == 0) return;
-  size_t o = 0;
-  const unsigned char *u = (const unsigned char *)s;
-#define ST_PUT(ch)                   \
-  do {                               \
-    if (o + 1 < cap) dst[o++] = (ch); \
-  } while (0)
-  ST_PUT('\'');
-  size_t i = 0, shown = 0;
-  while (i < len && u) {
-    if (shown >= 60) {
-      ST_PUT('.'); ST_PUT('.'); ST_PUT('.');
-      break;
-    }
-    unsigned c = u[i];
-    size_t k = c >= 0x80 ? st_utf8_seq(u + i, len - i) : 1;
-    if (c >= 0x20 && c < 0x7F && c != '\\' && c != '\'') {
-      ST_PUT((char)c);
-      i++;
-      shown++;
-    } else if (c >= 0x80 && k > 0) {
-      if (o + k + 1 < cap) {
-        memcpy(dst + o, u + i, k);
-        o += k;
-      }
-      i += k;
-      shown += k;
-    } else {
-      static const char hex[] = "0123456789abcdef";
-      ST_PUT('\\'); ST_PUT('x'); ST_PUT(hex[c >> 4]); ST_PUT(hex[c & 15]);
-      i++;
-      shown += 4;
-    }
+  if (!dst || cap < 3) {
+    if (dst && cap) dst[0] = '\0';
+    return;
   }
-  ST_PUT('\'');
-#undef ST_PUT
-  dst[o] = '\0';
+  /* the library's one escaping (ema_escape), in single quotes */
+  dst[0] = '\'';
+  size_t n = ema_escape(s, len, dst + 1, cap - 2);
+  dst[1 + n] = '\'';
+  dst[2 + n] = '\0';
 }
 
 int st_bytes_cmp(const char *a, size_t alen, const char *b, size_t blen) {
@@ -133,7 +105,7 @@ int st_bytes_cmp(const char *a, size_t alen, const char *b, size_t blen) {
 int st_msort(size_t *idx, size_t n, st_cmp_fn cmp, const void *ctx) {
   if (n < 2) return 0;
   if (n > SIZE_MAX / sizeof(size_t)) return -1;
-  size_t *tmp = malloc(n * sizeof(size_t));
+  size_t *tmp = ema__malloc(n * sizeof(size_t));
   if (!tmp) return -1;
   size_t *src = idx, *dst = tmp;
   /* Insertion sort of runs of 16, then bottom-up merges. */
