@@ -97,24 +97,41 @@ static ema_status produce(void *user, size_t i, uint64_t off, void *dst, size_t 
   return st;
 }
 
-/* The checksum ema_save writes for these tensors: first pass. */
-static ema_status checksum(cons *C, uint64_t *out) {
-  uint64_t sum = 0;
-  for (size_t i = 0; i < C->m.n_tensors; i++) {
-    const mf_tensor *t = &C->m.tensors[i];
-    dh_state h;
-    dh_init(&h);
-    for (uint64_t off = 0; off < t->nbytes; off += WINDOW) {
-      size_t len = t->nbytes - off < WINDOW ? (size_t)(t->nbytes - off) : WINDOW;
-      ema_status st = fill(C, t, off, C->scratch, len);
-      if (st != EMA_OK) return st;
-      dh_update(&h, C->scratch, len);
-      tick(C, len);
-    }
-    sum += dh_tensor(t->name, dh_final(&h));
+/* The writer's file order (safetensors.h): dtype alignment descending,
+   then name bytewise. */
+static int file_order(size_t a, size_t b, const void *ctx) {
+  const st_wtensor *w = (const st_wtensor *)ctx;
+  if (w[a].dtype != w[b].dtype) return w[a].dtype > w[b].dtype ? -1 : 1;
+  return st_bytes_cmp(w[a].name, strlen(w[a].name), w[b].name, strlen(w[b].name));
+}
+
+/* libema.xxh64 of the file ema_save would write: XXH64 of the data
+   section, the tensors' bytes in file order. The first pass. */
+static ema_status checksum(cons *C, const st_wtensor *w, size_t n, uint64_t *out) {
+  size_t *order = (size_t *)ema__calloc(n + 1, sizeof *order);
+  if (!order) return st_errf(C->err, C->cap, "out of memory"), EMA_E_NOMEM;
+  for (size_t i = 0; i < n; i++) order[i] = i;
+  if (st_msort(order, n, file_order, w)) {
+    free(order);
+    return st_errf(C->err, C->cap, "out of memory"), EMA_E_NOMEM;
   }
-  *out = sum;
-  return EMA_OK;
+  ema__xxh64_state h;
+  ema__xxh64_init(&h, 0);
+  ema_status st = EMA_OK;
+  for (size_t i = 0; i < n && st == EMA_OK; i++) {
+    const mf_tensor *t = C->src[order[i]];
+    for (uint64_t off = 0; off < t->nbytes && st == EMA_OK; off += WINDOW) {
+      size_t len = t->nbytes - off < WINDOW ? (size_t)(t->nbytes - off) : WINDOW;
+      st = fill(C, t, off, C->scratch, len);
+      if (st == EMA_OK) {
+        ema__xxh64_update(&h, C->scratch, len);
+        tick(C, len);
+      }
+    }
+  }
+  free(order);
+  *out = ema__xxh64_digest(&h);
+  return st;
 }
 
 static ema_status begin(cons *C, const char *dir, ema_progress_fn progress, void *user, char *err, size_t cap) {
@@ -163,12 +180,12 @@ ema_status ema_consolidate(const char *dir, const char *out, ema_progress_fn pro
     C.src[i] = t;
     C.total += 2 * t->nbytes;
   }
-  if (st == EMA_OK) st = checksum(&C, &sum);
+  if (st == EMA_OK) st = checksum(&C, w, n, &sum);
   char csum[20];
   snprintf(csum, sizeof csum, "%016" PRIx64, sum);
   for (size_t i = 0; st == EMA_OK && i < nm; i++) {
     meta[i].key = C.m.state->keys[i];
-    meta[i].value = strcmp(meta[i].key, "libema.checksum") == 0 ? csum : C.m.state->items[i].str;
+    meta[i].value = strcmp(meta[i].key, DIST_SUM_KEY) == 0 ? csum : C.m.state->items[i].str;
   }
   if (st == EMA_OK) st = st_write_stream(out, w, n, meta, nm, produce, &C, err, errcap);
   free(w);

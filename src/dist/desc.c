@@ -8,17 +8,17 @@
 #include "io/st_internal.h"
 
 static uint64_t state_hash(const ema_ctx *ctx) {
-  dh_state h;
-  dh_init(&h);
+  ema__xxh64_state h;
+  ema__xxh64_init(&h, 0);
   for (size_t k = 0; k < ctx->n_avg; k++) {
     const ema_schedule *s = &ctx->avg[k].sched;
     double v[7] = {s->decay, s->min_decay, s->inv_gamma, s->power, s->gamma, s->sigma_rel, s->halflife};
     int64_t w[2] = {(int64_t)s->kind, s->update_after_step};
-    dh_update(&h, ctx->avg[k].name, strlen(ctx->avg[k].name) + 1);
-    dh_update(&h, v, sizeof v);
-    dh_update(&h, w, sizeof w);
+    ema__xxh64_update(&h, ctx->avg[k].name, strlen(ctx->avg[k].name) + 1);
+    ema__xxh64_update(&h, v, sizeof v);
+    ema__xxh64_update(&h, w, sizeof w);
   }
-  return dh_final(&h);
+  return ema__xxh64_digest(&h);
 }
 
 void desc_build(const ema_ctx *ctx, wb *b) {

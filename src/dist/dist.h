@@ -8,6 +8,7 @@
 
 #include "core/internal.h"
 #include "ema/dist.h"
+#include "common/xxh64.h"
 #include "io/safetensors.h"
 
 #define DIST_MANIFEST "manifest.json"
@@ -35,19 +36,13 @@ ema_status dc_allgatherv(const ema_comm *c, const void *send, size_t len, unsign
    failure is returned as such. */
 ema_status dc_agree(const ema_comm *c, ema_status mine, int *bad);
 
-/* ---- content hash (digest.c): the checkpoint checksum of src/io ---------- */
-typedef struct dh_state {
-  uint64_t lane[4];
-  unsigned char tail[32];
-  size_t tail_len;
-  uint64_t total;
-} dh_state;
-void dh_init(dh_state *h);
-void dh_update(dh_state *h, const void *data, size_t n);
-uint64_t dh_final(const dh_state *h);
-uint64_t dh_bytes(const void *p, size_t n);
-/* Digest of one named tensor; a checkpoint's checksum is their sum. */
-uint64_t dh_tensor(const char *name, uint64_t data_hash);
+/* Checksums are XXH64 (seed 0, src/common/xxh64.h), as ema_save's
+   libema.xxh64: of each chunk's bytes in the manifest, of the data section
+   in a consolidated file. These __metadata__ keys cover a whole file, which
+   no rank holds: empty in the manifest's state, left out of shard files,
+   computed by consolidation. */
+#define DIST_SUM_KEY "libema.xxh64"
+int dist_is_sum_key(const char *key);
 
 /* ---- the saved entries of a context (plan.c) ----------------------------- */
 enum { DR_MODEL, DR_AVG, DR_BIASED, DR_STEPS, DR_PROD };

@@ -133,7 +133,7 @@ void fs_new_id(char *out) {
     static unsigned counter;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = dh_bytes(&ts, sizeof ts) ^ ((uint64_t)getpid() << 20) ^ ++counter;
+    uint64_t x = ema__xxh64(&ts, sizeof ts, 0) ^ ((uint64_t)getpid() << 20) ^ ++counter;
     memcpy(r, &x, sizeof r);
   }
   for (size_t i = 0; i < sizeof r; i++) snprintf(out + 2 * i, 3, "%02x", r[i]);

@@ -75,13 +75,13 @@ typedef struct reader {
   const st_file *f;
   const st_tensor *s;
   unsigned char *dst;
-  dh_state h;
+  ema__xxh64_state h;
 } reader;
 
 static ema_status read_run(void *user, uint64_t src, uint64_t dst, uint64_t len) {
   reader *R = (reader *)user;
   ema_status st = st_read_range(R->f, R->s, src, R->dst + dst, (size_t)len, R->L->err, sizeof R->L->err);
-  if (st == EMA_OK) dh_update(&R->h, R->dst + dst, (size_t)len);
+  if (st == EMA_OK) ema__xxh64_update(&R->h, R->dst + dst, (size_t)len);
   return st;
 }
 
@@ -96,12 +96,16 @@ static ema_status read_entry(loader *L, size_t j) {
     ema_status st = EMA_OK;
     if (!L->files[k->file]) st = mf_open_file(&L->m, L->dir, k->file, &L->files[k->file], L->err, sizeof L->err);
     if (st != EMA_OK) return st;
-    reader R = {L, L->files[k->file], st_find(L->files[k->file], t->name), L->stage + L->staged[j], {{0}, {0}, 0, 0}};
-    dh_init(&R.h);
+    reader R;
+    R.L = L;
+    R.f = L->files[k->file];
+    R.s = st_find(L->files[k->file], t->name);
+    R.dst = L->stage + L->staged[j];
+    ema__xxh64_init(&R.h, 0);
     st = box_runs(e->ndim, io, is, k->off, k->shape, e->offset, e->local, es, read_run, &R);
     if (st != EMA_OK) return st;
     int whole = !memcmp(io, k->off, (size_t)e->ndim * 8) && !memcmp(is, k->shape, (size_t)e->ndim * 8);
-    if (whole && dh_final(&R.h) != k->checksum)
+    if (whole && ema__xxh64_digest(&R.h) != k->checksum)
       return FAIL(EMA_E_FORMAT, "chunk %zu of '%s' in '%s' is corrupt: its bytes do not match the manifest's checksum",
                   c, t->name, L->m.files[k->file].name);
   }
@@ -126,7 +130,7 @@ static ema_status read_state(loader *L) {
   if (st != EMA_OK) return st;
   const dj_val *s = L->m.state;
   for (size_t i = 0; i < s->n; i++) {
-    if (strcmp(s->keys[i], "libema.checksum") == 0) continue;
+    if (dist_is_sum_key(s->keys[i])) continue;
     const char *v = st_meta_get(L->files[0], s->keys[i]);
     if (!v || strcmp(v, s->items[i].str) != 0) {
       char q[96];

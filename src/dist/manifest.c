@@ -97,8 +97,8 @@ static ema_status parse_chunk(manifest *m, mf_tensor *t, const dj_val *v, mf_chu
   for (int d = 0; d < t->ndim; d++)
     if (c->shape[d] == 0 || c->off[d] > t->shape[d] || c->shape[d] > t->shape[d] - c->off[d])
       return BAD("tensor '%s': a chunk is empty or leaves the global shape in dimension %d", q, d);
-  if (!hex16(str_of(dj_get(v, "checksum")), &c->checksum))
-    return BAD("tensor '%s': a chunk has no 16-digit hex \"checksum\"", q);
+  if (!hex16(str_of(dj_get(v, "xxh64")), &c->checksum))
+    return BAD("tensor '%s': a chunk has no 16-digit hex \"xxh64\"", q);
   return EMA_OK;
 }
 
@@ -255,7 +255,7 @@ void mf_render(const manifest *m, dj_buf *b) {
       dj_ints(b, t->ndim, k->off);
       dj_raw(b, ", \"shape\": ");
       dj_ints(b, t->ndim, k->shape);
-      dj_printf(b, ", \"checksum\": \"%016" PRIx64 "\"}", k->checksum);
+      dj_printf(b, ", \"xxh64\": \"%016" PRIx64 "\"}", k->checksum);
     }
     dj_raw(b, "]}");
   }

@@ -13,7 +13,7 @@
 typedef struct mf_chunk {
   size_t file; /* index into files */
   int64_t off[EMA_MAX_DIMS], shape[EMA_MAX_DIMS];
-  uint64_t checksum; /* dh_bytes of the chunk's bytes */
+  uint64_t checksum; /* "xxh64": XXH64 of the chunk's bytes */
 } mf_chunk;
 
 typedef struct mf_tensor {

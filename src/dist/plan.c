@@ -14,6 +14,10 @@
 
 #include "dist/dist.h"
 
+int dist_is_sum_key(const char *key) {
+  return strcmp(key, DIST_SUM_KEY) == 0 || strcmp(key, "libema.checksum") == 0; /* and 0.1's */
+}
+
 const char *dist_role_name(int role) {
   static const char *const names[] = {"model", "average", "biased", "local_step", "decay_product"};
   return role >= 0 && role <= DR_PROD ? names[role] : "?";

@@ -118,7 +118,7 @@ static ema_status state_text(saver *S, dj_buf *out) {
     dj_str(out, f->meta[i].key);
     dj_raw(out, ":");
     /* the checksum covers every tensor: consolidation computes it */
-    dj_str(out, strcmp(f->meta[i].key, "libema.checksum") == 0 ? "" : f->meta[i].value);
+    dj_str(out, dist_is_sum_key(f->meta[i].key) ? "" : f->meta[i].value);
   }
   dj_raw(out, "}");
   if (st == EMA_OK && !out->ok) st = EMA_E_NOMEM;
@@ -177,7 +177,7 @@ static ema_status write_mine(saver *S, wb *res) {
   S->wrote = st == EMA_OK;
   wb_u64(res, bytes);
   wb_u64(res, m);
-  for (size_t i = 0; i < m; i++) wb_u64(res, dh_bytes(mine[i]->data, mine[i]->nbytes));
+  for (size_t i = 0; i < m; i++) wb_u64(res, ema__xxh64(mine[i]->data, mine[i]->nbytes, 0));
   free(mine);
   if (st == EMA_OK && !res->ok) st = EMA_E_NOMEM;
   return st;

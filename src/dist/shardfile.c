@@ -1,7 +1,7 @@
 /*
  * src/dist/shardfile.c: one rank's shard file. A safetensors file with the
  * rank's chunks under ema_save's names and, in __metadata__, the EMA state
- * (as ema_save writes it, without libema.checksum: the manifest holds one
+ * (as ema_save writes it, without libema.xxh64: the manifest holds one
  * checksum per chunk), the checkpoint id, and torch.distributed.checkpoint's
  * DCP_SHARDING_INFO ({"<name>": {"saved_offsets": [...]}}) with DCP_VERSION.
  */
@@ -47,7 +47,7 @@ ema_status sf_write(const char *dir, const char *name, const dist_entry *const *
   snprintf(where, sizeof where, "%d/%d", rank, world);
   size_t m = 0;
   for (size_t i = 0; st == EMA_OK && state && i < state->n; i++) {
-    if (strcmp(state->keys[i], "libema.checksum") == 0) continue; /* the manifest has the chunks' */
+    if (dist_is_sum_key(state->keys[i])) continue; /* the manifest has the chunks' */
     meta[m].key = state->keys[i];
     meta[m++].value = state->items[i].str;
   }
