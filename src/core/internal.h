@@ -41,6 +41,7 @@ typedef struct ema_tensor {
   size_t name_len;
   int ndim;
   int64_t shape[EMA_MAX_DIMS];
+  struct ema_shard *shard; /* src/dist: box of a global tensor (one malloc); NULL when unsharded */
 } ema_tensor;
 
 typedef struct ema_block ema_block;

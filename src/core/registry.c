@@ -14,7 +14,10 @@
 
 /* Give back the registry's memory: names, tensors, index and every arena. */
 void ema__registry_free(ema_ctx *ctx) {
-  for (size_t i = 0; i < ctx->count; i++) free(ctx->tensors[i].name);
+  for (size_t i = 0; i < ctx->count; i++) {
+    free(ctx->tensors[i].name);
+    free(ctx->tensors[i].shard);
+  }
   free(ctx->tensors);
   free(ctx->index);
   ema__arena_free(ctx);
@@ -358,6 +361,7 @@ ema_status ema_untrack(ema_ctx *ctx, const char *name) {
   size_t i = (size_t)(t - ctx->tensors);
   if (t->pair >= 0) ctx->n_averaged--;
   free(t->name);
+  free(t->shard);
   memmove(&ctx->tensors[i], &ctx->tensors[i + 1], (ctx->count - i - 1) * sizeof *t);
   ctx->count--;
   /* rebuild the index in place: same capacity, new slots */
