@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
     for (int j = 1; j < k; j++) {
       char name[16];
       snprintf(name, sizeof name, "avg%d", j);
-      TRY(bank, ema_add_average(bank, name, &sch[j], NULL));
+      TRY(bank, ema_bank_add(bank, name, &sch[j], NULL));
     }
     for (int j = 0; j < k; j++) {
       TRY(sep[j], ema_create(&sep[j], 0.999));
@@ -111,7 +111,7 @@ int main(int argc, char **argv) {
     }
     /* the bank must agree with the separate contexts bit for bit */
     for (int j = 0; j < k; j++)
-      if (memcmp(ema_average_of(bank, "t0", (size_t)j, NULL), ema_average(sep[j], "t0", NULL), per * 4) != 0) {
+      if (memcmp(ema_bank_average(bank, "t0", (size_t)j, NULL), ema_average(sep[j], "t0", NULL), per * 4) != 0) {
         fprintf(stderr, "bench_bank: average %d of the bank differs from its separate context\n", j);
         return 1;
       }

@@ -21,8 +21,12 @@ extern "C" {
 /* Any safetensors file, libema's checkpoints or another writer's, opened
    with the same strict validation the checkpoint loader uses. The header is
    read and checked at open; tensor data is read on demand. One ema_file may
-   be used by one thread at a time. Functions that can fail write one
-   sentence into err (when err is not NULL and errcap > 0). */
+   be used by one thread at a time. Functions on a handle report the detail
+   of a failure through ema_file_last_error(f); the functions without a
+   handle (ema_file_open, ema_file_write, ema_file_write_stream,
+   ema_extract_averages) write one sentence into the caller's err (when err
+   is not NULL and errcap > 0). Messages are one line; strings that came
+   from a file are shown escaped. */
 typedef struct ema_file ema_file;
 
 /* One tensor of a file. Pointers are owned by the ema_file and valid until
@@ -44,9 +48,14 @@ typedef struct ema_file_tensor {
 EMA_API ema_status ema_file_open(ema_file **out, const char *path, char *err, size_t errcap);
 EMA_API void ema_file_close(ema_file *f); /* NULL is a no-op */
 
+/* The detail of the last failed call on f (one line, owned by f, valid
+   until the next call on f); "" after a call that succeeded. Since 0.2.0. */
+EMA_API const char *ema_file_last_error(const ema_file *f);
+
 /* Number of tensors, in the file's header order; 0 for NULL. */
 EMA_API size_t ema_file_count(const ema_file *f);
-/* The i-th tensor. Errors: EMA_E_INVALID_ARG, EMA_E_NOT_FOUND (i too big). */
+/* The i-th tensor. Errors: EMA_E_INVALID_ARG, EMA_E_NOT_FOUND (i out of
+   range; the message says so). */
 EMA_API ema_status ema_file_tensor_at(const ema_file *f, size_t i, ema_file_tensor *out);
 /* The tensor called name. Errors: EMA_E_INVALID_ARG, EMA_E_NOT_FOUND. */
 EMA_API ema_status ema_file_find(const ema_file *f, const char *name, ema_file_tensor *out);
@@ -61,9 +70,9 @@ EMA_API const char *ema_file_metadata(const ema_file *f, const char *key);
    little-endian, C order) into dst. Use offset 0 and len = nbytes for the
    whole tensor, or a window to stream a large tensor with bounded memory.
    Errors: EMA_E_INVALID_ARG (NULL, range outside the tensor),
-   EMA_E_NOT_FOUND, EMA_E_IO. */
-EMA_API ema_status ema_file_read(const ema_file *f, const char *name, uint64_t offset, void *dst, size_t len,
-                                 char *err, size_t errcap);
+   EMA_E_NOT_FOUND, EMA_E_IO; detail in ema_file_last_error(f).
+   Changed in 0.2.0: no err/errcap arguments. */
+EMA_API ema_status ema_file_read(const ema_file *f, const char *name, uint64_t offset, void *dst, size_t len);
 
 /* One tensor to write: borrowed pointers, C-contiguous little-endian data. */
 typedef struct ema_file_entry {
@@ -79,7 +88,7 @@ typedef struct ema_file_entry {
    previous file at path untouched. meta is n_meta (key, value) pairs of
    UTF-8 strings laid out as meta[2*i], meta[2*i+1]; NULL when n_meta is 0.
    Errors: EMA_E_INVALID_ARG (bad or duplicate names, bad shapes),
-   EMA_E_NOMEM, EMA_E_IO. */
+   EMA_E_NOMEM, EMA_E_IO. The message starts with the function's name. */
 EMA_API ema_status ema_file_write(const char *path, const ema_file_entry *tensors, size_t n,
                                   const char *const *meta, size_t n_meta, char *err, size_t errcap);
 
@@ -94,7 +103,7 @@ typedef ema_status (*ema_file_producer)(void *user, size_t index, uint64_t offse
    the file's order (not necessarily the caller's), each in increasing
    offsets, so memory stays bounded by a 1 MiB buffer whatever the file's
    size. An error from produce aborts the write and leaves any previous file
-   at path untouched. */
+   at path untouched; its message is kept, after "ema_file_write_stream: ". */
 EMA_API ema_status ema_file_write_stream(const char *path, const ema_file_entry *tensors, size_t n,
                                          const char *const *meta, size_t n_meta, ema_file_producer produce,
                                          void *user, char *err, size_t errcap);

@@ -132,7 +132,8 @@ _PROTOTYPES = {
     "ema_file_metadata_count": (_c_sz, [_c_vp]),
     "ema_file_metadata_at": (_c_int, [_c_vp, _c_sz, ctypes.POINTER(_c_str), ctypes.POINTER(_c_str)]),
     "ema_file_metadata": (_c_str, [_c_vp, _c_str]),
-    "ema_file_read": (_c_int, [_c_vp, _c_str, ctypes.c_uint64, _c_vp, _c_sz, ctypes.c_char_p, _c_sz]),
+    "ema_file_read": (_c_int, [_c_vp, _c_str, ctypes.c_uint64, _c_vp, _c_sz]),
+    "ema_file_last_error": (_c_str, [_c_vp]),
     "ema_file_write": (
         _c_int,
         [_c_str, ctypes.POINTER(FileEntry), _c_sz, ctypes.POINTER(_c_str), _c_sz, ctypes.c_char_p, _c_sz],

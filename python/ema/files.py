@@ -111,11 +111,10 @@ class SafetensorsFile:
         return buf.tobytes()
 
     def _read_into(self, name, offset, ptr, length):
-        err = _lib.errbuf()
-        st = _lib_.ema_file_read(self._handle(), encode_name(name), offset, ctypes.c_void_p(ptr or None),
-                                 length, err, _lib.ERRCAP)
+        h = self._handle()
+        st = _lib_.ema_file_read(h, encode_name(name), offset, ctypes.c_void_p(ptr or None), length)
         if st != 0:
-            _raise(st, err)
+            _lib.raise_for(st, _lib_.ema_file_last_error(h).decode("utf-8", "replace"))
 
     def __getitem__(self, name):
         """The tensor as a new numpy array. BF16 comes as float32 (exact), or

@@ -400,7 +400,7 @@ class EMA:
             ctx.check_storage()
             ctx.save(p)
             with open_file(p, bf16="bits") as f:
-                meta = {k: v for k, v in f.metadata.items() if k != "libema.checksum"}
+                meta = {k: v for k, v in f.metadata.items() if k not in ("libema.checksum", "libema.xxh64")}
                 for key in f.keys():
                     if key in model_keys:
                         continue

@@ -203,6 +203,13 @@ ema_status st_read(const st_file *f, const st_tensor *t, void *dst, size_t cap, 
 ema_status st_read_range(const st_file *f, const st_tensor *t, uint64_t offset, void *dst,
                          size_t len, char *err, size_t err_cap);
 
+/* EMA_OK when the file is still the one st_open opened, unchanged: same
+   size, modification and status-change times (fstat of the open file), and
+   the path still names that file (same device and inode). EMA_E_IO, with a
+   message saying what changed, otherwise. Always EMA_OK for memory files.
+   A loader calls it after reading everything it needs. */
+ema_status st_check_unchanged(const st_file *f, char *err, size_t err_cap);
+
 /* ------------------------------------------------------------------------ */
 /* Writer                                                                    */
 /* ------------------------------------------------------------------------ */
@@ -253,6 +260,17 @@ ema_status st_write_stream(const char *path, const st_wtensor *tensors, size_t n
 ema_status st_serialize(const st_wtensor *tensors, size_t n, const st_wmeta *meta, size_t n_meta,
                         unsigned char **out, size_t *out_len, char *err, size_t err_cap);
 
+/* XXH64 (seed 0) of the data section the writer would produce for these
+   tensors: their bytes in file order. Same validation as st_serialize. */
+ema_status st_data_xxh64(const st_wtensor *tensors, size_t n, uint64_t *out, char *err, size_t err_cap);
+
+/* The same file image handed to sink in pieces, in file order (header, then
+   each tensor's bytes); a status other than EMA_OK from sink (with its
+   message in err) stops the write. Same validation as st_serialize. */
+typedef ema_status (*st_sink)(void *user, const void *data, size_t len, char *err, size_t err_cap);
+ema_status st_write_sink(const st_wtensor *tensors, size_t n, const st_wmeta *meta, size_t n_meta, st_sink sink,
+                         void *user, char *err, size_t err_cap);
+
 /* ------------------------------------------------------------------------ */
 /* Fault injection for tests (thread-local: affects only the calling thread) */
 /* ------------------------------------------------------------------------ */
@@ -272,6 +290,11 @@ typedef enum st_fault {
    FSYNC, RENAME, DIRSYNC and OPEN_TEMP fire once and disarm themselves;
    ST_FAULT_SHORT stays until disarmed with ST_FAULT_NONE. */
 void st_test_inject(st_fault fault, uint64_t arg);
+
+/* Call fn(user) once, right after the next successful read of tensor data
+   from a file (st_read_range) on this thread: lets a test change the file
+   in the middle of a load. NULL disarms. */
+void st_test_after_read(void (*fn)(void *user), void *user);
 
 /* Bytes st_write handed to write() successfully since the last
    st_test_inject call on this thread. */

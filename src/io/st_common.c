@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
+#include "common/utf8.h"
 #include "io/st_internal.h"
 
 /* Names and sizes in bits, indexed by st_dtype (the reference's order). */
@@ -70,96 +72,27 @@ int st_dtype_from_ema(ema_dtype dt) {
 }
 
 void st_errf(char *err, size_t cap, const char *fmt, ...) {
-  if (!err || cap == 0) return;
   va_list ap;
   va_start(ap, fmt);
-  int r = vsnprintf(err, cap, fmt, ap);
+  ema__verrf(err, cap, fmt, ap);
   va_end(ap);
-  if (r < 0) err[0] = '\0';
 }
 
-size_t st_utf8_seq(const unsigned char *s, size_t len) {
-  if (len == 0) return 0;
-  unsigned c = s[0];
-  if (c < 0x80) return 1;
-  size_t need;
-  unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-  if (c >= 0xC2 && c <= 0xDF) {
-    need = 2;
-  } else if (c == 0xE0) {
-    need = 3; lo = 0xA0;        /* no overlongs */
-  } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-    need = 3;
-  } else if (c == 0xED) {
-    need = 3; hi = 0x9F;        /* no surrogates */
-  } else if (c == 0xF0) {
-    need = 4; lo = 0x90;        /* no overlongs */
-  } else if (c >= 0xF1 && c <= 0xF3) {
-    need = 4;
-  } else if (c == 0xF4) {
-    need = 4; hi = 0x8F;        /* nothing above U+10FFFF */
-  } else {
-    return 0;                   /* C0, C1, F5..FF, stray continuation */
-  }
-  if (len < need) return 0;
-  if (s[1] < lo || s[1] > hi) return 0;
-  for (size_t i = 2; i < need; i++)
-    if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-  return need;
-}
+/* The validator is common/utf8.c's; these keep the io spelling. */
+size_t st_utf8_seq(const unsigned char *s, size_t len) { return ema__utf8_seq(s, len); }
 
-size_t st_utf8_check(const unsigned char *s, size_t len) {
-  size_t i = 0;
-  while (i < len) {
-    if (s[i] < 0x80) {
-      i++;
-      continue;
-    }
-    size_t k = st_utf8_seq(s + i, len - i);
-    if (k == 0) return i;
-    i += k;
-  }
-  return len;
-}
+size_t st_utf8_check(const unsigned char *s, size_t len) { return ema__utf8_check(s, len); }
 
 void st_quote(char *dst, size_t cap, const char *s, size_t len) {
-  if (!dst || cap == 0) return;
-  size_t o = 0;
-  const unsigned char *u = (const unsigned char *)s;
-#define ST_PUT(ch)                   \
-  do {                               \
-    if (o + 1 < cap) dst[o++] = (ch); \
-  } while (0)
-  ST_PUT('\'');
-  size_t i = 0, shown = 0;
-  while (i < len && u) {
-    if (shown >= 60) {
-      ST_PUT('.'); ST_PUT('.'); ST_PUT('.');
-      break;
-    }
-    unsigned c = u[i];
-    size_t k = c >= 0x80 ? st_utf8_seq(u + i, len - i) : 1;
-    if (c >= 0x20 && c < 0x7F && c != '\\' && c != '\'') {
-      ST_PUT((char)c);
-      i++;
-      shown++;
-    } else if (c >= 0x80 && k > 0) {
-      if (o + k + 1 < cap) {
-        memcpy(dst + o, u + i, k);
-        o += k;
-      }
-      i += k;
-      shown += k;
-    } else {
-      static const char hex[] = "0123456789abcdef";
-      ST_PUT('\\'); ST_PUT('x'); ST_PUT(hex[c >> 4]); ST_PUT(hex[c & 15]);
-      i++;
-      shown += 4;
-    }
+  if (!dst || cap < 3) {
+    if (dst && cap) dst[0] = '\0';
+    return;
   }
-  ST_PUT('\'');
-#undef ST_PUT
-  dst[o] = '\0';
+  /* the library's one escaping (ema_escape), in single quotes */
+  dst[0] = '\'';
+  size_t n = ema_escape(s, len, dst + 1, cap - 2);
+  dst[1 + n] = '\'';
+  dst[2 + n] = '\0';
 }
 
 int st_bytes_cmp(const char *a, size_t alen, const char *b, size_t blen) {
@@ -172,7 +105,7 @@ int st_bytes_cmp(const char *a, size_t alen, const char *b, size_t blen) {
 int st_msort(size_t *idx, size_t n, st_cmp_fn cmp, const void *ctx) {
   if (n < 2) return 0;
   if (n > SIZE_MAX / sizeof(size_t)) return -1;
-  size_t *tmp = malloc(n * sizeof(size_t));
+  size_t *tmp = ema__malloc(n * sizeof(size_t));
   if (!tmp) return -1;
   size_t *src = idx, *dst = tmp;
   /* Insertion sort of runs of 16, then bottom-up merges. */

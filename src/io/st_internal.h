@@ -17,6 +17,8 @@
 #  define ST_PRINTF(f, a)
 #endif
 
+#include "common/alloc.h" /* every allocation of src/io goes through it */
+
 /* Format a message into err (when err && cap). Never fails. */
 void st_errf(char *err, size_t cap, const char *fmt, ...) ST_PRINTF(3, 4);
 
@@ -36,10 +38,9 @@ size_t st_utf8_seq(const unsigned char *s, size_t len);
    well-formed UTF-8. */
 size_t st_utf8_check(const unsigned char *s, size_t len);
 
-/* Write a short printable rendering of the bytes s[0..len) into dst (cap
-   bytes, NUL-terminated), in single quotes: printable ASCII and well-formed
-   UTF-8 as is, anything else as \xNN, at most about 60 bytes of the name
-   followed by "..." when longer. For messages only. */
+/* s[0..len) escaped by ema_escape (control, non-printable and ill-formed
+   bytes as \xNN, at most 64 bytes then "..."), in single quotes, into dst
+   (cap bytes, NUL-terminated). For messages only. */
 void st_quote(char *dst, size_t cap, const char *s, size_t len);
 
 /* Compare two byte strings like memcmp, shorter first on a common prefix

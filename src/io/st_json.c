@@ -268,7 +268,7 @@ static int jp_newcap(size_t cap, size_t need, size_t elem, size_t *out) {
     if ((need) > (cap)) {                                                       \
       size_t ncap_;                                                             \
       if (jp_newcap((cap), (need), sizeof *(arr), &ncap_) != 0) return jp_nomem(j); \
-      void *q_ = realloc((arr), ncap_ * sizeof *(arr));                         \
+      void *q_ = ema__realloc((arr), ncap_ * sizeof *(arr));                         \
       if (!q_) return jp_nomem(j);                                              \
       (arr) = q_;                                                               \
       (cap) = ncap_;                                                            \
@@ -466,7 +466,7 @@ ema_status st_parse_header(const unsigned char *json, size_t len, uint64_t base,
   j.h = h;
   ema_status st;
   if (len > SIZE_MAX - 1) return jp_nomem(&j);
-  h->pool = malloc(len + 1);
+  h->pool = ema__malloc(len + 1);
   if (!h->pool) return jp_nomem(&j);
   j.pool_cap = len + 1;
 

@@ -23,6 +23,7 @@ struct st_file_impl {
   int fd;                    /* -1 for memory files */
   const unsigned char *mem;  /* memory files: the whole file */
   char *path;                /* for messages; NULL for memory files */
+  struct stat sb;            /* the file as opened (st_check_unchanged) */
   st_header h;
   size_t *by_name;           /* tensor indices sorted by name */
 };
@@ -33,6 +34,14 @@ typedef struct st_file_full {
 } st_file_full;
 
 enum { ST_MSG = 1024 };
+
+static _Thread_local void (*st_test_read_hook)(void *);
+static _Thread_local void *st_test_read_user;
+
+void st_test_after_read(void (*fn)(void *user), void *user) {
+  st_test_read_hook = fn;
+  st_test_read_user = user;
+}
 
 static uint64_t st_le64(const unsigned char *b) {
   uint64_t v = 0;
@@ -63,7 +72,7 @@ static int st_cmp_off(size_t a, size_t b, const void *ctx) {
 }
 
 static size_t *st_iota(size_t n) {
-  size_t *v = malloc((n ? n : 1) * sizeof(size_t));
+  size_t *v = ema__malloc((n ? n : 1) * sizeof(size_t));
   if (v)
     for (size_t i = 0; i < n; i++) v[i] = i;
   return v;
@@ -200,7 +209,7 @@ out:
 /* Parse and validate; on success fill a new st_file_full. */
 static ema_status st_build(const unsigned char *hdr, uint64_t n, uint64_t file_size, char *msg,
                            st_file_full **out) {
-  st_file_full *f = calloc(1, sizeof *f);
+  st_file_full *f = ema__calloc(1, sizeof *f);
   if (!f) {
     snprintf(msg, ST_MSG, "out of memory");
     return EMA_E_NOMEM;
@@ -349,8 +358,8 @@ ema_status st_open(const char *path, st_file **out, char *err, size_t err_cap) {
     close(fd);
     return st;
   }
-  unsigned char *hdr = malloc(n ? (size_t)n : 1);
-  char *pcopy = malloc(strlen(path) + 1);
+  unsigned char *hdr = ema__malloc(n ? (size_t)n : 1);
+  char *pcopy = ema__malloc(strlen(path) + 1);
   if (!hdr || !pcopy) {
     st_errf(err, err_cap, "%s: out of memory for a header of %llu bytes", path,
             (unsigned long long)n);
@@ -378,6 +387,7 @@ ema_status st_open(const char *path, st_file **out, char *err, size_t err_cap) {
   }
   f->impl.fd = fd;
   f->impl.path = pcopy;
+  f->impl.sb = sb;
   *out = &f->pub;
   return EMA_OK;
 }
@@ -455,6 +465,43 @@ ema_status st_read_range(const st_file *f, const st_tensor *t, uint64_t offset, 
     st_quote(q, sizeof q, t->name, t->name_len);
     snprintf(what, sizeof what, "reading tensor %s", q);
     return st_io_error(err, err_cap, im->path, what, at);
+  }
+  if (st_test_read_hook) {
+    void (*fn)(void *) = st_test_read_hook;
+    st_test_read_hook = NULL;
+    fn(st_test_read_user);
+  }
+  return EMA_OK;
+}
+
+static int st_same_time(struct timespec a, struct timespec b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+ema_status st_check_unchanged(const st_file *f, char *err, size_t err_cap) {
+  if (!f || !f->impl) {
+    st_errf(err, err_cap, "st_check_unchanged: NULL argument");
+    return EMA_E_INVALID_ARG;
+  }
+  const struct st_file_impl *im = f->impl;
+  if (im->fd < 0) return EMA_OK;
+  char eb[128];
+  struct stat now, named;
+  if (fstat(im->fd, &now) != 0) {
+    st_errf(err, err_cap, "%s: cannot stat: %s", im->path, st_strerror(errno, eb, sizeof eb));
+    return EMA_E_IO;
+  }
+  const char *what = NULL;
+  if (now.st_size != im->sb.st_size)
+    what = "its size";
+  else if (!st_same_time(now.st_mtim, im->sb.st_mtim) || !st_same_time(now.st_ctim, im->sb.st_ctim))
+    what = "its modification time";
+  else if (stat(im->path, &named) != 0 || named.st_ino != im->sb.st_ino || named.st_dev != im->sb.st_dev)
+    what = "the file at that path (replaced or removed)";
+  if (what) {
+    st_errf(err, err_cap, "%s: the file changed while it was being read (%s changed); nothing was loaded",
+            im->path, what);
+    return EMA_E_IO;
   }
   return EMA_OK;
 }

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/xxh64.h"
 #include "io/st_internal.h"
 
 /* ------------------------------------------------------------------------ */
@@ -91,7 +92,7 @@ static void sb_put(st_buf *b, const void *s, size_t n) {
       }
       c *= 2;
     }
-    unsigned char *q = realloc(b->p, c);
+    unsigned char *q = ema__realloc(b->p, c);
     if (!q) {
       b->oom = 1;
       return;
@@ -207,10 +208,10 @@ static ema_status st_prepare(const st_wtensor *t, size_t n, const st_wmeta *m, s
   st_buf b = {0};
   ema_status st = EMA_OK;
   if (n > SIZE_MAX / sizeof(uint64_t) || nm > SIZE_MAX / sizeof(size_t)) goto nomem;
-  p->order = malloc((n ? n : 1) * sizeof(size_t));
-  p->nbytes = malloc((n ? n : 1) * sizeof(uint64_t));
-  names = malloc((n ? n : 1) * sizeof(size_t));
-  keys = malloc((nm ? nm : 1) * sizeof(size_t));
+  p->order = ema__malloc((n ? n : 1) * sizeof(size_t));
+  p->nbytes = ema__malloc((n ? n : 1) * sizeof(uint64_t));
+  names = ema__malloc((n ? n : 1) * sizeof(size_t));
+  keys = ema__malloc((nm ? nm : 1) * sizeof(size_t));
   if (!p->order || !p->nbytes || !names || !keys) goto nomem;
 
   for (size_t i = 0; i < n; i++) {
@@ -370,7 +371,7 @@ ema_status st_serialize(const st_wtensor *tensors, size_t n, const st_wmeta *met
     return EMA_E_NOMEM;
   }
   size_t total = p.head_len + (size_t)p.data_len;
-  unsigned char *buf = malloc(total ? total : 1);
+  unsigned char *buf = ema__malloc(total ? total : 1);
   if (!buf) {
     st_prep_free(&p);
     st_errf(err, err_cap, "st_serialize: out of memory for %zu bytes", total);
@@ -387,6 +388,39 @@ ema_status st_serialize(const st_wtensor *tensors, size_t n, const st_wmeta *met
   *out = buf;
   *out_len = total;
   return EMA_OK;
+}
+
+ema_status st_data_xxh64(const st_wtensor *tensors, size_t n, uint64_t *out, char *err, size_t err_cap) {
+  st_prep p;
+  ema_status st = st_prepare(tensors, n, NULL, 0, 1, &p, err, err_cap);
+  if (st != EMA_OK) return st;
+  ema__xxh64_state h;
+  ema__xxh64_init(&h, 0);
+  for (size_t k = 0; k < n; k++) {
+    size_t nb = (size_t)p.nbytes[p.order[k]];
+    if (nb) ema__xxh64_update(&h, tensors[p.order[k]].data, nb);
+  }
+  *out = ema__xxh64_digest(&h);
+  st_prep_free(&p);
+  return EMA_OK;
+}
+
+ema_status st_write_sink(const st_wtensor *tensors, size_t n, const st_wmeta *meta, size_t n_meta, st_sink sink,
+                         void *user, char *err, size_t err_cap) {
+  if (!sink) {
+    st_errf(err, err_cap, "st_write_sink: NULL sink");
+    return EMA_E_INVALID_ARG;
+  }
+  st_prep p;
+  ema_status st = st_prepare(tensors, n, meta, n_meta, 1, &p, err, err_cap);
+  if (st != EMA_OK) return st;
+  st = sink(user, p.head, p.head_len, err, err_cap);
+  for (size_t k = 0; k < n && st == EMA_OK; k++) {
+    size_t nb = (size_t)p.nbytes[p.order[k]];
+    if (nb) st = sink(user, tensors[p.order[k]].data, nb, err, err_cap);
+  }
+  st_prep_free(&p);
+  return st;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -472,12 +506,12 @@ ema_status st_write_stream(const char *path, const st_wtensor *tensors, size_t n
   int dfd = -1, fd = -1, created = 0;
   size_t dlen = slash ? (size_t)(slash - path) : 1;
   if (slash == path) dlen = 1; /* "/name" */
-  dir = malloc(dlen + 1);
+  dir = ema__malloc(dlen + 1);
   size_t blen = strlen(base) < 128 ? strlen(base) : 128;
   size_t tcap = blen + 64;
-  tmp = malloc(tcap);
+  tmp = ema__malloc(tcap);
   size_t ocap = (size_t)1 << 16;
-  obuf = malloc(ocap);
+  obuf = ema__malloc(ocap);
   if (!dir || !tmp || !obuf) {
     st_errf(err, err_cap, "%s: out of memory", path);
     st = EMA_E_NOMEM;
@@ -523,7 +557,7 @@ ema_status st_write_stream(const char *path, const st_wtensor *tensors, size_t n
   st_out o = {fd, obuf, 0, ocap};
   int bad = st_out_put(&o, p.head, p.head_len);
   if (produce && !bad) {
-    chunk = malloc(ST_PRODUCE_CHUNK);
+    chunk = ema__malloc(ST_PRODUCE_CHUNK);
     if (!chunk) {
       st_errf(err, err_cap, "%s: out of memory", path);
       st = EMA_E_NOMEM;

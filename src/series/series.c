@@ -17,6 +17,8 @@
  */
 #include "series/series.h"
 
+#include "common/err.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -48,14 +50,13 @@ struct ema_ewm_stream {
   ewm_state state;
 };
 
-/* Write a formatted message to err (if any), truncated and terminated. */
+/* Write a formatted message to err (if any), truncated and terminated:
+   common/err.c's formatter. */
+static void set_err(char *err, size_t errcap, const char *fmt, ...) EMA__PRINTF(3, 4);
 static void set_err(char *err, size_t errcap, const char *fmt, ...) {
-  if (err == NULL || errcap == 0) {
-    return;
-  }
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(err, errcap, fmt, ap);
+  ema__verrf(err, errcap, fmt, ap);
   va_end(ap);
 }
 
@@ -404,49 +405,5 @@ ema_status ema_series_beta(const double *x, size_t n, double beta, int bias_corr
     out[i] = bias_correction ? v / (1.0 - beta_t) : v;
   }
   clear_err(err, errcap);
-  return EMA_OK;
-}
-
-/* splitmix64 (Steele, Lea, Flood 2014): a tiny, well-mixed generator. */
-static uint64_t splitmix64_next(uint64_t *state) {
-  uint64_t z = (*state += 0x9E3779B97F4A7C15u);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-  return z ^ (z >> 31);
-}
-
-/* Uniform in [0, 1) with 53 random bits. */
-static double uniform01(uint64_t *state) {
-  return (double)(splitmix64_next(state) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-/* Approximately standard normal: sum of 12 uniforms minus 6 (Irwin-Hall);
-   mean 0, variance 1, no libm call, so the same bits everywhere. */
-static double normal01(uint64_t *state) {
-  double sum = 0.0;
-  for (int k = 0; k < 12; k++) {
-    sum += uniform01(state);
-  }
-  return sum - 6.0;
-}
-
-ema_status ema_series_synthetic_temperatures(double *out, size_t n_days, uint64_t seed) {
-  if (n_days > 0 && out == NULL) {
-    return EMA_E_INVALID_ARG;
-  }
-  const double mean = 11.0, amplitude = 7.0, coldest_day = 15.0, period = 365.0;
-  const double phi = 0.7, weather_sd = 2.5, noise_sd = 1.0;
-  const double two_pi = 6.283185307179586;
-  /* innovation sd such that the AR(1) process has sd weather_sd */
-  const double innovation_sd = weather_sd * 0.71414284285428499; /* sqrt(1 - 0.49) */
-  uint64_t state = seed;
-  double weather = weather_sd * normal01(&state); /* start in the stationary law */
-  for (size_t d = 0; d < n_days; d++) {
-    if (d > 0) {
-      weather = phi * weather + innovation_sd * normal01(&state);
-    }
-    double season = mean - amplitude * cos(two_pi * ((double)d - coldest_day) / period);
-    out[d] = season + weather + noise_sd * normal01(&state);
-  }
   return EMA_OK;
 }

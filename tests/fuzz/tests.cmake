@@ -4,8 +4,9 @@
 # Included from tests/CMakeLists.txt.
 
 set(EMA_FUZZ_DIR ${CMAKE_CURRENT_LIST_DIR})
-# Only the safetensors layer (src/io/st_*.c), not the checkpoint code built on it.
-file(GLOB EMA_IO_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/io/st_*.c)
+# Only the safetensors layer (src/io/st_*.c and the src/common it uses), not the
+# checkpoint code built on it.
+file(GLOB EMA_IO_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/io/st_*.c ${PROJECT_SOURCE_DIR}/src/common/*.c)
 
 # Replay: every corpus file through LLVMFuzzerTestOneInput, no libFuzzer needed.
 add_executable(fuzz_replay_safetensors ${EMA_FUZZ_DIR}/replay.c ${EMA_FUZZ_DIR}/fuzz_safetensors.c)
@@ -50,3 +51,29 @@ else()
   add_test(NAME python_st_reader COMMAND sh -c "echo 'no /usr/bin/python3'; exit 77")
 endif()
 set_tests_properties(python_st_reader PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
+
+# Checkpoint loaders and the file API (fuzz_ckpt.c, one binary per mode):
+# replayed over corpus_ckpt/ by ctest; libFuzzer builds with EMA_FUZZ=ON link
+# the whole library, built with -fsanitize=fuzzer-no-link by run_bounded.sh.
+set(EMA_CKPT_FUZZERS fuzz_load_buffer=1 fuzz_load_file=2 fuzz_file=3)
+foreach(spec ${EMA_CKPT_FUZZERS})
+  string(REPLACE "=" ";" parts ${spec})
+  list(GET parts 0 name)
+  list(GET parts 1 mode)
+  add_executable(replay_${name} ${EMA_FUZZ_DIR}/replay.c ${EMA_FUZZ_DIR}/fuzz_ckpt.c)
+  target_include_directories(replay_${name} PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(replay_${name} PRIVATE ema_static)
+  target_compile_options(replay_${name} PRIVATE ${EMA_WARNINGS})
+  target_compile_definitions(replay_${name} PRIVATE _POSIX_C_SOURCE=200809L FUZZ_MODE=${mode})
+  add_test(NAME fuzz_replay_${name} COMMAND replay_${name} ${EMA_FUZZ_DIR}/corpus_ckpt)
+  set_tests_properties(fuzz_replay_${name} PROPERTIES TIMEOUT 300)
+  if(EMA_FUZZ AND CMAKE_C_COMPILER_ID MATCHES "Clang")
+    add_executable(${name} ${EMA_FUZZ_DIR}/fuzz_ckpt.c)
+    target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src)
+    target_link_libraries(${name} PRIVATE ema_static)
+    target_compile_definitions(${name} PRIVATE _POSIX_C_SOURCE=200809L FUZZ_MODE=${mode})
+    target_compile_options(${name} PRIVATE ${EMA_WARNINGS} -g -O1
+      -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+    target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+  endif()
+endforeach()

@@ -82,9 +82,9 @@ static unsigned char *run_script(const char *isa, int threads, int debias, int s
     ema_schedule s;
     ema_schedule_init(&s, EMA_SCHEDULE_CONSTANT);
     s.decay = 0.99;
-    CHECK_ST(ctx, ema_add_average(ctx, "slow", &s, NULL), EMA_OK);
+    CHECK_ST(ctx, ema_bank_add(ctx, "slow", &s, NULL), EMA_OK);
     s.decay = 0.5;
-    CHECK_ST(ctx, ema_add_average(ctx, "fast", &s, NULL), EMA_OK);
+    CHECK_ST(ctx, ema_bank_add(ctx, "fast", &s, NULL), EMA_OK);
   }
   char name[16];
   for (int t = 0; t < NT; t++) {
@@ -107,7 +107,7 @@ static unsigned char *run_script(const char *isa, int threads, int debias, int s
   CHECK_ST(ctx, ema_swap(ctx), EMA_OK);
   CHECK_ST(ctx, ema_store(ctx), EMA_OK);
   CHECK_ST(ctx, ema_copy_to(ctx), EMA_OK);
-  size_t total = 0, n_avg = ema_average_count(ctx);
+  size_t total = 0, n_avg = ema_bank_size(ctx);
   for (int t = 0; t < NT; t++) {
     ema_dtype sd;
     snprintf(name, sizeof name, "t%d", t);
@@ -121,7 +121,7 @@ static unsigned char *run_script(const char *isa, int threads, int debias, int s
     ema_average(ctx, name, &sd);
     size_t ab = (size_t)m.numel[t] * ema_dtype_size(sd), mb = (size_t)m.numel[t] * ema_dtype_size(m.dtype[t]);
     for (size_t k = 0; k < n_avg; k++) {
-      memcpy(p, ema_average_of(ctx, name, k, NULL), ab);
+      memcpy(p, ema_bank_average(ctx, name, k, NULL), ab);
       p += ab;
     }
     memcpy(p, m.data[t], mb); /* averages rounded into the model by copy_to */

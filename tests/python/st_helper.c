@@ -214,7 +214,31 @@ static int cmd_dump(const char *path) {
   return rc;
 }
 
+/* A small libema checkpoint (bf16 and f32 tensors, a bank of two, plain
+   state) at path, for the Python side to verify its libema.xxh64. */
+static int cmd_ckpt(const char *path) {
+  static float w[40];
+  static uint16_t h[9];
+  static int64_t step[1] = {7};
+  for (int i = 0; i < 40; i++) w[i] = (float)i * 0.37f - 3.0f;
+  for (int i = 0; i < 9; i++) h[i] = (uint16_t)(0x3F80 + 3 * i);
+  const int64_t sw[2] = {5, 8}, sh[1] = {9}, ss[1] = {1};
+  ema_ctx *ctx = NULL;
+  ema_schedule s;
+  ema_schedule_init(&s, EMA_SCHEDULE_CONSTANT);
+  s.decay = 0.5;
+  int ok = ema_create(&ctx, 0.9) == EMA_OK && ema_add_average(ctx, "fast", &s, NULL) == EMA_OK &&
+           ema_track(ctx, "w", w, EMA_F32, 2, sw) == EMA_OK && ema_track(ctx, "h", h, EMA_BF16, 1, sh) == EMA_OK &&
+           ema_track_state(ctx, "step", step, EMA_I64, 1, ss) == EMA_OK;
+  for (int i = 0; i < 40; i++) w[i] += 1.0f;
+  ok = ok && ema_update(ctx, 1) == EMA_OK && ema_save(ctx, path) == EMA_OK;
+  if (!ok) fprintf(stderr, "ckpt: %s\n", ctx ? ema_last_error(ctx) : "no context");
+  ema_free(ctx);
+  return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "ckpt") == 0) return cmd_ckpt(argv[2]);
   if (argc == 3 && strcmp(argv[1], "write") == 0) return cmd_write(argv[2]);
   if (argc == 3 && strcmp(argv[1], "dump") == 0) return cmd_dump(argv[2]);
   fprintf(stderr, "usage: %s write DIR | dump FILE\n", argv[0]);

@@ -54,6 +54,57 @@ DTYPES = {
 DTYPE_ORDER = list(DTYPES)
 
 
+# XXH64, from the xxHash specification (doc/xxhash_spec.md), independently of
+# the C implementation in src/common/xxh64.c.
+_M64 = (1 << 64) - 1
+_P1, _P2, _P3 = 0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9
+_P4, _P5 = 0x85EBCA77C2B2AE63, 0x27D4EB2F165667C5
+
+
+def _rotl(x, r):
+    return ((x << r) | (x >> (64 - r))) & _M64
+
+
+def _round(acc, lane):
+    return (_rotl((acc + lane * _P2) & _M64, 31) * _P1) & _M64
+
+
+def xxh64(data, seed=0):
+    """XXH64 of bytes data with seed, as an int."""
+    data = bytes(data)
+    n, i = len(data), 0
+    if n >= 32:
+        v = [(seed + _P1 + _P2) & _M64, (seed + _P2) & _M64, seed & _M64, (seed - _P1) & _M64]
+        while i + 32 <= n:
+            for j in range(4):
+                v[j] = _round(v[j], int.from_bytes(data[i + 8 * j:i + 8 * j + 8], "little"))
+            i += 32
+        acc = (_rotl(v[0], 1) + _rotl(v[1], 7) + _rotl(v[2], 12) + _rotl(v[3], 18)) & _M64
+        for j in range(4):
+            acc = (((acc ^ _round(0, v[j])) * _P1) + _P4) & _M64
+    else:
+        acc = (seed + _P5) & _M64
+    acc = (acc + n) & _M64
+    while i + 8 <= n:
+        acc ^= _round(0, int.from_bytes(data[i:i + 8], "little"))
+        acc = (_rotl(acc, 27) * _P1 + _P4) & _M64
+        i += 8
+    if i + 4 <= n:
+        acc ^= (int.from_bytes(data[i:i + 4], "little") * _P1) & _M64
+        acc = (_rotl(acc, 23) * _P2 + _P3) & _M64
+        i += 4
+    while i < n:
+        acc ^= (data[i] * _P5) & _M64
+        acc = (_rotl(acc, 11) * _P1) & _M64
+        i += 1
+    acc ^= acc >> 33
+    acc = (acc * _P2) & _M64
+    acc ^= acc >> 29
+    acc = (acc * _P3) & _M64
+    acc ^= acc >> 32
+    return acc
+
+
 class SafetensorsError(ValueError):
     pass
 
@@ -78,6 +129,19 @@ class SafeFile:
         self.tensors = tensors  # dict name -> Tensor, header order
         self.metadata = metadata  # dict, header order
         self.has_metadata = has_metadata
+
+    @property
+    def data_section(self):
+        """Every byte after the header: what libema.xxh64 covers."""
+        return self.blob[self.data_start:]
+
+    def verify_xxh64(self):
+        """True when __metadata__ "libema.xxh64" (16 hex digits) is the
+        XXH64 (seed 0) of the data section; None when the key is absent."""
+        rec = self.metadata.get("libema.xxh64")
+        if rec is None:
+            return None
+        return len(rec) == 16 and rec == "%016x" % xxh64(self.data_section)
 
     @property
     def header_bytes(self):

@@ -206,6 +206,32 @@ def python_strictness():
             pass
 
 
+def xxh64_checks(helper, work):
+    """The Python XXH64 against the xxHash reference vectors (the sanity
+    buffer of xxHash's tests), and the checksum of a checkpoint libema
+    wrote, recomputed here from the file's bytes."""
+    p32, p64 = 2654435761, 11400714785074694797
+    buf, g = bytearray(), p32
+    for _ in range(2367):
+        buf.append(g >> 56)
+        g = (g * p64) & ((1 << 64) - 1)
+    want = {(0, 0): 0xEF46DB3751D8E999, (1, 0): 0xE934A84ADB052768, (1, p32): 0x5014607643A9B4C3,
+            (14, 0): 0x8282DCC4994E35C8, (14, p32): 0xC3BD6BF63DEB6DF0, (222, 0): 0xB641AE8CB691C174,
+            (222, p32): 0x20CB8AB7AE10C14A, (2367, 0): 0xA82418DDEC0EA581,
+            (2367, p32): 0xA36A93C18052673A}
+    for (n, seed), h in want.items():
+        got = st_reader.xxh64(buf[:n], seed)
+        check(got == h, "xxh64 len %d seed %d: %016x != %016x" % (n, seed, got, h))
+    check(st_reader.xxh64(b"abc") == 0x44BC2CF5AD770999, "xxh64('abc')")
+    path = os.path.join(work, "ckpt.safetensors")
+    subprocess.run([helper, "ckpt", path], check=True)
+    f = st_reader.load(path)
+    check(f.verify_xxh64() is True, "libema.xxh64 of a libema checkpoint does not verify in Python")
+    blob = bytearray(f.blob)
+    blob[-1] ^= 1
+    check(st_reader.parse(bytes(blob)).verify_xxh64() is False, "a flipped data byte still verifies")
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__)
@@ -219,6 +245,7 @@ def main():
     python_writes_c_reads(helper, work)
     corpus_labels(corpus)
     python_strictness()
+    xxh64_checks(helper, work)
     if failures:
         print("%d failures" % len(failures))
         return 1

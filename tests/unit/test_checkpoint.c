@@ -82,8 +82,8 @@ static ema_ctx *track_model(model *m, int debias, int same_half) {
   CHECK_ST(ctx, ema_track(ctx, "bf", m->b, EMA_BF16, 1, &s4), EMA_OK);
   CHECK_ST(ctx, ema_track(ctx, "scalar", &m->scalar, EMA_F32, 0, NULL), EMA_OK);
   CHECK_ST(ctx, ema_track(ctx, "empty", m->empty, EMA_F32, 2, s0), EMA_OK);
-  CHECK_ST(ctx, ema_track_state(ctx, "global_step", &m->step, EMA_I64, 0, NULL), EMA_OK);
-  CHECK_ST(ctx, ema_track_state(ctx, "counts", m->counts, EMA_I32, 1, &s3), EMA_OK);
+  CHECK_ST(ctx, ema_track_policy(ctx, "global_step", &m->step, EMA_I64, 0, NULL, EMA_POLICY_COPY), EMA_OK);
+  CHECK_ST(ctx, ema_track_policy(ctx, "counts", m->counts, EMA_I32, 1, &s3, EMA_POLICY_COPY), EMA_OK);
   return ctx;
 }
 
@@ -100,10 +100,11 @@ static size_t averages(const ema_ctx *ctx, unsigned char *out) {
   size_t off = 0;
   for (size_t i = 0; i < ema_count(ctx); i++) {
     const char *name;
-    int averaged, nd;
+    int nd;
+    ema_policy policy;
     int64_t shape[EMA_MAX_DIMS];
-    ema_tensor_info(ctx, i, &name, NULL, NULL, &nd, shape, &averaged);
-    if (!averaged) continue;
+    ema_tensor_info(ctx, i, &name, NULL, NULL, &nd, shape, &policy);
+    if (policy != EMA_POLICY_AVERAGE) continue;
     ema_dtype sd;
     const void *a = ema_average(ctx, name, &sd);
     size_t n = 1;
@@ -405,11 +406,11 @@ static void test_file_api_and_extract(void) {
   CHECK(ema_file_find(f, "nope", &t) == EMA_E_NOT_FOUND);
   CHECK(ema_file_tensor_at(f, 999, &t) == EMA_E_NOT_FOUND);
   float w[6];
-  CHECK(ema_file_read(f, "layer1/weight", 0, w, sizeof w, err, sizeof err) == EMA_OK);
+  CHECK(ema_file_read(f, "layer1/weight", 0, w, sizeof w) == EMA_OK);
   CHECK(memcmp(w, raw.w, sizeof w) == 0);
-  CHECK(ema_file_read(f, "layer1/weight", 8, w, 8, err, sizeof err) == EMA_OK && w[0] == raw.w[0][2]);
-  CHECK(ema_file_read(f, "layer1/weight", 20, w, 8, err, sizeof err) == EMA_E_INVALID_ARG);
-  CHECK(ema_file_read(f, "nope", 0, w, 4, err, sizeof err) == EMA_E_NOT_FOUND);
+  CHECK(ema_file_read(f, "layer1/weight", 8, w, 8) == EMA_OK && w[0] == raw.w[0][2]);
+  CHECK(ema_file_read(f, "layer1/weight", 20, w, 8) == EMA_E_INVALID_ARG);
+  CHECK(ema_file_read(f, "nope", 0, w, 4) == EMA_E_NOT_FOUND);
   ema_file_close(f);
   ema_file_close(NULL);
   CHECK(ema_file_open(&f, tmp_path("none.safetensors"), err, sizeof err) == EMA_E_IO && f == NULL);
@@ -417,13 +418,13 @@ static void test_file_api_and_extract(void) {
   CHECK_MSG(ema_extract_averages(path, out, NULL, err, sizeof err) == EMA_OK, "%s", err);
   CHECK(ema_file_open(&f, out, err, sizeof err) == EMA_OK);
   CHECK(ema_file_count(f) == 8);
-  CHECK(ema_file_read(f, "layer1/weight", 0, w, sizeof w, err, sizeof err) == EMA_OK);
+  CHECK(ema_file_read(f, "layer1/weight", 0, w, sizeof w) == EMA_OK);
   CHECK(memcmp(w, averaged.w, sizeof w) == 0);
   uint16_t b[4];
   CHECK(ema_file_find(f, "bf", &t) == EMA_OK && t.dtype == EMA_BF16); /* rounded back to the model dtype */
-  CHECK(ema_file_read(f, "bf", 0, b, sizeof b, err, sizeof err) == EMA_OK && memcmp(b, averaged.b, sizeof b) == 0);
+  CHECK(ema_file_read(f, "bf", 0, b, sizeof b) == EMA_OK && memcmp(b, averaged.b, sizeof b) == 0);
   int64_t step;
-  CHECK(ema_file_read(f, "global_step", 0, &step, 8, err, sizeof err) == EMA_OK && step == raw.step);
+  CHECK(ema_file_read(f, "global_step", 0, &step, 8) == EMA_OK && step == raw.step);
   CHECK(ema_file_find(f, "layer1/weight/ExponentialMovingAverage/biased", &t) == EMA_E_NOT_FOUND);
   ema_file_close(f);
   /* a file without averages cannot be extracted */
@@ -468,7 +469,7 @@ static void test_write_stream(void) {
   ema_file *f = NULL;
   CHECK(ema_file_open(&f, path, err, sizeof err) == EMA_OK);
   unsigned char probe[16];
-  CHECK(ema_file_read(f, "big", (7u << 20) + 3, probe, sizeof probe, err, sizeof err) == EMA_OK);
+  CHECK(ema_file_read(f, "big", (7u << 20) + 3, probe, sizeof probe) == EMA_OK);
   CHECK(probe[0] == (unsigned char)(((7u << 20) + 3) * 7u) && probe[15] == (unsigned char)(((7u << 20) + 18) * 7u));
   ema_file_close(f);
   /* a failing producer aborts and the previous file stays */
@@ -511,8 +512,8 @@ static void test_extract_large(void) {
   CHECK(ema_file_open(&ef, out, err, sizeof err) == EMA_OK);
   uint16_t *rb = (uint16_t *)malloc(N * sizeof *rb);
   float *rf = (float *)malloc(N * sizeof *rf);
-  CHECK(ema_file_read(ef, "b", 0, rb, N * sizeof *rb, err, sizeof err) == EMA_OK);
-  CHECK(ema_file_read(ef, "f", 0, rf, N * sizeof *rf, err, sizeof err) == EMA_OK);
+  CHECK(ema_file_read(ef, "b", 0, rb, N * sizeof *rb) == EMA_OK);
+  CHECK(ema_file_read(ef, "f", 0, rf, N * sizeof *rf) == EMA_OK);
   CHECK(memcmp(rb, b, N * sizeof *b) == 0);
   CHECK(memcmp(rf, f, N * sizeof *f) == 0);
   ema_file_close(ef);

@@ -108,8 +108,8 @@ static void test_track_errors(void) {
   CHECK(ema_average(ctx, "empty", NULL) != NULL);
   CHECK_ST(ctx, ema_track(ctx, "w", x, EMA_F32, 2, shape), EMA_OK);
   CHECK_ST(ctx, ema_track(ctx, "w", x, EMA_F32, 2, shape), EMA_E_EXISTS);
-  CHECK_ST(ctx, ema_track_state(ctx, "w", &step, EMA_I64, 0, NULL), EMA_E_EXISTS);
-  CHECK_ST(ctx, ema_track_state(ctx, "global_step", &step, EMA_I64, 0, NULL), EMA_OK);
+  CHECK_ST(ctx, ema_track_policy(ctx, "w", &step, EMA_I64, 0, NULL, EMA_POLICY_COPY), EMA_E_EXISTS);
+  CHECK_ST(ctx, ema_track_policy(ctx, "global_step", &step, EMA_I64, 0, NULL, EMA_POLICY_COPY), EMA_OK);
   CHECK(ema_average(ctx, "global_step", NULL) == NULL); /* plain state has no average */
   CHECK(ema_count(ctx) == 3);
   CHECK_ST(ctx, ema_set_zero_debias(ctx, 1), EMA_E_STATE);
@@ -118,10 +118,13 @@ static void test_track_errors(void) {
   void *data;
   ema_dtype dt;
   int nd, averaged;
+  ema_policy policy;
   int64_t sh[EMA_MAX_DIMS];
-  CHECK_ST(ctx, ema_tensor_info(ctx, 1, &name, &data, &dt, &nd, sh, &averaged), EMA_OK);
+  CHECK_ST(ctx, ema_tensor_info(ctx, 1, &name, &data, &dt, &nd, sh, &policy), EMA_OK);
+  averaged = policy == EMA_POLICY_AVERAGE;
   CHECK(strcmp(name, "w") == 0 && data == x && dt == EMA_F32 && nd == 2 && sh[0] == 2 && sh[1] == 3 && averaged);
-  CHECK_ST(ctx, ema_tensor_info(ctx, 2, NULL, NULL, &dt, NULL, NULL, &averaged), EMA_OK);
+  CHECK_ST(ctx, ema_tensor_info(ctx, 2, NULL, NULL, &dt, NULL, NULL, &policy), EMA_OK);
+  averaged = policy == EMA_POLICY_AVERAGE;
   CHECK(dt == EMA_I64 && !averaged);
   CHECK_ST(ctx, ema_tensor_info(ctx, 3, NULL, NULL, NULL, NULL, NULL, NULL), EMA_E_NOT_FOUND);
   /* the shadow is a copy of the values at track time */
@@ -255,7 +258,7 @@ static void test_apply_some(void) {
   CHECK_ST(ctx, ema_track(ctx, "a", &a, EMA_F32, 0, NULL), EMA_OK);
   CHECK_ST(ctx, ema_track(ctx, "b", &b, EMA_F32, 0, NULL), EMA_OK);
   CHECK_ST(ctx, ema_track(ctx, "c", &c, EMA_F32, 0, NULL), EMA_OK);
-  CHECK_ST(ctx, ema_track_state(ctx, "step", &st, EMA_I64, 0, NULL), EMA_OK);
+  CHECK_ST(ctx, ema_track_policy(ctx, "step", &st, EMA_I64, 0, NULL, EMA_POLICY_COPY), EMA_OK);
   a = b = c = 4.0f;
   const char *bad1[] = {"a", "nope"};
   CHECK_ST(ctx, ema_apply_some(ctx, bad1, 2), EMA_E_NOT_FOUND);
@@ -556,13 +559,13 @@ static void test_retarget_untrack(void) {
   ema_ctx *ctx = make(0.5);
   float a[2] = {1, 2}, b[2] = {3, 4}, moved[2] = {0, 0};
   int64_t n = 2, step = 3;
-  CHECK(ema_get_decay(ctx) == 0.5 && ema_get_num_updates(ctx) == -1);
+  CHECK(ema_decay(ctx) == 0.5 && ema_num_updates(ctx) == -1);
   CHECK_ST(ctx, ema_set_num_updates(ctx, 7), EMA_OK);
-  CHECK(ema_get_num_updates(ctx) == 7 && ema_get_decay(ctx) == 0.5);
+  CHECK(ema_num_updates(ctx) == 7 && ema_decay(ctx) == 0.5);
   CHECK_ST(ctx, ema_set_num_updates(ctx, -1), EMA_OK);
   CHECK_ST(ctx, ema_track(ctx, "a", a, EMA_F32, 1, &n), EMA_OK);
   CHECK_ST(ctx, ema_track(ctx, "b", b, EMA_F32, 1, &n), EMA_OK);
-  CHECK_ST(ctx, ema_track_state(ctx, "step", &step, EMA_I64, 0, NULL), EMA_OK);
+  CHECK_ST(ctx, ema_track_policy(ctx, "step", &step, EMA_I64, 0, NULL, EMA_POLICY_COPY), EMA_OK);
   const float *avg_b = (const float *)ema_average(ctx, "b", NULL);
   /* the framework moved "a": the average follows the new memory */
   moved[0] = 9;

@@ -225,7 +225,7 @@ static void test_bank_equals_separate(void) {
     char name[16];
     for (int k = 1; k < k_used; k++) {
       snprintf(name, sizeof name, "avg%d", k);
-      CHECK_ST(bank, ema_add_average(bank, name, &sch[k], NULL), EMA_OK);
+      CHECK_ST(bank, ema_bank_add(bank, name, &sch[k], NULL), EMA_OK);
     }
     for (int i = 0; i < N; i++) {
       w[i] = (float)i * 0.001f;
@@ -233,7 +233,7 @@ static void test_bank_equals_separate(void) {
     }
     CHECK_ST(bank, ema_track(bank, "w", w, EMA_F32, 1, &n), EMA_OK);
     CHECK_ST(bank, ema_track(bank, "h", h, EMA_BF16, 1, &n), EMA_OK);
-    CHECK(ema_average_count(bank) == (size_t)k_used);
+    CHECK(ema_bank_size(bank) == (size_t)k_used);
     for (int k = 0; k < k_used; k++) {
       CHECK(ema_create(&sep[k], 0.5) == EMA_OK);
       CHECK_ST(sep[k], ema_set_schedule(sep[k], &sch[k]), EMA_OK);
@@ -260,24 +260,24 @@ static void test_bank_equals_separate(void) {
       }
     }
     for (int k = 0; k < k_used; k++) {
-      CHECK(memcmp(ema_average_of(bank, "w", (size_t)k, NULL), ema_average(sep[k], "w", NULL), N * 4) == 0);
-      CHECK(memcmp(ema_average_of(bank, "h", (size_t)k, NULL), ema_average(sep[k], "h", NULL), N * 4) == 0);
+      CHECK(memcmp(ema_bank_average(bank, "w", (size_t)k, NULL), ema_average(sep[k], "w", NULL), N * 4) == 0);
+      CHECK(memcmp(ema_bank_average(bank, "h", (size_t)k, NULL), ema_average(sep[k], "h", NULL), N * 4) == 0);
       ema_free(sep[k]);
     }
     /* the active average drives swap and ema_average */
-    CHECK_ST(bank, ema_set_active_average(bank, (size_t)k_used - 1), EMA_OK);
-    CHECK(ema_average(bank, "w", NULL) == ema_average_of(bank, "w", (size_t)k_used - 1, NULL));
+    CHECK_ST(bank, ema_bank_set_active(bank, (size_t)k_used - 1), EMA_OK);
+    CHECK(ema_average(bank, "w", NULL) == ema_bank_average(bank, "w", (size_t)k_used - 1, NULL));
     char buf[64];
     CHECK_ST(bank, ema_average_name(bank, "w", buf, sizeof buf), EMA_OK);
     snprintf(name, sizeof name, "w/avg%d", k_used - 1);
     CHECK(strcmp(buf, name) == 0);
     float first = w[0];
     CHECK_ST(bank, ema_swap(bank), EMA_OK);
-    CHECK(w[0] == ((const float *)ema_average_of(bank, "w", 0, NULL))[0] || k_used == 1 || w[0] != first);
-    CHECK_ST(bank, ema_set_active_average(bank, 0), EMA_E_STATE);
+    CHECK(w[0] == ((const float *)ema_bank_average(bank, "w", 0, NULL))[0] || k_used == 1 || w[0] != first);
+    CHECK_ST(bank, ema_bank_set_active(bank, 0), EMA_E_STATE);
     CHECK_ST(bank, ema_swap(bank), EMA_OK);
     CHECK(w[0] == first);
-    CHECK_ST(bank, ema_set_active_average(bank, 99), EMA_E_INVALID_ARG);
+    CHECK_ST(bank, ema_bank_set_active(bank, 99), EMA_E_INVALID_ARG);
     ema_free(bank);
     free(w);
     free(h);
@@ -289,19 +289,19 @@ static void test_bank_errors(void) {
   CHECK(ema_create(&ctx, 0.9) == EMA_OK);
   ema_schedule s;
   ema_schedule_init(&s, EMA_SCHEDULE_POWER);
-  CHECK_ST(ctx, ema_add_average(ctx, "ExponentialMovingAverage", &s, NULL), EMA_E_INVALID_ARG);
-  CHECK_ST(ctx, ema_add_average(ctx, "", &s, NULL), EMA_E_INVALID_ARG);
-  CHECK_ST(ctx, ema_add_average(ctx, "p", NULL, NULL), EMA_E_INVALID_ARG);
+  CHECK_ST(ctx, ema_bank_add(ctx, "ExponentialMovingAverage", &s, NULL), EMA_E_INVALID_ARG);
+  CHECK_ST(ctx, ema_bank_add(ctx, "", &s, NULL), EMA_E_INVALID_ARG);
+  CHECK_ST(ctx, ema_bank_add(ctx, "p", NULL, NULL), EMA_E_INVALID_ARG);
   size_t idx = 99;
-  CHECK_ST(ctx, ema_add_average(ctx, "p", &s, &idx), EMA_OK);
-  CHECK(idx == 1 && strcmp(ema_average_label(ctx, 1), "p") == 0 && ema_average_label(ctx, 2) == NULL);
+  CHECK_ST(ctx, ema_bank_add(ctx, "p", &s, &idx), EMA_OK);
+  CHECK(idx == 1 && strcmp(ema_bank_name(ctx, 1), "p") == 0 && ema_bank_name(ctx, 2) == NULL);
   CHECK_ST(ctx, ema_set_name(ctx, "p"), EMA_E_INVALID_ARG);
   char nm[8];
   for (int k = 2; k < EMA_MAX_AVERAGES; k++) {
     snprintf(nm, sizeof nm, "a%d", k);
-    CHECK_ST(ctx, ema_add_average(ctx, nm, &s, NULL), EMA_OK);
+    CHECK_ST(ctx, ema_bank_add(ctx, nm, &s, NULL), EMA_OK);
   }
-  CHECK_ST(ctx, ema_add_average(ctx, "one_too_many", &s, NULL), EMA_E_INVALID_ARG);
+  CHECK_ST(ctx, ema_bank_add(ctx, "one_too_many", &s, NULL), EMA_E_INVALID_ARG);
   float w = 1;
   CHECK_ST(ctx, ema_track(ctx, "w", &w, EMA_F32, 0, NULL), EMA_OK);
   CHECK_ST(ctx, ema_apply(ctx), EMA_E_STATE); /* power schedules need the step */
@@ -309,7 +309,7 @@ static void test_bank_errors(void) {
   ema_free(ctx);
   CHECK(ema_create(&ctx, 0.9) == EMA_OK);
   CHECK_ST(ctx, ema_track(ctx, "w", &w, EMA_F32, 0, NULL), EMA_OK);
-  CHECK_ST(ctx, ema_add_average(ctx, "late", &s, NULL), EMA_E_STATE);
+  CHECK_ST(ctx, ema_bank_add(ctx, "late", &s, NULL), EMA_OK); /* legal at any time since 0.2 (was EMA_E_STATE) */
   s.sigma_rel = 0.3;
   CHECK_ST(ctx, ema_set_schedule(ctx, &s), EMA_E_INVALID_ARG);
   ema_free(ctx);
@@ -331,8 +331,8 @@ static void test_bank_checkpoint(const char *dir) {
     ema_ctx **c = side ? &b : &a;
     CHECK(ema_create(c, 0.9) == EMA_OK);
     CHECK_ST(*c, ema_set_zero_debias(*c, 1), EMA_OK);
-    CHECK_ST(*c, ema_add_average(*c, "pf", &p1, NULL), EMA_OK);
-    CHECK_ST(*c, ema_add_average(*c, "warm", &p2, NULL), EMA_OK);
+    CHECK_ST(*c, ema_bank_add(*c, "pf", &p1, NULL), EMA_OK);
+    CHECK_ST(*c, ema_bank_add(*c, "warm", &p2, NULL), EMA_OK);
     CHECK_ST(*c, ema_track(*c, "w", side ? w2 : w, EMA_F32, 1, &n), EMA_OK);
   }
   for (int64_t step = 1; step <= 7; step++) {
@@ -352,7 +352,7 @@ static void test_bank_checkpoint(const char *dir) {
     CHECK_ST(b, ema_update(b, step * 2), EMA_OK);
   }
   for (size_t k = 0; k < 3; k++)
-    CHECK_MSG(memcmp(ema_average_of(a, "w", k, NULL), ema_average_of(b, "w", k, NULL), sizeof w) == 0,
+    CHECK_MSG(memcmp(ema_bank_average(a, "w", k, NULL), ema_bank_average(b, "w", k, NULL), sizeof w) == 0,
               "average %zu differs after resume", k);
   /* a context with another bank cannot resume from it */
   ema_ctx *c = NULL;
@@ -364,12 +364,12 @@ static void test_bank_checkpoint(const char *dir) {
   /* ... but it can load any average of the bank into the model */
   ema_free(c);
   CHECK(ema_create(&c, 0.9) == EMA_OK);
-  CHECK_ST(c, ema_add_average(c, "pf", &p1, NULL), EMA_OK);
+  CHECK_ST(c, ema_bank_add(c, "pf", &p1, NULL), EMA_OK);
   float w3[5] = {0};
   CHECK_ST(c, ema_track(c, "w", w3, EMA_F32, 1, &n), EMA_OK);
-  CHECK_ST(c, ema_set_active_average(c, 1), EMA_OK);
+  CHECK_ST(c, ema_bank_set_active(c, 1), EMA_OK);
   CHECK_ST(c, ema_load_averages_into_model(c, path), EMA_OK);
-  CHECK(memcmp(w3, ema_average_of(a, "w", 1, NULL), sizeof w3) != 0 || 1); /* a moved on after the save */
+  CHECK(memcmp(w3, ema_bank_average(a, "w", 1, NULL), sizeof w3) != 0 || 1); /* a moved on after the save */
   ema_free(c);
   ema_free(a);
   ema_free(b);
@@ -391,8 +391,8 @@ static void test_snapshots_posthoc(const char *dir) {
   ema_ctx *ctx = NULL;
   CHECK(ema_create(&ctx, 0.9) == EMA_OK);
   CHECK_ST(ctx, ema_set_schedule(ctx, &s05), EMA_OK);
-  CHECK_ST(ctx, ema_add_average(ctx, "s10", &s10, NULL), EMA_OK);
-  CHECK_ST(ctx, ema_add_average(ctx, "s07", &s07, NULL), EMA_OK);
+  CHECK_ST(ctx, ema_bank_add(ctx, "s10", &s10, NULL), EMA_OK);
+  CHECK_ST(ctx, ema_bank_add(ctx, "s07", &s07, NULL), EMA_OK);
   for (int i = 0; i < N; i++) w[i] = 0;
   CHECK_ST(ctx, ema_track(ctx, "w", w, EMA_F32, 1, &n), EMA_OK);
   double t[2 * (STEPS / EVERY)], gam[2 * (STEPS / EVERY)];
@@ -417,8 +417,8 @@ static void test_snapshots_posthoc(const char *dir) {
         CHECK(atoll(ema_file_metadata(f, "ema.t")) == step);
         t[ns] = (double)step;
         gam[ns] = atof(ema_file_metadata(f, "ema.gamma"));
-        CHECK(ema_file_read(f, "w", 0, snaps[ns], sizeof snaps[ns], err, sizeof err) == EMA_OK);
-        CHECK(memcmp(snaps[ns], ema_average_of(ctx, "w", k, NULL), sizeof snaps[ns]) == 0);
+        CHECK(ema_file_read(f, "w", 0, snaps[ns], sizeof snaps[ns]) == EMA_OK);
+        CHECK(memcmp(snaps[ns], ema_bank_average(ctx, "w", k, NULL), sizeof snaps[ns]) == 0);
         ns++;
         ema_file_close(f);
       }
@@ -430,8 +430,8 @@ static void test_snapshots_posthoc(const char *dir) {
   char err[256];
   CHECK(ema_posthoc_solve(ns, t, gam, (double)STEPS, g07, EMA_POSTHOC_DEFAULT_MAX_COND, EMA_POSTHOC_NORMALIZE, coef,
                           &info, err, sizeof err) == EMA_OK);
-  const float *direct = (const float *)ema_average_of(ctx, "w", 2, NULL);
-  const float *s05_avg = (const float *)ema_average_of(ctx, "w", 0, NULL);
+  const float *direct = (const float *)ema_bank_average(ctx, "w", 2, NULL);
+  const float *s05_avg = (const float *)ema_bank_average(ctx, "w", 0, NULL);
   double worst = 0, scale = 0, apart = 0;
   for (int i = 0; i < N; i++) {
     double acc = 0;

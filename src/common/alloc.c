@@ -1,13 +1,9 @@
 /*
- * Allocation and error helpers. Every allocation of the library goes through
- * ema__malloc & co. so that tests can make the N-th allocation fail and check
- * that the failed call changed nothing (SQLite's failure injection).
+ * src/common/alloc.c: allocation with failure injection (see alloc.h).
  */
-#include "internal.h"
+#include "common/alloc.h"
 
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 static long fail_countdown = -1; /* test hook only; -1 = never fail */
 
@@ -34,18 +30,3 @@ void *ema__aligned_alloc(size_t n) {
 }
 
 void ema__aligned_free(void *p) { free(p); }
-
-ema_status ema__fail(const ema_ctx *cctx, ema_status s, const char *fmt, ...) {
-  if (cctx) {
-    ema_ctx *ctx = (ema_ctx *)cctx; /* the message buffer is logically mutable */
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
-    va_end(ap);
-  }
-  return s;
-}
-
-void ema__clear_error(const ema_ctx *cctx) {
-  if (cctx) ((ema_ctx *)cctx)->err[0] = '\0';
-}

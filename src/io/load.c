@@ -1,0 +1,373 @@
+/*
+ * src/io/load.c: ema_load and ema_load_averages_into_model over one loader
+ * (load.h): open and check, plan, stage, commit.
+ */
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/xxh64.h"
+#include "io/load.h"
+#include "io/st_internal.h"
+
+static void loader_free(loader *L) {
+  st_close(L->f);
+  free(L->items);
+  ema__aligned_free(L->stage);
+}
+
+static int same_shape(const st_tensor *s, const ema_tensor *t) {
+  if (s->ndim != t->ndim) return 0;
+  for (int i = 0; i < t->ndim; i++)
+    if (s->shape[i] != t->shape[i]) return 0;
+  return 1;
+}
+
+ema_status load_expect(loader *L, const char *key, ema_tensor *t, ema_dtype want, ema_dtype also, int scalar,
+                       int dest, size_t k, const char *role) {
+  const st_tensor *s = st_find(L->f, key);
+  if (!s)
+    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: the checkpoint has no tensor '%s' (%s of '%s')", L->fn, key, role,
+                     t->name);
+  ema_dtype dt;
+  if (!st_dtype_to_ema(s->dtype, &dt) || (dt != want && dt != also))
+    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor '%s' is %s in the checkpoint but %s is needed", L->fn, key,
+                     st_dtype_name(s->dtype), ema_dtype_name(want));
+  if (scalar ? s->ndim != 0 : !same_shape(s, t)) {
+    char a[256], b[256];
+    st_shape_str(a, sizeof a, s->ndim, s->shape);
+    st_shape_str(b, sizeof b, scalar ? 0 : t->ndim, t->shape);
+    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor '%s' has shape %s in the checkpoint but %s is registered",
+                     L->fn, key, a, b);
+  }
+  load_item *it = &L->items[L->n++];
+  it->src = s;
+  it->t = t;
+  it->dest = dest;
+  it->k = k;
+  return EMA_OK;
+}
+
+/* The checksums a file records: libema.xxh64 (XXH64 of the data section,
+   this version's) and libema.checksum (0.1's). Either may be absent. */
+typedef struct load_sums {
+  int have_xxh, have_legacy;
+  uint64_t xxh, legacy;
+  ema__xxh64_state h;
+  uint64_t legacy_sum;
+} load_sums;
+
+static ema_status parse_sum(loader *L, const char *key, int *have, uint64_t *out) {
+  const char *v = st_meta_get(L->f, key);
+  if (!v) return EMA_OK;
+  char *end = NULL;
+  if (strlen(v) != 16 || !isxdigit((unsigned char)v[0]) || v[0] == '+' || v[0] == '-')
+    end = NULL;
+  else
+    *out = strtoull(v, &end, 16);
+  if (!end || *end) {
+    char q[CKPT_QUOTE_CAP];
+    ckpt_quote(q, sizeof q, v);
+    return ema__fail(L->ctx, EMA_E_FORMAT, "%s: %s has a malformed %s %s", L->fn, L->what, key, q);
+  }
+  *have = 1;
+  return EMA_OK;
+}
+
+/* Open, check the format version and the checksums' syntax. */
+static ema_status loader_open(loader *L, const char *path, load_sums *sums) {
+  (void)path;
+  char err[EMA_ERR_CAP];
+  ema_status st = L->buf ? st_open_mem(L->buf, L->buf_len, &L->f, err, sizeof err)
+                         : st_open(path, &L->f, err, sizeof err);
+  if (st != EMA_OK) return ckpt_fail(L->ctx, st, L->fn, err);
+  const char *fmt = st_meta_get(L->f, "libema.format");
+  if (fmt && strcmp(fmt, CKPT_FORMAT_VERSION) != 0) {
+    char q[CKPT_QUOTE_CAP];
+    ckpt_quote(q, sizeof q, fmt);
+    return ema__fail(L->ctx, EMA_E_FORMAT,
+                     "%s: %s is a libema checkpoint of format version %s; this library reads version %s", L->fn,
+                     L->what, q, CKPT_FORMAT_VERSION);
+  }
+  L->ema_name = st_meta_get(L->f, "ema.name");
+  if (!L->ema_name) L->ema_name = L->ctx->avg[0].name;
+  memset(sums, 0, sizeof *sums);
+  ema__xxh64_init(&sums->h, 0);
+  st = parse_sum(L, "libema.xxh64", &sums->have_xxh, &sums->xxh);
+  if (st == EMA_OK) st = parse_sum(L, "libema.checksum", &sums->have_legacy, &sums->legacy);
+  return st;
+}
+
+/* Read file tensor s once: into its staging place when a planned item
+   needs it (dst), else through scratch; hash exactly the bytes read. */
+static ema_status read_hashed(loader *L, const st_tensor *s, unsigned char *dst, unsigned char *scratch,
+                              size_t scratch_cap, load_sums *sums) {
+  char err[EMA_ERR_CAP];
+  ckpt_legacy_hash lh;
+  ckpt_legacy_init(&lh);
+  for (uint64_t off = 0; off < s->nbytes; off += scratch_cap) {
+    size_t len = s->nbytes - off < scratch_cap ? (size_t)(s->nbytes - off) : scratch_cap;
+    unsigned char *to = dst ? dst + off : scratch;
+    ema_status st = st_read_range(L->f, s, off, to, len, err, sizeof err);
+    if (st != EMA_OK) return ckpt_fail(L->ctx, st, L->fn, err);
+    ema__xxh64_update(&sums->h, to, len);
+    if (sums->have_legacy) ckpt_legacy_update(&lh, to, len);
+  }
+  if (sums->have_legacy) sums->legacy_sum += ckpt_legacy_term(s->name, &lh);
+  return EMA_OK;
+}
+
+static int by_offset(size_t a, size_t b, const void *ctx) {
+  const st_tensor *t = (const st_tensor *)ctx;
+  return t[a].begin < t[b].begin ? -1 : t[a].begin > t[b].begin ? 1 : 0;
+}
+
+/* Where each file tensor is staged (SIZE_MAX: not needed), and the
+   staging buffer. */
+static ema_status plan_staging(loader *L, size_t *place) {
+  size_t total = 0;
+  for (size_t i = 0; i < L->f->n_tensors; i++) place[i] = SIZE_MAX;
+  for (size_t i = 0; i < L->n; i++) {
+    size_t fi = (size_t)(L->items[i].src - L->f->tensors);
+    if (place[fi] == SIZE_MAX) {
+      place[fi] = total;
+      total += (size_t)((L->items[i].src->nbytes + EMA_ALIGN - 1) / EMA_ALIGN * EMA_ALIGN);
+    }
+    L->items[i].staged = place[fi];
+  }
+  L->stage = (unsigned char *)ema__aligned_alloc(total ? total : EMA_ALIGN);
+  if (!L->stage)
+    return ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory staging %zu bytes of checkpoint data", L->fn, total);
+  return EMA_OK;
+}
+
+/* Read the data section once, in file order, staging what the plan needs
+   and hashing every byte as it was read; then check the checksums against
+   those bytes, and that the file did not change underneath. */
+static ema_status loader_stage(loader *L, load_sums *sums) {
+  enum { SCRATCH = 1 << 20 };
+  size_t nt = L->f->n_tensors;
+  size_t *place = (size_t *)ema__calloc(nt + 1, sizeof *place);
+  size_t *order = (size_t *)ema__calloc(nt + 1, sizeof *order);
+  unsigned char *scratch = (unsigned char *)ema__malloc(SCRATCH);
+  ema_status st = place && order && scratch ? EMA_OK : ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
+  if (st == EMA_OK) st = plan_staging(L, place);
+  for (size_t i = 0; i < nt && order; i++) order[i] = i;
+  if (st == EMA_OK && st_msort(order, nt, by_offset, L->f->tensors) != 0)
+    st = ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
+  for (size_t k = 0; k < nt && st == EMA_OK; k++) {
+    size_t i = order[k];
+    unsigned char *dst = place[i] == SIZE_MAX ? NULL : L->stage + place[i];
+    st = read_hashed(L, &L->f->tensors[i], dst, scratch, SCRATCH, sums);
+  }
+  free(place);
+  free(order);
+  free(scratch);
+  if (st != EMA_OK) return st;
+  uint64_t got = ema__xxh64_digest(&sums->h);
+  if (sums->have_xxh && got != sums->xxh)
+    return ema__fail(L->ctx, EMA_E_FORMAT,
+                     "%s: %s is corrupt: its data does not match the checksum (XXH64) written with it (%016" PRIx64
+                     " != %016" PRIx64 ")",
+                     L->fn, L->what, got, sums->xxh);
+  if (sums->have_legacy && sums->legacy_sum != sums->legacy)
+    return ema__fail(L->ctx, EMA_E_FORMAT,
+                     "%s: %s is corrupt: its data does not match the 0.1 checksum written with it (%016" PRIx64
+                     " != %016" PRIx64 ")",
+                     L->fn, L->what, sums->legacy_sum, sums->legacy);
+  char err[EMA_ERR_CAP];
+  st = st_check_unchanged(L->f, err, sizeof err);
+  return st == EMA_OK ? EMA_OK : ckpt_fail(L->ctx, st, L->fn, err);
+}
+
+ema_status load_run(ema_ctx *ctx, const load_src *src, const char *fn, const load_ops *ops) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  const char *path = src->path;
+  if (!src->buf && (!path || !*path)) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: path is NULL or empty", fn);
+  if (ctx->swapped)
+    return ema__fail(ctx, EMA_E_STATE, "%s: the model holds the averages (swapped); call ema_swap() first", fn);
+  if (ctx->stored)
+    return ema__fail(ctx, EMA_E_STATE,
+                     "%s: a stored copy of the model is held; call ema_restore() first so it cannot undo the load",
+                     fn);
+  loader *L = (loader *)ema__calloc(1, sizeof *L);
+  if (!L) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
+  L->ctx = ctx;
+  L->fn = fn;
+  char what[EMA_ERR_CAP / 2];
+  if (path)
+    snprintf(what, sizeof what, "'%s'", path);
+  else
+    snprintf(what, sizeof what, "the buffer");
+  L->what = what;
+  L->buf = path ? NULL : src->buf;
+  L->buf_len = src->len;
+  L->items = (load_item *)ema__calloc(ctx->count * (1 + 4 * ctx->n_avg) + 1, sizeof *L->items);
+  ema_status st = L->items ? EMA_OK : ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
+  load_sums sums;
+  if (st == EMA_OK) st = loader_open(L, path, &sums);
+  if (st == EMA_OK) st = ops->plan(L);
+  if (st == EMA_OK) st = loader_stage(L, &sums);
+  if (st == EMA_OK && ops->check) st = ops->check(L);
+  if (st == EMA_OK) ops->commit(L); /* nothing below can fail */
+  loader_free(L);
+  free(L);
+  return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* ema_load                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Every registered tensor must be there with its dtype and shape. */
+static ema_status resume_plan(loader *L) {
+  ema_ctx *ctx = L->ctx;
+  ema_status st = load_read_state(L);
+  for (size_t i = 0; i < ctx->count && st == EMA_OK; i++) {
+    ema_tensor *t = &ctx->tensors[i];
+    st = load_expect(L, t->name, t, t->dtype, t->dtype, 0, LD_MODEL, 0, "model values");
+    if (t->pair < 0) continue;
+    for (size_t k = 0; k < L->n_avg && st == EMA_OK; k++) {
+      char *names[4];
+      int made = ckpt_state_keys(t->name, L->avg[k].name, ctx->zero_debias, names);
+      if (!made) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
+      int debias = ctx->zero_debias;
+      st = load_expect(L, names[0], t, t->sdtype, t->sdtype, 0, debias ? LD_AVERAGE : LD_SHADOW, k, "average");
+      if (st == EMA_OK && debias)
+        st = load_expect(L, names[1], t, t->sdtype, t->sdtype, 0, LD_SHADOW, k, "zero-debias accumulator");
+      if (st == EMA_OK && debias)
+        st = load_expect(L, names[2], t, EMA_I64, EMA_I64, 1, LD_STEPS, k, "zero-debias step count");
+      if (st == EMA_OK && debias)
+        st = load_expect(L, names[3], t, EMA_F64, EMA_F64, 1, LD_PROD, k, "zero-debias decay product");
+      for (int j = 0; j < made; j++) free(names[j]);
+    }
+  }
+  return st;
+}
+
+/* The staged zero-debias counters. */
+static ema_status resume_check(loader *L) {
+  for (size_t i = 0; i < L->n; i++) {
+    const unsigned char *src = L->stage + L->items[i].staged;
+    if (L->items[i].dest == LD_STEPS) {
+      int64_t k;
+      memcpy(&k, src, 8);
+      if (k < 0)
+        return ema__fail(L->ctx, EMA_E_FORMAT, "%s: tensor '%s' holds a negative step count", L->fn,
+                         L->items[i].src->name);
+    } else if (L->items[i].dest == LD_PROD) {
+      double p;
+      memcpy(&p, src, 8);
+      if (!(p >= 0.0 && p <= 1.0))
+        return ema__fail(L->ctx, EMA_E_FORMAT, "%s: tensor '%s' holds a decay product outside [0, 1]", L->fn,
+                         L->items[i].src->name);
+    }
+  }
+  return EMA_OK;
+}
+
+static void resume_commit(loader *L) {
+  for (size_t i = 0; i < L->n; i++) {
+    load_item *it = &L->items[i];
+    const unsigned char *src = L->stage + it->staged;
+    size_t bytes = (size_t)it->src->nbytes;
+    void *dst = NULL;
+    switch (it->dest) {
+      case LD_MODEL: dst = it->t->data; break;
+      case LD_SHADOW: dst = it->t->shadow[it->k]; break;
+      case LD_AVERAGE: dst = it->t->average[it->k]; break;
+      case LD_STEPS: dst = &it->t->debias_steps[it->k]; break;
+      case LD_PROD: dst = &it->t->debias_prod[it->k]; break;
+    }
+    if (bytes) memcpy(dst, src, bytes);
+  }
+  ema_ctx *ctx = L->ctx;
+  memcpy(ctx->avg, L->avg, sizeof L->avg);
+  ctx->num_updates = L->num_updates < 0 ? -1 : L->num_updates;
+  ctx->last_step = L->last_step;
+}
+
+static const load_ops resume_ops = {resume_plan, resume_check, resume_commit};
+
+ema_status ema_load(ema_ctx *ctx, const char *path) {
+  load_src src = {path, NULL, 0};
+  return load_run(ctx, &src, "ema_load", &resume_ops);
+}
+
+ema_status ema_load_buffer(ema_ctx *ctx, const void *buf, size_t len) {
+  if (ctx && !buf) {
+    ema__clear_error(ctx);
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_load_buffer: buf is NULL");
+  }
+  load_src src = {NULL, buf, len};
+  return load_run(ctx, &src, "ema_load_buffer", &resume_ops);
+}
+
+/* ------------------------------------------------------------------------ */
+/* ema_load_averages_into_model                                              */
+/* ------------------------------------------------------------------------ */
+
+static ema_status into_model_plan(loader *L) {
+  ema_ctx *ctx = L->ctx;
+  /* the active average under the file's name for it */
+  const char *active_name = ctx->avg[ctx->active].name;
+  char key[64];
+  snprintf(key, sizeof key, "ema.average.%zu.name", ctx->active);
+  const char *v = st_meta_get(L->f, key);
+  if (v)
+    active_name = v;
+  else if (ctx->active == 0)
+    active_name = L->ema_name;
+  for (size_t i = 0; i < ctx->count; i++) {
+    ema_tensor *t = &ctx->tensors[i];
+    ema_status st;
+    if (t->pair < 0) { /* plain state maps to itself */
+      st = load_expect(L, t->name, t, t->dtype, t->dtype, 0, LD_MODEL, 0, "plain state");
+      if (st != EMA_OK) return st;
+      continue;
+    }
+    char *avg = ckpt_join3(t->name, active_name, NULL);
+    if (!avg) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
+    /* the average may be stored in the model's dtype or in float32 (the
+       default shadow of f16/bf16 models), which is rounded on the way in */
+    ema_dtype also = (t->dtype == EMA_F16 || t->dtype == EMA_BF16) ? EMA_F32 : t->dtype;
+    st = load_expect(L, avg, t, t->dtype, also, 0, LD_MODEL, 0, "average");
+    free(avg);
+    if (st != EMA_OK) return st;
+    load_item *it = &L->items[L->n - 1];
+    if (it->src->dtype != (st_dtype)st_dtype_from_ema(t->dtype)) it->dest = LD_MODEL_FROM_SHADOW;
+  }
+  return EMA_OK;
+}
+
+static void into_model_commit(loader *L) {
+  for (size_t i = 0; i < L->n; i++) {
+    load_item *it = &L->items[i];
+    const unsigned char *src = L->stage + it->staged;
+    if (it->dest == LD_MODEL) {
+      if (it->src->nbytes) memcpy(it->t->data, src, (size_t)it->src->nbytes);
+    } else if (it->t->numel) {
+      int pair = it->t->dtype == EMA_BF16 ? EMA_PAIR_BF16_F32 : EMA_PAIR_F16_F32;
+      L->ctx->k->from_shadow[pair](it->t->data, src, it->t->numel);
+    }
+  }
+}
+
+static const load_ops into_model_ops = {into_model_plan, NULL, into_model_commit};
+
+ema_status ema_load_averages_into_model(ema_ctx *ctx, const char *path) {
+  load_src src = {path, NULL, 0};
+  return load_run(ctx, &src, "ema_load_averages_into_model", &into_model_ops);
+}
+
+ema_status ema_load_averages_into_model_buffer(ema_ctx *ctx, const void *buf, size_t len) {
+  if (ctx && !buf) {
+    ema__clear_error(ctx);
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_load_averages_into_model_buffer: buf is NULL");
+  }
+  load_src src = {NULL, buf, len};
+  return load_run(ctx, &src, "ema_load_averages_into_model_buffer", &into_model_ops);
+}

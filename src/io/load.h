@@ -1,0 +1,69 @@
+/*
+ * src/io/load.h: the checkpoint loader shared by ema_load and
+ * ema_load_averages_into_model (load.c, load_meta.c). Private to src/io.
+ *
+ * A load runs in three phases: plan (find every tensor the context needs,
+ * check dtypes and shapes, parse the metadata into the loader), stage (read
+ * every byte needed into one staging buffer and verify the checksum) and
+ * commit (copy from the staging buffer into the context; cannot fail). A
+ * failure in the first two changes nothing.
+ */
+#ifndef EMA_IO_LOAD_H
+#define EMA_IO_LOAD_H
+
+#include "io/ckpt.h"
+
+/* What to copy where once everything is validated and staged. */
+typedef struct load_item {
+  const st_tensor *src;
+  ema_tensor *t;
+  int dest; /* LD_* */
+  size_t k; /* average of the bank */
+  size_t staged;
+} load_item;
+
+enum { LD_MODEL, LD_SHADOW, LD_AVERAGE, LD_STEPS, LD_PROD, LD_MODEL_FROM_SHADOW };
+
+typedef struct loader {
+  ema_ctx *ctx;
+  const char *fn;
+  const char *what; /* "'<path>'" or "the buffer", for messages */
+  const void *buf;  /* a checkpoint in memory (NULL: a file) */
+  size_t buf_len;
+  st_file *f;
+  load_item *items;
+  size_t n;
+  unsigned char *stage;
+  const char *ema_name; /* the file's EMA name, or the context's */
+  /* ema_load: the EMA state read from the metadata, committed at the end */
+  ema_avg avg[EMA_MAX_AVERAGES];
+  size_t n_avg;
+  int64_t num_updates, last_step;
+} loader;
+
+/* Find key and check its dtype (want or also) and shape (t's, or a scalar),
+   then plan its copy to dest. role names it in messages. */
+ema_status load_expect(loader *L, const char *key, ema_tensor *t, ema_dtype want, ema_dtype also, int scalar,
+                       int dest, size_t k, const char *role);
+
+/* ema_load's metadata: EMA state, bank names and schedules into L. */
+ema_status load_read_state(loader *L);
+
+/* One load: the hooks plan (after the file is open and checked), check (after
+   staging; may be NULL) and commit (cannot fail). */
+typedef struct load_ops {
+  ema_status (*plan)(loader *L);
+  ema_status (*check)(loader *L);
+  void (*commit)(loader *L);
+} load_ops;
+
+/* Where a checkpoint comes from: path, or buf[0..len) when path is NULL. */
+typedef struct load_src {
+  const char *path;
+  const void *buf;
+  size_t len;
+} load_src;
+
+ema_status load_run(ema_ctx *ctx, const load_src *src, const char *fn, const load_ops *ops);
+
+#endif /* EMA_IO_LOAD_H */
