@@ -185,6 +185,27 @@ def triad(n, warmup, reps):
     return timed(lambda: torch.add(b, c, alpha=1.0 - DECAY, out=a), warmup, reps)
 
 
+def interleaved_ratio(model, threads, warmup, reps):
+    """update() and the raw C ema_apply on the same context, alternated call
+    by call so that both see the same machine load: (update s, C s)."""
+    e = EMA(model, DECAY, threads=threads).register()
+    fn, ptr = ema._lib.lib.ema_apply, e._ctx.h.ptr
+    for _ in range(warmup):
+        e.update()
+        fn(ptr)
+    tu, tc = [], []
+    for _ in range(max(reps, 9)):
+        t0 = time.perf_counter()
+        e.update()
+        t1 = time.perf_counter()
+        fn(ptr)
+        t2 = time.perf_counter()
+        tu.append(t1 - t0)
+        tc.append(t2 - t1)
+    e.close()
+    return statistics.median(tu), statistics.median(tc)
+
+
 def state_dict_times(set_name, model, threads, warmup, reps):
     """(set, state_dict() s, load_state_dict() s, clone of every shadow s)."""
     e = EMA(model, DECAY, threads=threads).register()
@@ -228,6 +249,7 @@ def main():
           f"median; GB/s = 12 bytes/param / time")
     rows = []
     states = []
+    inter = []
     worst = {}
     for set_name in args.sets.split(","):
         shapes = SETS[set_name]()
@@ -266,6 +288,8 @@ def main():
             for mname, _ in METHODS:
                 rows.append((set_name, n, len(shapes), th, mname, results[mname], te, t_triad))
         states.append(state_dict_times(set_name, model, threads[-1], args.warmup, args.reps))
+        for th in threads:
+            inter.append((set_name, th) + interleaved_ratio(model, th, args.warmup, args.reps))
         del model
         gc.collect()
 
@@ -283,6 +307,11 @@ def main():
     for set_name, n, nt, th, mname, t, te, tt in rows:
         if mname == "C ema_apply":
             print(f"| {set_name} | {th} | {te / t:.2f} |")
+    print()
+    print("| parameters | threads | update() ms | C ema_apply ms | ratio (interleaved calls) |")
+    print("|---|---:|---:|---:|---:|")
+    for set_name, th, tu, tc in inter:
+        print(f"| {set_name} | {th} | {tu * 1e3:.2f} | {tc * 1e3:.2f} | {tu / tc:.2f} |")
     print()
     print("| parameters | state_dict() ms | load_state_dict() ms | clone of the shadows ms | state_dict / clone | load / clone |")
     print("|---|---:|---:|---:|---:|---:|")

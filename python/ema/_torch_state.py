@@ -103,7 +103,9 @@ class _Sink:
         rest = bytes(self.head[8 + hlen:])
         self.head = None
         if rest:
-            self._data(torch.frombuffer(bytearray(rest), dtype=torch.uint8))
+            t = torch.empty(len(rest), dtype=torch.uint8)
+            ctypes.memmove(t.data_ptr(), rest, len(rest))
+            self._data(t)
 
     def _data(self, chunk):
         n = chunk.numel()
@@ -210,8 +212,8 @@ def load(ctx, entries, meta):
     h += b" " * (-len(h) % 8)
     total = 8 + len(h) + offset
     buf = torch.empty(total, dtype=torch.uint8)
-    buf[:8].copy_(torch.frombuffer(bytearray(struct.pack("<Q", len(h))), dtype=torch.uint8))
-    buf[8:8 + len(h)].copy_(torch.frombuffer(bytearray(h), dtype=torch.uint8))
+    head = struct.pack("<Q", len(h)) + h
+    ctypes.memmove(buf.data_ptr(), head, len(head))
     base = 8 + len(h)
     flat = [t.reshape(-1).view(torch.uint8) for t in entries.values() if t.numel()]
     if flat:

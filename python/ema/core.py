@@ -11,6 +11,16 @@ from .errors import InvalidArgumentError, NotFoundError
 __all__ = ["ExponentialMovingAverage"]
 
 
+# the library's calls in this class's words (errors never name C functions)
+_TERMS = {
+    "ema_swap": "swap()", "ema_restore": "restore()", "ema_store": "store()", "ema_copy_to": "copy_to()",
+    "ema_track": "apply()", "ema_track_state": "track_state()", "ema_track_policy": "track_state()",
+    "ema_apply": "apply()", "ema_apply_some": "apply()", "ema_save": "save()", "ema_load": "load()",
+    "ema_load_averages_into_model": "load_averages_into_model()", "ema_set_name": "name=",
+    "ema_set_zero_debias": "zero_debias=", "ema_retarget": "apply()",
+}
+
+
 def _pairs(named_tensors, what):
     if isinstance(named_tensors, dict):
         items = list(named_tensors.items())
@@ -66,6 +76,7 @@ class ExponentialMovingAverage:
                  *, threads=None, half_shadows=False):
         self._ctx = Context(decay, num_updates=num_updates, zero_debias=zero_debias, name=name,
                             threads=threads, half_shadows=half_shadows)
+        self._ctx.h.terms = _TERMS
 
     # ---------------------------------------------------------------- options
     @property

@@ -481,3 +481,16 @@ def test_bank_members_in_checkpoints_and_copy_to(tmp_path):
     e.restore()
     with pytest.raises(ValueError, match="num_updates"):
         EMA(model, 0.9, warmup="inverse_power", num_updates=3)
+
+
+def test_module_is_made_once_and_refreshed_after_updates():
+    model = make("cnn")
+    e = EMA(model, 0.5).register()
+    m1 = e.module
+    assert m1 is e.ema_model and not m1.training and not any(p.requires_grad for p in m1.parameters())
+    w1 = m1.head.weight.clone()
+    train("cnn", model, 2, lambda step: e.update())
+    assert e.module is m1 and not torch.equal(m1.head.weight, w1)
+    assert torch.equal(m1.head.weight, e.average("head.weight"))
+    assert torch.equal(m1.body[1].running_mean, e.average("body.1.running_mean"))
+    assert m1.head.weight.data_ptr() != model.head.weight.data_ptr()

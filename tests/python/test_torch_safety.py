@@ -345,3 +345,19 @@ def test_copies_and_pickles(how):
     with pytest.raises(ema.StateError, match="restore"):
         copy.deepcopy(e)
     e.restore()
+
+
+def test_tf_class_errors_name_python_calls():
+    w = np.ones(2, np.float32)
+    t = ema.ExponentialMovingAverage(0.5)
+    t.apply({"w": w})
+    t.swap()
+    for call in (t.apply, t.store, lambda: t.save("/tmp/never-written.safetensors")):
+        with pytest.raises(ema.StateError) as ex:
+            call()
+        assert "ema_" not in str(ex.value) and "swap()" in str(ex.value), str(ex.value)
+    t.swap()
+    t.store()
+    with pytest.raises(ema.StateError) as ex:
+        t.store()
+    assert "ema_" not in str(ex.value) and "restore()" in str(ex.value)
