@@ -108,7 +108,7 @@ class PostHocEMA:
 
     def _convert(self, path):
         with open_file(path) as f:
-            meta = {k: v for k, v in f.metadata.items() if k != "libema.checksum"}
+            meta = {k: v for k, v in f.metadata.items() if k not in ("libema.checksum", "libema.xxh64")}
         arrays = read_safetensors(path)
         out = {k: torch.from_numpy(np.array(v)).to(self.checkpoint_dtype) for k, v in arrays.items()}
         write_safetensors(path, out, meta)

@@ -13,7 +13,7 @@
 #include "commands.h"
 
 static const cli_command *const commands[] = {&cmd_demo,    &cmd_smooth,  &cmd_inspect,
-                                              &cmd_extract, &cmd_posthoc, &cmd_bench};
+                                              &cmd_extract, &cmd_posthoc, &cmd_bench, &cmd_consolidate};
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
 static void print_help(FILE *f) {
@@ -23,7 +23,7 @@ static void print_help(FILE *f) {
           "and tools for libema checkpoints and post-hoc EMA snapshots.\n"
           "\n"
           "Commands:\n");
-  for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-9s %s\n", commands[i]->name, commands[i]->summary);
+  for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-11s %s\n", commands[i]->name, commands[i]->summary);
   fprintf(f,
           "\n"
           "Options:\n"
