@@ -117,7 +117,10 @@ class CheckpointMixin:
         if old.threads:
             new.threads = old.threads
         slots, skipped = self._register_into(new)
-        fresh, _ = self._collect(new, slots)   # the library's fresh state for every tensor
+        fresh, fresh_meta = self._collect(new, slots)   # the library's fresh state for every tensor
+        # the policies are the new registration's; the rest of the EMA state is carried
+        meta = {k: v for k, v in meta.items() if not k.startswith("ema.policy.")}
+        meta.update({k: v for k, v in fresh_meta.items() if k.startswith("ema.policy.")})
         by_name = {s.name: s for s in slots}
         for s in slots:  # a tensor not averaged before starts fresh, all its state keys together
             if s.averaged and f"{s.name}/{new.name}" not in carried:
