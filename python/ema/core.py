@@ -241,16 +241,28 @@ class ExponentialMovingAverage:
             self._ctx.swap()
 
     def store(self):
+        """Keep a copy of every averaged array's values (for copy_to, restore)."""
         self._ctx.check_storage()
         self._ctx.store()
+        self._stored = True
 
-    def copy_to(self):
+    def copy_to(self, overwrite=False):
+        """Write the averages into the arrays. Needs store() first, so that
+        restore() can give the values back; overwrite=True replaces the
+        arrays' values for good (nothing keeps them)."""
+        if not getattr(self, "_stored", False) and not overwrite:
+            from .errors import StateError
+            raise StateError("copy_to() would overwrite the arrays' values with the averages and nothing "
+                             "keeps them: call store() first (store, copy_to, evaluate, restore), use "
+                             "averaged() / swap(), or pass overwrite=True to replace them for good")
         self._ctx.check_storage()
         self._ctx.copy_to()
 
     def restore(self):
+        """Put back the values kept by store()."""
         self._ctx.check_storage()
         self._ctx.restore()
+        self._stored = False
 
     # ------------------------------------------------------------ checkpoints
     def save(self, path):

@@ -45,7 +45,8 @@ int main(int argc, char **argv) {
     if (strcmp(name, "help") == 0 && argc > 2) { /* "ema help smooth" */
       for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(argv[2], commands[i]->name) == 0) return cli_print_help(commands[i]);
-      fprintf(stderr, "ema: unknown command '%s'\nTry 'ema --help' for the list of commands.\n", argv[2]);
+      cli_error("unknown command '%s'", argv[2]);
+      fprintf(stderr, "Try 'ema --help' for the list of commands.\n");
       return EXIT_USAGE;
     }
     print_help(stdout);
@@ -60,10 +61,7 @@ int main(int argc, char **argv) {
   }
   for (size_t i = 0; i < N_COMMANDS; i++)
     if (strcmp(name, commands[i]->name) == 0) return commands[i]->run(commands[i], argc - 1, argv + 1);
-  if (name[0] == '-')
-    fprintf(stderr, "ema: unknown option '%s'\n", name);
-  else
-    fprintf(stderr, "ema: unknown command '%s'\n", name);
+  cli_error("unknown %s '%s'", name[0] == '-' ? "option" : "command", name);
   fprintf(stderr, "Usage: ema COMMAND [OPTION]... [ARG]...\nTry 'ema --help' for the list of commands.\n");
   return EXIT_USAGE;
 }
