@@ -32,11 +32,36 @@ int main(void) {
 }]=] EMA_CC_HAS_AVX2_F16C)
   set(CMAKE_REQUIRED_FLAGS "${_ema_saved_flags}")
   if(EMA_CC_HAS_AVX2_F16C)
-    list(APPEND EMA_KERNEL_SOURCES ${_ema_kernel_dir}/avx2.c)
-    set_source_files_properties(${_ema_kernel_dir}/avx2.c
+    list(APPEND EMA_KERNEL_SOURCES ${_ema_kernel_dir}/x86/avx2.c)
+    set_source_files_properties(${_ema_kernel_dir}/x86/avx2.c
       PROPERTIES COMPILE_OPTIONS "-mavx2;-mf16c")
-    # dispatch.c lists the avx2 table only when avx2.c is compiled in.
+    # dispatch.c lists the avx2 table only when x86/avx2.c is compiled in.
     set_property(SOURCE ${_ema_kernel_dir}/dispatch.c APPEND
       PROPERTY COMPILE_DEFINITIONS EMA_HAVE_AVX2=1)
+  endif()
+endif()
+
+# AVX-512 F/BW/VL: the same conditions, plus a compiler that has the
+# intrinsics. Only x86/avx512.c gets these flags; none of them lets the
+# compiler emit an FMA (and the library is built with -ffp-contract=off).
+if(_ema_x86_64 AND CMAKE_C_COMPILER_ID MATCHES "^(GNU|Clang|AppleClang)$")
+  set(_ema_saved_flags "${CMAKE_REQUIRED_FLAGS}")
+  set(CMAKE_REQUIRED_FLAGS "${CMAKE_REQUIRED_FLAGS} -mavx512f -mavx512bw -mavx512vl")
+  check_c_source_compiles([=[
+#include <immintrin.h>
+int main(void) {
+  __m256i h = _mm256_maskz_loadu_epi16((__mmask16)3, "0123456789abcdef0123456789abcdef");
+  __m512 x = _mm512_cvtph_ps(h);
+  __m512i y = _mm512_add_epi32(_mm512_castps_si512(x), _mm512_set1_epi32(1));
+  _mm256_mask_storeu_epi16(&h, (__mmask16)1, _mm512_cvtepi32_epi16(y));
+  return _mm512_cmpgt_epi32_mask(y, _mm512_setzero_si512()) == 7;
+}]=] EMA_CC_HAS_AVX512)
+  set(CMAKE_REQUIRED_FLAGS "${_ema_saved_flags}")
+  if(EMA_CC_HAS_AVX512)
+    list(APPEND EMA_KERNEL_SOURCES ${_ema_kernel_dir}/x86/avx512.c)
+    set_source_files_properties(${_ema_kernel_dir}/x86/avx512.c
+      PROPERTIES COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl")
+    set_property(SOURCE ${_ema_kernel_dir}/dispatch.c APPEND
+      PROPERTY COMPILE_DEFINITIONS EMA_HAVE_AVX512=1)
   endif()
 endif()

@@ -610,7 +610,7 @@ EMA_API ema_status ema_restore(ema_ctx *ctx);
 /* A checkpoint is one safetensors file (docs/checkpoints.md has the layout):
    each model tensor under its own name, its averages under
    ema_average_name() of each member of the bank ("<name>/<member name>"),
-   zero-debias counters beside them, plain state under its own name only, and
+   zero-debias counters beside them, COPY tensors under their own name only, and
    the EMA state in __metadata__ (decay, num_updates, last step, zero_debias,
    every member's name and schedule, format and library version) with
    "libema.xxh64": XXH64 (seed 0) of the file's data section, every byte
@@ -720,6 +720,22 @@ EMA_API int ema_threads(const ema_ctx *ctx);
    from the CPU and OS, or forced with the environment variable EMA_ISA.
    Static text. Thread-safe. */
 EMA_API const char *ema_isa(void);
+
+/* Convert n elements of src (dtype src_dtype) into dst (dtype dst_dtype),
+   in host byte order (little-endian on every platform libema supports, as
+   in safetensors files), with the library's own conversions: f16 and bf16
+   to and from float32 are those of the update kernels, bit for bit
+   (round to nearest even, overflow to infinity, NaN kept NaN and made
+   quiet; bf16 -> f32 is an exact shift that keeps a signaling NaN
+   signaling); widening is exact; float64 to f32, f16 or bf16 is rounded
+   once, to nearest even, directly from the double (as numpy's astype).
+   Any pair of EMA_F32, EMA_F64, EMA_F16, EMA_BF16; for equal dtypes (any
+   dtype, integers included) a copy. dst and src are borrowed and must not
+   overlap unless they are the same pointer with the same dtype.
+   Errors: EMA_E_INVALID_ARG (NULL dst or src with n > 0, a dtype outside
+   the enum), EMA_E_DTYPE (an integer dtype with a different other one);
+   nothing is written on failure. Thread-safe. Since 0.2.0. */
+EMA_API ema_status ema_convert(void *dst, ema_dtype dst_dtype, const void *src, ema_dtype src_dtype, size_t n);
 
 /* ------------------------------------------------------------------------ */
 /* Deprecated names (0.1 spellings; each calls its new name)                 */

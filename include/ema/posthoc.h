@@ -13,55 +13,23 @@ extern "C" {
 
 
 /*
- * Power-function EMA and post-hoc EMA synthesis (src/posthoc/; Karras et al.
- * 2024, "Analyzing and Improving the Training Dynamics of Diffusion Models",
- * the EDM2 paper, section 3 and appendix C).
+ * Power-function EMA profiles and post-hoc EMA synthesis (src/posthoc/;
+ * Karras et al. 2024, the EDM2 paper, section 3 and appendix C). The
+ * mathematics (profiles, sigma_rel, the exactness of the discrete update,
+ * the least-squares fit and its error bound) is in docs/posthoc.md; this
+ * header keeps the contract of each function.
  *
- * This is the numerical core used by the `ema posthoc` tool, the EMA bank
- * and the Python binding. Everything here is pure arithmetic in IEEE double
- * precision: no context, no global state, no printing, no abort. Every
- * function is thread-safe and reentrant.
+ * A power-function EMA of exponent gamma (> -1) read at step t averages the
+ * training weights w(tau), 0 <= tau <= t, with the profile
+ * p_{t,gamma}(tau) = (gamma+1) tau^gamma / t^(gamma+1); its relative width
+ * sigma_rel is the standard deviation of tau/t under that profile.
  *
- * Background, in the notation used below.
+ * The math functions are pure double-precision arithmetic: no context, no
+ * global state, no printing; thread-safe and reentrant.
+ * ema_posthoc_synthesize reads snapshot files and writes the results.
  *
- *   A power-function EMA with exponent gamma (> -1), read at time t > 0, is
- *   the weighted average of the training weights w(tau), 0 <= tau <= t, with
- *   the weight profile
- *
- *       p_{t,gamma}(tau) = (gamma+1) tau^gamma / t^(gamma+1)   on [0, t],
- *                          0                                   elsewhere,
- *
- *   whose integral is 1. Its width relative to t, "sigma_rel", is the
- *   standard deviation of tau/t under p:
- *
- *       sigma_rel = sqrt((gamma+1) / ((gamma+2)^2 (gamma+3))).
- *
- *   sigma_rel is strictly decreasing in gamma for gamma >= 0, from
- *   sqrt(1/12) ~= 0.288675 (gamma = 0, the plain running mean) towards 0.
- *   EDM2 tracks sigma_rel 0.05 (gamma ~= 16.97) and 0.10 (gamma ~= 6.94).
- *
- *   Tracked during training with one update per dt steps, the average
- *   obeys s <- d s + (1-d) w with d = (1 - dt/t)^(gamma+1) for the update
- *   ending at step t. That discrete rule is exact, not an approximation:
- *   after it, the weight that step tau's value carries in s_t is
- *   (tau^(g+1) - (tau-dt)^(g+1)) / t^(g+1), the integral of p_{t,gamma}
- *   over the interval (tau-dt, tau] that the update covers. So a snapshot
- *   s_t is exactly the integral of p_{t,gamma} against the piecewise
- *   constant weight trajectory.
- *
- *   Post-hoc synthesis: given snapshots s_i of profiles p_i = p_{t_i,g_i}
- *   (typically two gammas, every S steps), the average of another profile
- *   p_r = p_{t_r,g_r} is approximated by sum_i x_i s_i, with x the least-
- *   squares fit of p_r by the p_i in L2([0, inf)): A x = b with
- *   A_ij = <p_i, p_j>, b_i = <p_i, p_r>. The error of the synthesised
- *   average is then bounded (Cauchy-Schwarz) by
- *
- *       |sum_i x_i s_i - s_r| <= residual * ||p_r|| * ||w||_{L2[0,t_r]},
- *
- *   with residual the relative L2 residual reported by ema_posthoc_solve
- *   and ||p_r|| = (g_r+1) / sqrt((2 g_r + 1) t_r).
- *
- * Since 0.1.0.
+ * Experimental: names and signatures may still change before 1.0.
+ * Since 0.1.0 unless noted.
  */
 
 /* Largest sigma_rel that ema_power_gamma() accepts: sqrt(1/12), rounded to
@@ -195,7 +163,7 @@ typedef struct ema_posthoc_info {
    EMA_POSTHOC_MAX_SNAPSHOTS must qualify. The order of the snapshots does
    not matter and they may mix gammas and times freely.
 
-   Method, all in double precision: times are divided by t_r (which changes
+   Method (docs/posthoc.md), all in double precision: times are divided by t_r (which changes
    neither the coefficients nor the condition number, and keeps every inner
    product finite); the Gram matrix A_ij = <p_i,p_j> and b_i = <p_i,p_r> of
    the used snapshots are built with ema_power_inner()'s formula; the
@@ -236,6 +204,105 @@ EMA_API ema_status ema_posthoc_solve(size_t n, const double *t, const double *ga
                                      double t_r, double gamma_r, double max_cond,
                                      unsigned flags, double *coef, ema_posthoc_info *info,
                                      char *err, size_t errcap);
+
+
+/* ------------------------------------------------------------------------ */
+/* Post-hoc synthesis from snapshot files (experimental, since 0.2.0)        */
+/* ------------------------------------------------------------------------ */
+
+/* Default refusal threshold of ema_posthoc_synthesize() on the relative
+   residual of a target's profile fit (ema_posthoc_info.residual): the
+   synthesised average's weight profile may differ from the target's by at
+   most 5% of its L2 norm. For the usual EDM2 setup (snapshots of sigma_rel
+   0.05 and 0.10 every S steps) widths from about 0.03 to 0.2 at a snapshot's
+   step fit within 0.03; a step between two snapshots fits at about 0.9. */
+#define EMA_POSTHOC_DEFAULT_MAX_RESIDUAL 0.05
+
+/* Most targets one ema_posthoc_synthesize() call takes (EDM2 reconstructs
+   up to 8 widths per pass over its snapshots). */
+#define EMA_POSTHOC_MAX_TARGETS 8
+
+/* One average to synthesise. Set the inputs (zero the struct first); the
+   outputs are written on success only. */
+typedef struct ema_posthoc_target {
+  /* inputs */
+  double sigma_rel;   /* > 0: the target's width, in (0, EMA_POWER_SIGMA_REL_MAX],
+                         converted with ema_power_gamma(); 0: use gamma */
+  double gamma;       /* the target's exponent when sigma_rel is 0; > -0.5 */
+  int64_t step;       /* the step to synthesise at: must be the ema.t of one of
+                         the snapshots; 0 selects the largest ema.t */
+  const char *output; /* the safetensors file to write (borrowed, UTF-8) */
+  double *coef;       /* optional (NULL): n_snapshots doubles receiving the
+                         coefficient of each snapshot (0 for those unused) */
+  /* outputs */
+  double gamma_used;      /* the exponent synthesised */
+  int64_t step_used;      /* the step synthesised at */
+  ema_posthoc_info info;  /* residual, condition number, snapshots used */
+} ema_posthoc_target;
+
+/* Options of ema_posthoc_synthesize(); start from ema_posthoc_options_init. */
+typedef struct ema_posthoc_options {
+  double max_cond;      /* refuse a Gram matrix with a larger condition number;
+                           0: EMA_POSTHOC_DEFAULT_MAX_COND; +INFINITY: no check */
+  double max_residual;  /* refuse a fit with a larger relative residual;
+                           0: EMA_POSTHOC_DEFAULT_MAX_RESIDUAL; +INFINITY: no check */
+  unsigned flags;       /* flags of ema_posthoc_solve; init sets EMA_POSTHOC_NORMALIZE */
+  int64_t *snapshot_t;  /* optional (NULL): n_snapshots entries receiving each
+                           snapshot's ema.t (written on success) */
+  double *snapshot_gamma; /* optional (NULL): each snapshot's exponent */
+  uint64_t reserved[8]; /* must be 0 */
+} ema_posthoc_options;
+
+/* Defaults: max_cond 0, max_residual 0 (the defaults above), flags
+   EMA_POSTHOC_NORMALIZE, no optional outputs, reserved zeroed. NULL is a
+   no-op. Since 0.2.0. */
+EMA_API void ema_posthoc_options_init(ema_posthoc_options *opts);
+
+/* Synthesise n_targets power-function EMAs from n_snapshots snapshot files
+   and write one safetensors file per target, reading the snapshots once.
+
+   Snapshots: safetensors files (e.g. written by ema_snapshot) whose
+   __metadata__ has "ema.t" (the step, an integer >= 1) and "ema.gamma" or
+   "ema.sigma_rel" (ema.gamma wins when both are there); all hold the same
+   tensors (names, dtypes, shapes). Paths are borrowed.
+
+   Per target, before anything is written: the step must be one snapshot's
+   ema.t (a step between snapshots cannot be reached by a good fit, and is
+   refused, as EDM2 does; a step before every snapshot likewise); the
+   snapshots with ema.t <= step enter the least-squares fit of
+   ema_posthoc_solve (opts->flags, opts->max_cond); a fit whose relative
+   residual exceeds opts->max_residual is refused.
+
+   Output of each target: every floating tensor is sum_i coef_i snapshot_i,
+   accumulated in double (in snapshot order, so the result does not depend
+   on the other targets of the call) and rounded once to the tensor's dtype
+   (ema_convert); integer tensors are copied from the latest snapshot used.
+   Metadata: format "pt", ema.sigma_rel ("nan" for a gamma target whose
+   width is undefined), ema.gamma, ema.t, ema.posthoc.coefficients,
+   ema.posthoc.snapshot_t, ema.posthoc.snapshot_gamma, ema.posthoc.residual,
+   ema.posthoc.cond. Each file is written atomically (ema_file_write_stream).
+
+   One pass: the outputs are written together (a thread per target beyond
+   the first, all in this call); each window of each snapshot is read once
+   and combined into every target. Memory: per target the writer's 1 MiB
+   buffer and 64 Ki double accumulators (512 KiB), plus one 512 KiB window
+   and its 512 KiB of doubles, whatever the model's size. Open files: the snapshots with a
+   non-zero coefficient for some target, all at once.
+
+   Errors (err gets one sentence; strings from the files are escaped):
+   EMA_E_INVALID_ARG (NULL arrays, n_snapshots < 2, n_targets 0 or above
+   EMA_POSTHOC_MAX_TARGETS, a bad target or option, a refused step, fit,
+   condition number or residual, an output path given twice, opts->reserved
+   not zero); EMA_E_FORMAT (a snapshot's metadata missing or malformed,
+   snapshots that do not hold the same tensors, a dtype outside ema_dtype)
+   and the errors of ema_file_open; EMA_E_IO, EMA_E_NOMEM. A failure found
+   before writing (every refusal above) writes nothing; a failure while
+   writing (a read or write error) leaves each output either complete or as
+   it was, and the call returns the first error.
+   Thread-safe (nothing shared between calls). Experimental, since 0.2.0. */
+EMA_API ema_status ema_posthoc_synthesize(const char *const *snapshots, size_t n_snapshots,
+                                          ema_posthoc_target *targets, size_t n_targets,
+                                          const ema_posthoc_options *opts, char *err, size_t errcap);
 
 #ifdef __cplusplus
 }

@@ -163,7 +163,7 @@ EMA_API void ema_ewm_stream_reset(ema_ewm_stream *stream);
 EMA_API void ema_ewm_stream_free(ema_ewm_stream *stream);
 
 /* ------------------------------------------------------------------------ */
-/* The seeds' recursion and a synthetic data set                             */
+/* The seeds' recursion                                                     */
 /* ------------------------------------------------------------------------ */
 
 /* The textbook EMA of the seeds (Ng's course): v_0 = 0,
@@ -180,20 +180,6 @@ EMA_API ema_status ema_series_beta(const double *x, size_t n, double beta,
                                    int bias_correction, double *out, char *err,
                                    size_t errcap);
 
-/* A deterministic synthetic record of daily mean temperatures in degrees
-   Celsius, shaped like the London year in the seeds' figure: a seasonal
-   sinusoid (mean 11.0, amplitude 7.0, coldest around 15 January = day 0 is
-   1 January, period 365 days), plus day-to-day weather that persists (an
-   AR(1) process, coefficient 0.7, standard deviation about 2.5) plus
-   independent noise (standard deviation about 1.0). Writes out[0..n_days);
-   n_days may exceed 365 (the seasons repeat). The same seed gives the same
-   values on every run; the noise comes from the library's own generator
-   (splitmix64), never from rand(). Values depend on the platform's cos()
-   only through the seasonal term. out may be NULL when n_days is 0.
-   Returns EMA_OK or EMA_E_INVALID_ARG (NULL out with n_days > 0).
-   Thread-safe. */
-EMA_API ema_status ema_series_synthetic_temperatures(double *out, size_t n_days,
-                                                     uint64_t seed);
 
 #ifdef __cplusplus
 }

@@ -1,15 +1,20 @@
 /*
  * One pass over many tensors: the work of an apply, swap, store, copy_to or
- * restore is a list of items (tensor + what to do with it), split among the
- * context's threads by bytes moved, not by tensors. 10,000 small tensors cost
- * one fork/join, like one big tensor. Split points fall on 16-element
- * boundaries so that threads never write the same cache line of a shadow.
+ * restore is a list of items (tensor + what to do with it), laid end to end
+ * by bytes moved ("cost"), not by tensors, and cut into chunks of
+ * EMA_CHUNK_BYTES that the caller and the pool's workers claim one at a time
+ * (pool.c): a thread slowed by another process delays only its own chunk.
+ * 10,000 small tensors cost one fork/join, like one big tensor. Chunk
+ * boundaries fall on 16-element boundaries of each tensor, so two threads
+ * never write the same cache line of a shadow, and they depend only on the
+ * items, never on the number of threads.
  *
  * Every operation is elementwise, so the result does not depend on how the
  * items are split: bitwise identical for any number of threads.
  */
 #include "run.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -21,6 +26,11 @@
    (bench/RESULTS.md). */
 #define EMA_PARALLEL_MIN_BYTES ((size_t)16 << 20)
 #define EMA_SPLIT_ELEMS 16
+/* Bytes moved per claimed chunk: small enough that a preempted thread
+   holds little work (about 20 us of memory traffic) and that the last
+   chunks even out the threads, large enough that claiming (one atomic
+   compare-and-swap and a binary search over the items) is noise. */
+#define EMA_CHUNK_BYTES ((size_t)256 << 10)
 
 static size_t cost_per_elem(const ema_run_item *it) {
   size_t m = it->t->msize, s = it->t->ssize;
@@ -89,6 +99,7 @@ typedef struct run_job {
   ema_run_item *items;
   size_t n;
   size_t total;
+  size_t chunk; /* cost bytes per chunk */
 } run_job;
 
 /* First element of item it at or after cost offset b (monotone in b). */
@@ -99,15 +110,9 @@ static size_t elem_at(const ema_run_item *it, size_t b) {
   return e < it->t->numel ? e : it->t->numel;
 }
 
-static size_t boundary(size_t total, int part, int nparts) {
-  /* floor(total * part / nparts) without overflow */
-  size_t q = total / (size_t)nparts, r = total % (size_t)nparts;
-  return q * (size_t)part + r * (size_t)part / (size_t)nparts;
-}
-
-static void run_part(void *arg, int part, int nparts) {
-  run_job *job = (run_job *)arg;
-  size_t b0 = boundary(job->total, part, nparts), b1 = boundary(job->total, part + 1, nparts);
+/* Run the elements whose cost offsets fall in [b0, b1): consecutive spans
+   tile the work exactly (elem_at is monotone), whatever their number. */
+static void run_span(const run_job *job, size_t b0, size_t b1) {
   /* first item whose cost range ends after b0 */
   size_t lo = 0, hi = job->n;
   while (lo < hi) {
@@ -120,11 +125,19 @@ static void run_part(void *arg, int part, int nparts) {
   }
   for (size_t i = lo; i < job->n; i++) {
     const ema_run_item *it = &job->items[i];
-    if (it->begin >= b1 && part + 1 < nparts) break;
-    size_t e0 = part == 0 ? 0 : elem_at(it, b0);
-    size_t e1 = part + 1 == nparts ? it->t->numel : elem_at(it, b1);
+    if (it->begin >= b1) break;
+    /* a tensor wholly inside the span (most of them) needs no division */
+    size_t numel = it->t->numel, end = it->begin + numel * it->cost;
+    size_t e0 = elem_at(it, b0), e1 = b1 >= end ? numel : elem_at(it, b1);
     if (e0 < e1) run_range(job->k, it, e0, e1);
   }
+}
+
+static void run_chunk(void *arg, size_t c) {
+  const run_job *job = (const run_job *)arg;
+  size_t b0 = c * job->chunk;
+  size_t b1 = job->total - b0 > job->chunk ? b0 + job->chunk : job->total;
+  run_span(job, b0, b1);
 }
 
 size_t ema__parallel_min_default(void) { return EMA_PARALLEL_MIN_BYTES; }
@@ -143,14 +156,17 @@ void ema__run(ema_ctx *ctx, ema_run_item *items, size_t n) {
     items[i].cost = cost_per_elem(&items[i]);
     total += items[i].t->numel * items[i].cost;
   }
-  run_job job = {ctx->k, items, n, total};
+  run_job job = {ctx->k, items, n, total, EMA_CHUNK_BYTES};
   if (ctx->threads > 1 && total >= ctx->parallel_min && !ctx->pool && !ctx->pool_failed) {
     /* Lazily start the workers; if that fails, run on one thread: the
        results are the same, only slower. */
     if (ema__pool_create(&ctx->pool, ctx->threads) != EMA_OK) ctx->pool_failed = 1;
   }
-  if (ctx->pool && total >= ctx->parallel_min)
-    ema__pool_run(ctx->pool, run_part, &job);
-  else
-    run_part(&job, 0, 1);
+  if (ctx->pool && total >= ctx->parallel_min) {
+    /* chunk boundaries depend on the items only, never on the threads */
+    if (total / job.chunk >= UINT32_MAX) job.chunk = total / (UINT32_MAX - 1) + 1;
+    ema__pool_run(ctx->pool, (total + job.chunk - 1) / job.chunk, run_chunk, &job);
+  } else {
+    run_span(&job, 0, total);
+  }
 }

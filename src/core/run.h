@@ -1,4 +1,5 @@
-/* One pass over a list of tensors, split among threads by bytes (run.c). */
+/* One pass over a list of tensors, cut into chunks by bytes moved that the
+   caller and the workers claim dynamically (run.c, pool.c). */
 #ifndef EMA_CORE_RUN_H
 #define EMA_CORE_RUN_H
 

@@ -2,8 +2,15 @@
  * Kernel table: the only interface between the core and the per-ISA kernels.
  *
  * The scalar reference (ref.c) is always built and is the oracle; optimized
- * kernels (avx2.c, ...) must give bit-identical results for every input,
- * NaN payloads included. src/kernels depends on nothing but libc.
+ * kernels (x86/avx2.c, x86/avx512.c) must give bit-identical results for
+ * every input, NaN payloads included. src/kernels depends on nothing but
+ * libc.
+ *
+ * Tables derive from the reference (as BLIS contexts do): dispatch.c starts
+ * every ISA's table as a copy of ema_kernels_ref and lets the ISA's
+ * override function replace only the kernels it implements, so a kernel an
+ * ISA does not speed up (plain copies, say) is the reference one, stated
+ * once.
  *
  * A "pair" names (parameter dtype -> shadow dtype). Every kernel works on n
  * elements from the given pointers; pointers may be unaligned and n may be 0.
@@ -14,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef enum ema_pair {
   EMA_PAIR_F32 = 0,       /* f32 params, f32 shadow */
@@ -65,25 +73,49 @@ typedef struct ema_kernels {
 /* The scalar reference table; always available. */
 extern const ema_kernels ema_kernels_ref;
 
-/* AVX2 + F16C kernels (avx2.c), bit-identical to ema_kernels_ref. Compiled
-   in on x86-64 with GCC or Clang only (cmake/kernels.cmake defines
-   EMA_HAVE_AVX2 then); never call it directly: take it from
-   ema_kernels_by_name("avx2"), which checks that the CPU and OS support it. */
-extern const ema_kernels ema_kernels_avx2;
+/* ISA override functions: each is called once, by dispatch.c, on a copy of
+   ema_kernels_ref; it sets name and replaces the kernels its file
+   implements, bit-identical to the reference. Compiled in on x86-64 with GCC
+   or Clang only (cmake/kernels.cmake defines EMA_HAVE_AVX2 and
+   EMA_HAVE_AVX512 then). Never call the kernels of such a table directly:
+   take the table from ema_kernels_by_name(), which checks that the CPU and
+   the OS support the ISA. */
+void ema_kernels_avx2_override(ema_kernels *k);   /* AVX2 + F16C */
+void ema_kernels_avx512_override(ema_kernels *k); /* AVX-512 F/BW/VL (+F16C) */
 
 /* The table chosen once for this process: the best ISA the CPU and OS
    support, or the one forced by the environment variable EMA_ISA
-   (ref|avx2|...; an unknown or unsupported value falls back to the best;
+   (ref|avx2|avx512; an unknown or unsupported value falls back to the best;
    ema_isa() in the public API tells which one runs). Thread-safe. */
 const ema_kernels *ema_kernels_best(void);
 
-/* Look up a table by name ("ref", "avx2"); NULL when that ISA is not
+/* Look up a table by name ("ref", "avx2", "avx512"); NULL when that ISA is not
    compiled in or not supported by this CPU/OS. Thread-safe. */
 const ema_kernels *ema_kernels_by_name(const char *name);
 
 /* Name of the table ema_kernels_best() returns ("ref", "avx2", ...); static
    text. Thread-safe. */
 const char *ema_kernels_chosen_name(void);
+
+/* Bit patterns of floats (no aliasing trouble: memcpy), for the kernels and
+   their tests. */
+static inline uint32_t ema_f32_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+static inline float ema_bits_f32(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+static inline uint64_t ema_f64_bits(double d) {
+  uint64_t u;
+  memcpy(&u, &d, sizeof u);
+  return u;
+}
 
 /* Scalar conversions, shared by the reference kernels and the core. */
 float ema_bf16_to_f32(uint16_t h);

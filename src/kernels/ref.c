@@ -7,24 +7,12 @@
 
 #include <string.h>
 
-static uint32_t f32_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-static float bits_f32(uint32_t u) {
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
-
 /* Exact widening. A signaling NaN stays signaling here (as in PyTorch and
    TensorFlow); the first arithmetic operation on it makes it quiet. */
-float ema_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+float ema_bf16_to_f32(uint16_t h) { return ema_bits_f32((uint32_t)h << 16); }
 
 uint16_t ema_f32_to_bf16(float f) {
-  uint32_t u = f32_bits(f);
+  uint32_t u = ema_f32_bits(f);
   if ((u & 0x7FFFFFFFu) > 0x7F800000u) /* NaN: keep sign and top payload, make it quiet */
     return (uint16_t)((u >> 16) | 0x0040u);
   u += 0x7FFFu + ((u >> 16) & 1u); /* round to nearest even; overflow carries into Inf */
@@ -36,9 +24,9 @@ float ema_f16_to_f32(uint16_t h) {
   uint32_t exp = (h >> 10) & 0x1Fu;
   uint32_t mant = h & 0x3FFu;
   if (exp == 0x1Fu) /* Inf or NaN; a NaN comes out quiet, as F16C does */
-    return bits_f32(sign | 0x7F800000u | (mant << 13) | (mant ? 0x00400000u : 0u));
+    return ema_bits_f32(sign | 0x7F800000u | (mant << 13) | (mant ? 0x00400000u : 0u));
   if (exp == 0) {
-    if (mant == 0) return bits_f32(sign);
+    if (mant == 0) return ema_bits_f32(sign);
     /* subnormal: normalize */
     uint32_t e = 113; /* 127 - 15 + 1 */
     while ((mant & 0x400u) == 0) {
@@ -46,13 +34,13 @@ float ema_f16_to_f32(uint16_t h) {
       e--;
     }
     mant &= 0x3FFu;
-    return bits_f32(sign | (e << 23) | (mant << 13));
+    return ema_bits_f32(sign | (e << 23) | (mant << 13));
   }
-  return bits_f32(sign | ((exp + 112u) << 23) | (mant << 13));
+  return ema_bits_f32(sign | ((exp + 112u) << 23) | (mant << 13));
 }
 
 uint16_t ema_f32_to_f16(float f) {
-  uint32_t u = f32_bits(f);
+  uint32_t u = ema_f32_bits(f);
   uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
   uint32_t a = u & 0x7FFFFFFFu;
   if (a > 0x7F800000u) /* NaN: sign and top 10 payload bits kept, made quiet (as F16C) */

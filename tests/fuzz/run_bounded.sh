@@ -6,8 +6,9 @@
 #
 #   tests/fuzz/run_bounded.sh [SECONDS] [extra libFuzzer flags...]
 #
-# SECONDS (default 75) is the total: fuzz_safetensors gets 2/5 of it, and
-# fuzz_load_buffer, fuzz_load_file and fuzz_file 1/5 each. Environment: CC
+# SECONDS (default 75) is the total: fuzz_safetensors gets 2/6 of it, and
+# fuzz_load_buffer, fuzz_load_file, fuzz_file and fuzz_tool_cli (the ema
+# tool's arguments and files, seeds in tests/fuzz/corpus_tool) 1/6 each. Environment: CC
 # (default clang), EMA_FUZZ_BUILD (build directory, default build-fuzz in the
 # repository root), EMA_FUZZ_TARGETS (a subset, space-separated). New inputs go
 # to scratch corpora under the build directory; the seeds in tests/fuzz/corpus
@@ -21,7 +22,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${EMA_FUZZ_BUILD:-$root/build-fuzz}
 cc=${CC:-clang}
-targets=${EMA_FUZZ_TARGETS:-fuzz_safetensors fuzz_load_buffer fuzz_load_file fuzz_file}
+targets=${EMA_FUZZ_TARGETS:-fuzz_safetensors fuzz_load_buffer fuzz_load_file fuzz_file fuzz_tool_cli}
 
 cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" -DEMA_FUZZ=ON \
   -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" \
@@ -32,8 +33,9 @@ cmake --build "$build" --target $targets -j "$(nproc 2>/dev/null || echo 2)"
 mkdir -p "$build/fuzz-artifacts"
 for t in $targets; do
   case $t in
-    fuzz_safetensors) share=$((secs * 2 / 5)); seeds="$here/corpus"; extra="-dict=$here/safetensors.dict" ;;
-    *) share=$((secs / 5)); seeds="$here/corpus_ckpt"; extra="" ;;
+    fuzz_safetensors) share=$((secs * 2 / 6)); seeds="$here/corpus"; extra="-dict=$here/safetensors.dict" ;;
+    fuzz_tool_cli) share=$((secs / 6)); seeds="$here/corpus_tool"; extra="" ;;
+    *) share=$((secs / 6)); seeds="$here/corpus_ckpt"; extra="" ;;
   esac
   [ "$share" -ge 1 ] || share=1
   work="$build/fuzz-corpus-$t"

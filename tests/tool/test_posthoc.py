@@ -144,4 +144,33 @@ for args, needle in [(["--sigma-rel", "0.5", A[-1], B[-1]], "--sigma-rel"),
 p = t.run("posthoc", "--sigma-rel", "0.1", A[-1], B[-1])
 t.expect_usage(p, "posthoc", "no -o", "missing -o")
 
+# several targets in one pass: each file equals the one a single-target call writes
+outs = [t.path("multi_%d.safetensors" % j) for j in range(3)]
+p = t.run("posthoc", "--sigma-rel", "0.07", "--sigma-rel", "0.10", "--gamma", "9", *ALL,
+          "-o", outs[0], "-o", outs[1], "-o", outs[2])
+if t.expect(p, 0, "three targets in one call", stdout_has=["wrote " + outs[2]]):
+    for j, target in enumerate([["--sigma-rel", "0.07"], ["--sigma-rel", "0.10"], ["--gamma", "9"]]):
+        single = t.path("single_%d.safetensors" % j)
+        p1 = t.run("posthoc", *target, *ALL, "-o", single)
+        if t.expect(p1, 0, "single target %s" % target):
+            with open(outs[j], "rb") as a, open(single, "rb") as b:
+                t.check(a.read() == b.read(), "target %s: one pass equals one at a time, byte for byte" % target)
+p, _ = synth("--sigma-rel", "0.07", "--sigma-rel", "0.1", *ALL)
+t.expect_usage(p, "posthoc", "two targets, one -o", "one -o per target")
+
+# a step that is no snapshot's: refused, nothing written (it used to write a poor fit silently)
+for step, needle in [("3000", "after the last snapshot"), ("1050", "no snapshot's step")]:
+    p, out = synth("--sigma-rel", "0.07", "--at-step", step, *ALL)
+    t.expect_failure(p, "--at-step %s" % step, needle)
+    t.check(not os.path.exists(out), "--at-step %s: no output written" % step)
+
+# a poor fit: refused by default, accepted with --max-residual inf
+p, out = synth("--sigma-rel", "0.28", *ALL)
+t.expect_failure(p, "a poor fit (sigma_rel 0.28)", "residual")
+t.check(not os.path.exists(out), "poor fit: no output written")
+p, out = synth("--sigma-rel", "0.28", "--max-residual", "inf", *ALL)
+t.expect(p, 0, "--max-residual inf accepts it", stdout_has="relative residual")
+p, _ = synth("--sigma-rel", "0.28", "--max-residual", "0", *ALL)
+t.expect_usage(p, "posthoc", "--max-residual 0", "--max-residual")
+
 t.done()

@@ -9,7 +9,8 @@
  *  - integer stores saturate; shortest round-trip number text;
  *  - strict number parsing;
  *  - the CSV reader: quoting, CRLF, blank lines, BOM, and the line numbers of
- *    its errors; the field writer's quoting.
+ *    its errors; the field writer's quoting;
+ *  - the synthetic temperature year of `ema smooth` (temperatures.c).
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "check.h"
 #include "cli.h"
 #include "csv.h"
+#include "temperatures.h"
 
 static uint16_t load16(const unsigned char *b) { return (uint16_t)(b[0] | (b[1] << 8)); }
 
@@ -188,10 +190,52 @@ static void test_csv(void) {
   }
 }
 
+static void test_synthetic_temperatures(void) {
+  CHECK(synthetic_temperatures(NULL, 3, 1) == 0);
+  CHECK(synthetic_temperatures(NULL, 0, 1) == 1);
+  enum { N = 365 };
+  double a[N], b[N], c[N], prefix[100];
+  CHECK(synthetic_temperatures(a, N, 1) == 1);
+  CHECK(synthetic_temperatures(b, N, 1) == 1);
+  CHECK(synthetic_temperatures(c, N, 2) == 1);
+  CHECK(synthetic_temperatures(prefix, 100, 1) == 1);
+  CHECK(memcmp(a, b, sizeof a) == 0);
+  CHECK(memcmp(a, c, sizeof a) != 0);
+  CHECK(memcmp(a, prefix, sizeof prefix) == 0);
+  for (uint64_t seed = 0; seed < 20; seed++) {
+    CHECK(synthetic_temperatures(a, N, seed) == 1);
+    double sum = 0, jan = 0, jul = 0, lo = 1e9, hi = -1e9;
+    for (size_t d = 0; d < N; d++) {
+      CHECK(isfinite(a[d]));
+      sum += a[d];
+      lo = a[d] < lo ? a[d] : lo;
+      hi = a[d] > hi ? a[d] : hi;
+      if (d < 31) {
+        jan += a[d] / 31;
+      }
+      if (d >= 181 && d < 212) {
+        jul += a[d] / 31;
+      }
+    }
+    CHECK_MSG(fabs(sum / N - 11.0) < 1.5, "seed %llu: mean %g", (unsigned long long)seed,
+              sum / N);
+    CHECK_MSG(jul - jan > 8 && jul - jan < 20, "seed %llu: jan %g jul %g",
+              (unsigned long long)seed, jan, jul);
+    CHECK(lo > -15 && hi < 35);
+    /* noisy day to day: the seeds' scatter, not a smooth curve */
+    double rough = 0;
+    for (size_t d = 1; d < N; d++) {
+      rough += fabs(a[d] - a[d - 1]);
+    }
+    CHECK(rough / (N - 1) > 0.8);
+  }
+}
+
 int main(void) {
   test_half(EMA_F16, 0x7c00);
   test_half(EMA_BF16, 0x7f80);
   test_numbers();
   test_csv();
+  test_synthetic_temperatures();
   return check_report("test_tool_units");
 }

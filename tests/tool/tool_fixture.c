@@ -15,6 +15,21 @@
  *       (constant 0.99) and "power" (power function, sigma_rel 0.10),
  *       updated with ema_update at steps 1..5.
  *
+ *   tool_fixture many N PATH
+ *       A libema-style checkpoint written with ema_file_write: N model
+ *       tensors "layer.<i>.weight" f32 [2], each with its average
+ *       "layer.<i>.weight/ExponentialMovingAverage" (2N tensors in all),
+ *       for timing `ema inspect` on many tensors.
+ *
+ *   tool_fixture hostile DIR
+ *       Files whose strings would fool a terminal if printed raw:
+ *       DIR/evil.safetensors, a libema-style checkpoint whose tensor name
+ *       holds ESC sequences, a newline and a C1 control (U+009B), with its
+ *       average, and metadata "ema.decay" = "0.5\nema: all good" and a key
+ *       with an OSC sequence; DIR/snap_ok.safetensors and
+ *       DIR/snap_evil.safetensors, post-hoc snapshots, the second with
+ *       ema.t = "12\x1b[2J\nema: ok".
+ *
  *   tool_fixture snapshots DIR
  *       Post-hoc EMA snapshots of a simulated training run of T_END steps:
  *       weights that converge with noise, tracked by power-function EMAs
@@ -237,11 +252,62 @@ static int write_snapshots(const char *dir) {
   return 0;
 }
 
+static int write_many(long n, const char *path) {
+  enum { NAME = 64 };
+  size_t count = 2 * (size_t)n;
+  ema_file_entry *e = (ema_file_entry *)calloc(count, sizeof *e);
+  char *names = (char *)malloc(count * NAME);
+  static const int64_t shape[1] = {2};
+  static const float values[2][2] = {{1.0f, 2.0f}, {1.5f, 2.5f}};
+  if (!e || !names) return 1;
+  for (size_t i = 0; i < count; i++) {
+    char *nm = names + i * NAME;
+    snprintf(nm, NAME, i % 2 ? "layer.%zu.weight/ExponentialMovingAverage" : "layer.%zu.weight", i / 2);
+    e[i].name = nm;
+    e[i].dtype = EMA_F32;
+    e[i].ndim = 1;
+    e[i].shape = shape;
+    e[i].data = values[i % 2];
+  }
+  const char *meta[4] = {"libema.format", "1", "ema.name", "ExponentialMovingAverage"};
+  char err[512];
+  ema_status st = ema_file_write(path, e, count, meta, 2, err, sizeof err);
+  if (st != EMA_OK) fprintf(stderr, "tool_fixture: %s\n", err);
+  free(e);
+  free(names);
+  return st == EMA_OK ? 0 : 1;
+}
+
+#define EVIL_NAME "w\x1b[31mred\nema: forged\xc2\x9b"
+
+static int write_hostile(const char *dir) {
+  char path[1024], err[512];
+  static const int64_t shape[1] = {2};
+  static const float w[2] = {1, 2}, a[2] = {1.5f, 2.5f};
+  ema_file_entry e[2] = {{EVIL_NAME, EMA_F32, 1, shape, w},
+                         {EVIL_NAME "/ExponentialMovingAverage", EMA_F32, 1, shape, a}};
+  const char *meta[8] = {"libema.format", "1", "ema.decay", "0.5\nema: all good", "ema.name",
+                         "ExponentialMovingAverage", "note\x1b]0;pwned\x07", "\xc2\x9b" "31m"};
+  snprintf(path, sizeof path, "%s/evil.safetensors", dir);
+  if (ema_file_write(path, e, 2, meta, 4, err, sizeof err) != EMA_OK) return fprintf(stderr, "%s\n", err), 1;
+  const char *snap_meta[2][4] = {{"ema.t", "10", "ema.gamma", "6.9"},
+                                 {"ema.t", "12\x1b[2J\nema: ok", "ema.gamma", "16.9"}};
+  const char *names[2] = {"snap_ok", "snap_evil"};
+  for (int i = 0; i < 2; i++) {
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, names[i]);
+    if (ema_file_write(path, e, 1, snap_meta[i], 2, err, sizeof err) != EMA_OK)
+      return fprintf(stderr, "%s\n", err), 1;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "ckpt") == 0)
     return write_ckpt(argv[2], argc >= 4 && strcmp(argv[3], "--debias") == 0);
   if (argc == 3 && strcmp(argv[1], "ckpt-bank") == 0) return write_bank(argv[2]);
+  if (argc == 4 && strcmp(argv[1], "many") == 0) return write_many(atol(argv[2]), argv[3]);
+  if (argc == 3 && strcmp(argv[1], "hostile") == 0) return write_hostile(argv[2]);
   if (argc == 3 && strcmp(argv[1], "snapshots") == 0) return write_snapshots(argv[2]);
-  fprintf(stderr, "usage: tool_fixture ckpt PATH [--debias] | ckpt-bank PATH | snapshots DIR\n");
+  fprintf(stderr, "usage: tool_fixture ckpt PATH [--debias] | ckpt-bank PATH | many N PATH | hostile DIR | snapshots DIR\n");
   return 2;
 }

@@ -2,7 +2,7 @@
  * tests/unit/test_series.c: hand-checkable tests of src/series: pandas ewm
  * mean (adjust, ignore_na, missing values, min_periods, time stamps), the
  * seeds' bias-corrected recursion, the streaming form, every refused
- * parameter, and the synthetic temperature year. The comparison against
+ * parameter. The comparison against
  * pandas itself over thousands of random cases is tests/series/.
  */
 #include "series/series.h"
@@ -103,6 +103,15 @@ static void test_pandas_docstring_example(void) {
   CHECK(close_rel(out[4], 3.2336858398518338, 1e-15));
 }
 
+/* A year of temperature-like data without randomness: a seasonal cosine
+   plus a fast irregular wobble (the tool's noisy synthetic year lives in
+   tools/ema/temperatures.c now). */
+static void seasonal_series(double *x, size_t n) {
+  for (size_t d = 0; d < n; d++)
+    x[d] = 11.0 - 7.0 * cos(6.283185307179586 * ((double)d - 15.0) / 365.0) +
+           3.0 * sin(0.37 * (double)d) * cos(1.3 * (double)d);
+}
+
 /* The seeds: v_t = beta v_{t-1} + (1-beta) theta_t from v_0 = 0, corrected
    by 1/(1 - beta^t). Unrolled, v_t = (1-beta) sum_{i=1..t} beta^(t-i) theta_i,
    and 1 - beta^t = (1-beta) sum_{k=0..t-1} beta^k, so the corrected value is
@@ -112,7 +121,7 @@ static void test_pandas_docstring_example(void) {
 static void test_seed_bias_correction(void) {
   enum { N = 365 };
   double temp[N], corrected[N], raw[N], pandas_adj[N], pandas_noadj[N];
-  CHECK(ema_series_synthetic_temperatures(temp, N, 2024) == EMA_OK);
+  seasonal_series(temp, N);
   const double betas[3] = {0.5, 0.9, 0.98};
   for (size_t b = 0; b < 3; b++) {
     double beta = betas[b];
@@ -427,8 +436,6 @@ static void test_invalid_parameters(void) {
                  "opts is NULL", out, 0);
   expect_refused("series_beta NULL", ema_series_beta(NULL, 3, 0.5, 1, out, err, sizeof err),
                  err, "x is NULL", out, 3);
-  CHECK(ema_series_synthetic_temperatures(NULL, 3, 1) == EMA_E_INVALID_ARG);
-  CHECK(ema_series_synthetic_temperatures(NULL, 0, 1) == EMA_OK);
 
   /* err buffer: truncated and terminated; NULL and 0 are fine */
   char small[8];
@@ -543,45 +550,6 @@ static void test_stream(void) {
   CHECK(ema_ewm_stream_create(&s, &o, 1, err, sizeof err) == EMA_E_INVALID_ARG && s == NULL);
 }
 
-static void test_synthetic_temperatures(void) {
-  enum { N = 365 };
-  double a[N], b[N], c[N], prefix[100];
-  CHECK(ema_series_synthetic_temperatures(a, N, 1) == EMA_OK);
-  CHECK(ema_series_synthetic_temperatures(b, N, 1) == EMA_OK);
-  CHECK(ema_series_synthetic_temperatures(c, N, 2) == EMA_OK);
-  CHECK(ema_series_synthetic_temperatures(prefix, 100, 1) == EMA_OK);
-  CHECK(memcmp(a, b, sizeof a) == 0);
-  CHECK(memcmp(a, c, sizeof a) != 0);
-  CHECK(memcmp(a, prefix, sizeof prefix) == 0);
-  for (uint64_t seed = 0; seed < 20; seed++) {
-    CHECK(ema_series_synthetic_temperatures(a, N, seed) == EMA_OK);
-    double sum = 0, jan = 0, jul = 0, lo = 1e9, hi = -1e9;
-    for (size_t d = 0; d < N; d++) {
-      CHECK(isfinite(a[d]));
-      sum += a[d];
-      lo = a[d] < lo ? a[d] : lo;
-      hi = a[d] > hi ? a[d] : hi;
-      if (d < 31) {
-        jan += a[d] / 31;
-      }
-      if (d >= 181 && d < 212) {
-        jul += a[d] / 31;
-      }
-    }
-    CHECK_MSG(fabs(sum / N - 11.0) < 1.5, "seed %llu: mean %g", (unsigned long long)seed,
-              sum / N);
-    CHECK_MSG(jul - jan > 8 && jul - jan < 20, "seed %llu: jan %g jul %g",
-              (unsigned long long)seed, jan, jul);
-    CHECK(lo > -15 && hi < 35);
-    /* noisy day to day: the seeds' scatter, not a smooth curve */
-    double rough = 0;
-    for (size_t d = 1; d < N; d++) {
-      rough += fabs(a[d] - a[d - 1]);
-    }
-    CHECK(rough / (N - 1) > 0.8);
-  }
-}
-
 int main(void) {
   test_pandas_docstring_example();
   test_seed_bias_correction();
@@ -590,6 +558,5 @@ int main(void) {
   test_times();
   test_invalid_parameters();
   test_stream();
-  test_synthetic_temperatures();
   return check_report("test_series");
 }

@@ -17,12 +17,30 @@
 /* Messages                                                                  */
 /* ------------------------------------------------------------------------ */
 
+static char *escape_message(const char *msg);
+
+/* The formatted message, escaped (cli_escape): one line whatever it holds. */
+static void print_message(const char *fmt, va_list ap) {
+  char small[1024], *msg = small;
+  va_list ap2;
+  va_copy(ap2, ap);
+  int n = vsnprintf(small, sizeof small, fmt, ap);
+  if (n >= (int)sizeof small && (msg = (char *)malloc((size_t)n + 1)) != NULL)
+    vsnprintf(msg, (size_t)n + 1, fmt, ap2);
+  va_end(ap2);
+  if (!msg) msg = small; /* out of memory: the truncated message */
+  char *safe = escape_message(msg);
+  fputs(safe ? safe : "(message lost: out of memory)", stderr);
+  free(safe);
+  if (msg != small) free(msg);
+}
+
 int cli_error(const char *fmt, ...) {
   va_list ap;
   fflush(stdout);
   fputs("ema: ", stderr);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  print_message(fmt, ap);
   va_end(ap);
   fputc('\n', stderr);
   return EXIT_FAIL;
@@ -33,10 +51,65 @@ int cli_usage_error(const cli_command *cmd, const char *fmt, ...) {
   fflush(stdout);
   fprintf(stderr, "ema: %s: ", cmd->name);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  print_message(fmt, ap);
   va_end(ap);
   fprintf(stderr, "\nUsage: %s\nTry 'ema %s --help' for more information.\n", cmd->synopsis, cmd->name);
   return EXIT_USAGE;
+}
+
+/* Escape s[0..n) with the library's ema_escape, whole: in pieces of at most
+   48 bytes cut between characters (ema_escape shows 64 bytes of a string;
+   the tool shows all of it). With keep_backslash, a backslash passes as it
+   is (so that a message escaped by the library is not escaped twice).
+   Writes at most cap - 1 bytes and a NUL into buf; "..." when the rest
+   does not fit. */
+static void escape_whole(const char *s, size_t n, int keep_backslash, char *buf, size_t cap) {
+  size_t i = 0, o = 0;
+  if (cap == 0) return;
+  while (i < n) {
+    char piece[48 * 4 + 8];
+    size_t len, take;
+    if (keep_backslash && s[i] == '\\') {
+      piece[0] = '\\';
+      len = take = 1;
+    } else {
+      take = n - i < 48 ? n - i : 48;
+      while (take < n - i && take > 1 && ((unsigned char)s[i + take] & 0xC0) == 0x80) take--; /* a character whole */
+      if (keep_backslash) {
+        const char *bs = memchr(s + i, '\\', take);
+        if (bs) take = (size_t)(bs - (s + i));
+      }
+      len = ema_escape(s + i, take, piece, sizeof piece);
+    }
+    int last = i + take == n;
+    if (o + len + (last ? 0 : 3) > cap - 1) { /* no room: what fits, then "..." */
+      if (o + 3 <= cap - 1) memcpy(buf + o, "...", 3), o += 3;
+      break;
+    }
+    memcpy(buf + o, piece, len);
+    o += len;
+    i += take;
+  }
+  buf[o] = '\0';
+}
+
+const char *cli_escape(const char *s, char *buf, size_t cap) {
+  escape_whole(s, strlen(s), 0, buf, cap);
+  return buf;
+}
+
+/* The message pass of cli_error: controls escaped, backslashes kept. */
+static char *escape_message(const char *msg) {
+  size_t cap = 4 * strlen(msg) + 4;
+  char *buf = (char *)malloc(cap);
+  if (buf) escape_whole(msg, strlen(msg), 1, buf, cap);
+  return buf;
+}
+
+char *cli_escape_alloc(const char *s) {
+  size_t cap = 4 * strlen(s) + 4; /* \xNN at most per byte */
+  char *buf = (char *)malloc(cap);
+  return buf ? (char *)cli_escape(s, buf, cap) : NULL;
 }
 
 int cli_print_help(const cli_command *cmd) {
@@ -211,50 +284,8 @@ void progress_done(progress *p) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Half-precision formats                                                    */
+/* Elements (the half formats through the library's ema_convert)            */
 /* ------------------------------------------------------------------------ */
-
-/* A 16-bit binary float with mbits fraction bits and exponent bias `bias`
-   (binary16: 10, 15; bfloat16: 7, 127), decoded exactly into a double. */
-static double small_float_value(uint16_t h, int mbits, int bias) {
-  int ebits = 15 - mbits;
-  unsigned emask = (1u << ebits) - 1u;
-  unsigned e = ((unsigned)h >> mbits) & emask;
-  unsigned m = (unsigned)h & ((1u << mbits) - 1u);
-  double v;
-  if (e == emask)
-    v = m ? NAN : INFINITY;
-  else if (e == 0)
-    v = ldexp((double)m, 1 - bias - mbits); /* subnormal */
-  else
-    v = ldexp(1.0 + ldexp((double)m, -mbits), (int)e - bias);
-  return (h & 0x8000u) ? -v : v;
-}
-
-/* Round a double to that format, to nearest with ties to even, directly
-   (one rounding). */
-static uint16_t small_float_bits(double d, int mbits, int bias) {
-  int ebits = 15 - mbits;
-  unsigned emask = (1u << ebits) - 1u;
-  unsigned sign = signbit(d) ? 0x8000u : 0u;
-  if (isnan(d)) return (uint16_t)(sign | (emask << mbits) | (1u << (mbits - 1)));
-  double a = fabs(d);
-  int emax = (int)emask - 1 - bias, emin = 1 - bias;
-  /* at or above the midpoint between the largest finite value and 2^(emax+1) */
-  if (a >= ldexp(2.0 - ldexp(1.0, -(mbits + 1)), emax)) return (uint16_t)(sign | (emask << mbits));
-  unsigned bits;
-  if (a < ldexp(1.0, emin)) {
-    /* subnormal (or rounds up to the smallest normal: the carry does it) */
-    bits = (unsigned)nearbyint(ldexp(a, mbits - emin));
-  } else {
-    int E;
-    frexp(a, &E); /* a = f 2^E, f in [0.5, 1) */
-    int e = E - 1;
-    double frac = ldexp(a, -e) - 1.0; /* exact, in [0, 1) */
-    bits = ((unsigned)(e + bias) << mbits) + (unsigned)nearbyint(ldexp(frac, mbits));
-  }
-  return (uint16_t)(sign | bits);
-}
 
 /* Little-endian loads and stores, whatever the host's byte order. */
 static uint64_t load_le(const unsigned char *p, int n) {
@@ -282,9 +313,12 @@ double cli_load_element(const void *buf, ema_dtype dtype, size_t i) {
       return d;
     }
     case EMA_F16:
-      return small_float_value((uint16_t)load_le(b + 2 * i, 2), 10, 15);
-    case EMA_BF16:
-      return small_float_value((uint16_t)load_le(b + 2 * i, 2), 7, 127);
+    case EMA_BF16: {
+      uint16_t h = (uint16_t)load_le(b + 2 * i, 2);
+      double d = NAN;
+      ema_convert(&d, EMA_F64, &h, dtype, 1);
+      return d;
+    }
     case EMA_I32:
       return (double)(int32_t)(uint32_t)load_le(b + 4 * i, 4);
     case EMA_I64:
@@ -310,11 +344,12 @@ void cli_store_element(void *buf, ema_dtype dtype, size_t i, double v) {
       return;
     }
     case EMA_F16:
-      store_le(b + 2 * i, small_float_bits(v, 10, 15), 2);
+    case EMA_BF16: {
+      uint16_t h = 0;
+      ema_convert(&h, dtype, &v, EMA_F64, 1);
+      store_le(b + 2 * i, h, 2);
       return;
-    case EMA_BF16:
-      store_le(b + 2 * i, small_float_bits(v, 7, 127), 2);
-      return;
+    }
     case EMA_I32: {
       double r = isnan(v) ? 0 : nearbyint(v);
       int32_t x = r >= 2147483647.0 ? INT32_MAX : r <= -2147483648.0 ? INT32_MIN : (int32_t)r;
@@ -369,10 +404,14 @@ void cli_json_string(FILE *f, const char *s) {
         fputs("\\t", f);
         break;
       default:
-        if (*p < 0x20)
+        if (*p < 0x20 || *p == 0x7F) {
           fprintf(f, "\\u%04x", *p);
-        else
-          fputc(*p, f); /* UTF-8 passes through: JSON text is UTF-8 */
+        } else if (*p == 0xC2 && p[1] >= 0x80 && p[1] < 0xA0) { /* C1 controls: \u0080..\u009f */
+          fprintf(f, "\\u%04x", p[1]);
+          p++;
+        } else {
+          fputc(*p, f); /* other UTF-8 passes through: JSON text is UTF-8 */
+        }
     }
   }
   fputc('"', f);

@@ -12,9 +12,9 @@
  *  - Strict number parsing: the whole string must be a finite number.
  *  - A progress bar on stderr that appears only when stderr is a terminal
  *    and the work has already taken more than a second.
- *  - Small helpers: element loads and stores for every dtype (the tool does
- *    its own f16/bf16 conversions, from the IEEE and bfloat16 definitions),
- *    shortest round-trip number text, JSON strings, shapes, paths.
+ *  - Small helpers: element loads and stores for every dtype (f16 and bf16
+ *    through the library's ema_convert), shortest round-trip number text,
+ *    JSON strings, shapes, paths, escaping of strings from files.
  *
  * Nothing here includes anything from src/: the tool is built on the public
  * header include/ema/ema.h only.
@@ -52,13 +52,27 @@ typedef struct cli_command {
 #define CLI_PRINTF(f, a)
 #endif
 
-/* "ema: <message>\n" on stderr. Returns EXIT_FAIL, so that a command can
-   `return cli_error(...)`. */
+/* "ema: <message>\n" on stderr, the message escaped (cli_escape), so always
+   one line. Returns EXIT_FAIL, so that a command can `return cli_error(...)`. */
 int cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
 
 /* "ema: <command>: <message>", the synopsis and "Try 'ema <command> --help'
    for more information." on stderr. Returns EXIT_USAGE. */
 int cli_usage_error(const cli_command *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
+
+/* s made safe to print with the library's ema_escape (control bytes, DEL,
+   C1 controls and ill-formed UTF-8 as \xNN, the backslash as \\), but
+   whole, not cut at 64 bytes. Written into buf (cap bytes, "..." when it
+   does not fit); returns buf. Every string that came from a file (tensor
+   names, metadata) and every path goes through it before the tool prints
+   it. cli_error and cli_usage_error pass their whole message through the
+   same escaping, backslashes excepted (a message the library escaped is
+   not escaped twice): a message is always one line. */
+const char *cli_escape(const char *s, char *buf, size_t cap);
+
+/* cli_escape into a new heap string that always fits (NULL when out of
+   memory); free() it. */
+char *cli_escape_alloc(const char *s);
 
 /* Print the command's full --help on stdout. Returns EXIT_OK. */
 int cli_print_help(const cli_command *cmd);
@@ -133,21 +147,20 @@ double cli_now(void);
 /* ------------------------------------------------------------------------ */
 
 /* Element i of a little-endian buffer of dtype as a double (F32, F64, F16,
-   BF16, I32, I64), exactly. The tool decodes the half formats itself:
-   bfloat16 is the upper half of an IEEE binary32 (8 exponent bits, 7
-   fraction bits); binary16 has 5 exponent bits (bias 15) and 10 fraction
-   bits; subnormals, infinities and NaN included. */
+   BF16, I32, I64), exactly; the half formats through ema_convert. */
 double cli_load_element(const void *buf, ema_dtype dtype, size_t i);
 /* Store v as element i of dtype: floats rounded once, to nearest with ties
-   to even (directly from the double, also for f16 and bf16; overflow gives
-   infinity), integers rounded to nearest and saturated (NaN gives 0). */
+   to even (directly from the double, also for f16 and bf16, by ema_convert;
+   overflow gives infinity), integers rounded to nearest and saturated (NaN
+   gives 0). */
 void cli_store_element(void *buf, ema_dtype dtype, size_t i, double v);
 
 /* Shortest "%.*g" text (15, 16 or 17 digits) that reads back as v exactly;
    "nan", "inf", "-inf" for the specials. buf of at least 32 bytes. */
 void cli_format_double(char *buf, size_t cap, double v);
 
-/* Write s as a JSON string literal (with the quotes) to f. */
+/* Write s as a JSON string literal (with the quotes) to f: control
+   characters, DEL and the C1 controls as \u00XX (the decoded string is s). */
 void cli_json_string(FILE *f, const char *s);
 
 /* "[2, 3]" style shape text into buf. */

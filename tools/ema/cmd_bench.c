@@ -81,10 +81,11 @@ static int run_bench(const cli_command *cmd, int argc, char **argv) {
   }
   if (!*found && next_to_self(argv[0], candidate, sizeof candidate) && is_executable(candidate))
     snprintf(found, sizeof found, "%s", candidate);
-  if (!*found && *EMA_TOOL_BUILD_DIR) {
+  static const char build_dir[] = EMA_TOOL_BUILD_DIR; /* "" when not built in a tree */
+  if (!*found && build_dir[0]) {
     static const char *const rel[] = {"/bench_apply", "/bench/bench_apply"};
     for (size_t i = 0; i < 2 && !*found; i++) {
-      snprintf(candidate, sizeof candidate, "%s%s", EMA_TOOL_BUILD_DIR, rel[i]);
+      snprintf(candidate, sizeof candidate, "%s%s", build_dir, rel[i]);
       if (is_executable(candidate)) snprintf(found, sizeof found, "%s", candidate);
     }
   }

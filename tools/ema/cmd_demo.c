@@ -4,17 +4,13 @@
  * Trains a small multi-layer perceptron on a built-in synthetic data set and
  * shows what an exponential moving average of the weights buys:
  *
- *  1. Data: 4 classes in 8 dimensions, each class a mixture of 2 Gaussian
- *     blobs (so a linear model is not enough), overlapping; 25% of the
- *     training labels are replaced by random ones (label noise); a held-out
- *     split with true labels measures generalisation. Deterministic for a
- *     given --seed (the tool's own splitmix64 generator, not rand()).
- *  2. Model: 8 -> 32 tanh -> 4 softmax, float32 weights, trained by
- *     mini-batch SGD (batch 20) at a learning rate high enough that the raw
- *     weights jitter from batch to batch.
+ *  1-2. Data and model: those of examples/mlp.h, included here (4 classes
+ *     of 2 overlapping Gaussian blobs in 8 dimensions, 25% label noise, a
+ *     held-out split; 8 -> 32 tanh -> 4 softmax, mini-batch SGD), for the
+ *     given --seed.
  *  3. EMA: libema with decay 0.995 and TensorFlow's num_updates warm-up
  *     (effective decay min(0.995, (1+step)/(10+step))); global_step is an
- *     integer carried as plain state (ema_track_state), never averaged.
+ *     integer that follows the model (ema_track_policy, EMA_POLICY_COPY), never averaged.
  *  4. Every quarter epoch the raw weights and, through ema_swap(), the
  *     averages are evaluated on the held-out split; a table prints the
  *     values at the end of each epoch.
@@ -26,8 +22,9 @@
  *  6. An SVG plot of held-out loss and accuracy, raw vs EMA.
  *
  * examples/train_mlp.c is the same program without the options, the plot
- * and the progress bar: the file to copy. The tool's tests check that both
- * print the same table.
+ * and the progress bar: the file to copy. Both include examples/mlp.h (the
+ * data and the network); the tool's tests check that both print the same
+ * table.
  */
 #include <math.h>
 #include <stdio.h>
@@ -37,149 +34,12 @@
 #include "commands.h"
 #include "svg.h"
 
-enum { DIM = 8, HIDDEN = 32, CLASSES = 4, BLOBS = 2, N_TRAIN = 4000, N_TEST = 4000, BATCH = 20 };
+#include "mlp.h" /* examples/mlp.h: the data set and the network */
+
 enum { EVALS_PER_EPOCH = 4 };
-#define LABEL_NOISE 0.25
-#define BLOB_SPREAD 1.0
-#define POINT_NOISE 1.0
-#define LEARNING_RATE 0.8f
-#define DECAY 0.995
 
-/* ------------------------------------------------------------------------ */
-/* Random numbers: splitmix64, the same on every machine                      */
-/* ------------------------------------------------------------------------ */
-
-typedef struct rng {
-  uint64_t s;
-} rng;
-
-static uint64_t rng_next(rng *r) {
-  uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-static double rng_uniform(rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; } /* [0, 1) */
-static double rng_gauss(rng *r) {                                                     /* Box-Muller */
-  double u = 1.0 - rng_uniform(r), v = rng_uniform(r);
-  return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
-}
-static int rng_below(rng *r, int n) { return (int)(rng_uniform(r) * n); }
-
-/* ------------------------------------------------------------------------ */
-/* Data and model                                                            */
-/* ------------------------------------------------------------------------ */
-
-typedef struct dataset {
-  float x[N_TRAIN + N_TEST][DIM]; /* rows [0, N_TRAIN) train, the rest held out */
-  int y[N_TRAIN + N_TEST];
-} dataset;
-
-static void make_data(dataset *d, uint64_t seed) {
-  rng r = {seed};
-  double center[CLASSES][BLOBS][DIM];
-  for (int c = 0; c < CLASSES; c++)
-    for (int b = 0; b < BLOBS; b++)
-      for (int k = 0; k < DIM; k++) center[c][b][k] = BLOB_SPREAD * rng_gauss(&r);
-  for (int i = 0; i < N_TRAIN + N_TEST; i++) {
-    int c = rng_below(&r, CLASSES), b = rng_below(&r, BLOBS);
-    for (int k = 0; k < DIM; k++) d->x[i][k] = (float)(center[c][b][k] + POINT_NOISE * rng_gauss(&r));
-    if (i < N_TRAIN && rng_uniform(&r) < LABEL_NOISE) c = rng_below(&r, CLASSES); /* a wrong label */
-    d->y[i] = c;
-  }
-}
-
-typedef struct model {
-  float w1[HIDDEN][DIM], b1[HIDDEN]; /* hidden layer, tanh */
-  float w2[CLASSES][HIDDEN], b2[CLASSES];
-} model;
-
-static void init_model(model *m, uint64_t seed) {
-  rng r = {seed};
-  for (int j = 0; j < HIDDEN; j++) {
-    for (int k = 0; k < DIM; k++) m->w1[j][k] = (float)(rng_gauss(&r) / sqrt((double)DIM));
-    m->b1[j] = 0;
-  }
-  for (int c = 0; c < CLASSES; c++) {
-    for (int j = 0; j < HIDDEN; j++) m->w2[c][j] = (float)(rng_gauss(&r) / sqrt((double)HIDDEN));
-    m->b2[c] = 0;
-  }
-}
-
-/* Forward pass of one example: hidden activations h, class probabilities p;
-   returns the cross-entropy loss for label y. */
-static double forward(const model *m, const float *x, int y, double *h, double *p) {
-  for (int j = 0; j < HIDDEN; j++) {
-    double a = m->b1[j];
-    for (int k = 0; k < DIM; k++) a += (double)m->w1[j][k] * x[k];
-    h[j] = tanh(a);
-  }
-  double top = -INFINITY;
-  for (int c = 0; c < CLASSES; c++) {
-    double z = m->b2[c];
-    for (int j = 0; j < HIDDEN; j++) z += (double)m->w2[c][j] * h[j];
-    p[c] = z;
-    if (z > top) top = z;
-  }
-  double sum = 0;
-  for (int c = 0; c < CLASSES; c++) sum += (p[c] = exp(p[c] - top));
-  for (int c = 0; c < CLASSES; c++) p[c] /= sum;
-  return -log(p[y] > 1e-300 ? p[y] : 1e-300);
-}
-
-/* Mean loss and accuracy on the held-out split. */
-static void evaluate(const model *m, const dataset *d, double *loss, double *acc) {
-  double h[HIDDEN], p[CLASSES], total = 0;
-  int right = 0;
-  for (int i = N_TRAIN; i < N_TRAIN + N_TEST; i++) {
-    total += forward(m, d->x[i], d->y[i], h, p);
-    int best = 0;
-    for (int c = 1; c < CLASSES; c++)
-      if (p[c] > p[best]) best = c;
-    right += best == d->y[i];
-  }
-  *loss = total / N_TEST;
-  *acc = (double)right / N_TEST;
-}
-
-/* One SGD step on the examples order[0..BATCH). */
-static void sgd_step(model *m, const dataset *d, const int *order) {
-  static model g; /* gradient, same layout as the model */
-  memset(&g, 0, sizeof g);
-  double h[HIDDEN], p[CLASSES];
-  for (int e = 0; e < BATCH; e++) {
-    int i = order[e];
-    forward(m, d->x[i], d->y[i], h, p);
-    double dh[HIDDEN] = {0};
-    for (int c = 0; c < CLASSES; c++) {
-      double dz = (p[c] - (c == d->y[i])) / BATCH;
-      g.b2[c] += (float)dz;
-      for (int j = 0; j < HIDDEN; j++) {
-        g.w2[c][j] += (float)(dz * h[j]);
-        dh[j] += dz * m->w2[c][j];
-      }
-    }
-    for (int j = 0; j < HIDDEN; j++) {
-      double da = dh[j] * (1 - h[j] * h[j]);
-      g.b1[j] += (float)da;
-      for (int k = 0; k < DIM; k++) g.w1[j][k] += (float)(da * d->x[i][k]);
-    }
-  }
-  float *w = (float *)m;
-  const float *gw = (const float *)&g;
-  for (size_t k = 0; k < sizeof(model) / sizeof(float); k++) w[k] -= LEARNING_RATE * gw[k];
-}
-
-/* Register the model's tensors (averaged) and global_step (plain state). */
-static ema_status track_model(ema_ctx *ctx, model *m, int64_t *global_step) {
-  const int64_t s_w1[2] = {HIDDEN, DIM}, s_b1[1] = {HIDDEN}, s_w2[2] = {CLASSES, HIDDEN}, s_b2[1] = {CLASSES};
-  ema_status st;
-  if ((st = ema_track(ctx, "hidden.weight", m->w1, EMA_F32, 2, s_w1)) != EMA_OK) return st;
-  if ((st = ema_track(ctx, "hidden.bias", m->b1, EMA_F32, 1, s_b1)) != EMA_OK) return st;
-  if ((st = ema_track(ctx, "out.weight", m->w2, EMA_F32, 2, s_w2)) != EMA_OK) return st;
-  if ((st = ema_track(ctx, "out.bias", m->b2, EMA_F32, 1, s_b2)) != EMA_OK) return st;
-  return ema_track_policy(ctx, "global_step", global_step, EMA_I64, 0, NULL, EMA_POLICY_COPY);
-}
+typedef mlp_data dataset;
+typedef mlp_model model;
 
 /* ------------------------------------------------------------------------ */
 /* The command                                                               */
@@ -257,7 +117,7 @@ static int write_plot(const char *path, const history *hi) {
 static int check_restore(const char *what, const char *gives, const model *m, const model *expect, const dataset *d,
                          int64_t step, int64_t expect_step, double want_loss, double want_acc) {
   double loss, acc;
-  evaluate(m, d, &loss, &acc);
+  mlp_evaluate(m, d, &loss, &acc);
   int same = memcmp(m, expect, sizeof *m) == 0 && loss == want_loss && acc == want_acc && step == expect_step;
   printf("  %-29s %-17s %8.4f  %6.2f%%  %s\n", what, gives, loss, 100 * acc, same ? "yes, bit for bit" : "NO");
   return same;
@@ -319,14 +179,14 @@ static int run_demo(const cli_command *cmd, int argc, char **argv) {
   hi.ema_loss = hist + 3 * n_evals;
   hi.ema_acc = hist + 4 * n_evals;
 
-  make_data(d, (uint64_t)seed);
-  init_model(m, (uint64_t)seed + 1000);
+  mlp_make_data(d, (uint64_t)seed);
+  mlp_init(m, (uint64_t)seed + 1000);
   int64_t global_step = 0;
   if (ema_create(&ctx, DECAY) != EMA_OK) {
     rc = cli_error("demo: ema_create failed");
     goto done;
   }
-  TRY(track_model(ctx, m, &global_step));
+  TRY(mlp_track(ctx, m, &global_step));
 
   printf(
       "ema demo: MLP %d-%d-%d, %d training examples (%.0f%% wrong labels), %d held out, batch %d,\n"
@@ -335,27 +195,23 @@ static int run_demo(const cli_command *cmd, int argc, char **argv) {
   printf("epoch   step   decay  raw loss  raw acc  EMA loss  EMA acc\n");
   fflush(stdout);
 
-  rng shuffle = {(uint64_t)seed + 2000};
+  uint64_t shuffle = (uint64_t)seed + 2000;
   for (int i = 0; i < N_TRAIN; i++) order[i] = i;
   const int steps_per_epoch = N_TRAIN / BATCH, steps_per_eval = steps_per_epoch / EVALS_PER_EPOCH;
   progress bar;
   progress_begin(&bar, "training", (double)epochs);
   double raw_loss = 0, raw_acc = 0, ema_loss = 0, ema_acc = 0;
   for (int epoch = 1; epoch <= epochs; epoch++) {
-    for (int i = N_TRAIN - 1; i > 0; i--) { /* Fisher-Yates shuffle */
-      int j = rng_below(&shuffle, i + 1), t = order[i];
-      order[i] = order[j];
-      order[j] = t;
-    }
+    mlp_shuffle(order, N_TRAIN, &shuffle);
     for (int s = 0; s < steps_per_epoch; s++) {
-      sgd_step(m, d, order + s * BATCH);
+      mlp_sgd_step(m, d, order + s * BATCH);
       global_step++;
       TRY(ema_set_num_updates(ctx, global_step)); /* decay = min(0.995, (1+n)/(10+n)) */
       TRY(ema_apply(ctx));
       if ((s + 1) % steps_per_eval == 0) {
-        evaluate(m, d, &raw_loss, &raw_acc);
+        mlp_evaluate(m, d, &raw_loss, &raw_acc);
         TRY(ema_swap(ctx)); /* the model now holds the averages */
-        evaluate(m, d, &ema_loss, &ema_acc);
+        mlp_evaluate(m, d, &ema_loss, &ema_acc);
         TRY(ema_swap(ctx)); /* and its training weights again, bit for bit */
         hi.x[hi.n] = epoch - 1 + (double)(s + 1) / steps_per_epoch;
         hi.raw_loss[hi.n] = raw_loss;
@@ -389,14 +245,14 @@ static int run_demo(const cli_command *cmd, int argc, char **argv) {
   int ok = 1;
   for (int way = 0; way < 2; way++) {
     int64_t restored_step = -1;
-    init_model(restored, (uint64_t)seed + 3000); /* different weights: the restore must overwrite them */
+    mlp_init(restored, (uint64_t)seed + 3000); /* different weights: the restore must overwrite them */
     ema_free(fresh);
     fresh = NULL;
     if (ema_create(&fresh, DECAY) != EMA_OK) {
       rc = cli_error("demo: ema_create failed");
       goto done;
     }
-    ema_status st = track_model(fresh, restored, &restored_step);
+    ema_status st = mlp_track(fresh, restored, &restored_step);
     if (st == EMA_OK) st = way == 0 ? ema_load(fresh, ckpt) : ema_load_averages_into_model(fresh, ckpt);
     if (st != EMA_OK) {
       rc = cli_error("demo: restoring %s failed: %s (%s)", ckpt, ema_status_string(st), ema_last_error(fresh));

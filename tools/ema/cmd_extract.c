@@ -65,7 +65,9 @@ static int run_extract(const cli_command *cmd, int argc, char **argv) {
   if (ema_extract_averages(ckpt, out, ema_name, err, sizeof err) != EMA_OK) return cli_error("%s", err);
   ema_file *f = NULL;
   if (ema_file_open(&f, out, err, sizeof err) != EMA_OK) return cli_error("reading back %s: %s", out, err);
-  printf("wrote %s: %zu tensors (the averages under the model's names, and plain state)\n", out, ema_file_count(f));
+  char shown[1024];
+  printf("wrote %s: %zu tensors (the averages under the model's names, and plain state)\n",
+         cli_escape(out, shown, sizeof shown), ema_file_count(f));
   ema_file_close(f);
   return EXIT_OK;
 }

@@ -23,7 +23,7 @@
  * The half-life is then a duration: "3d", "12h", "30min", "90s", "2w", or a
  * plain number of seconds (pandas requires a timedelta half-life with times).
  *
- * Without --input the data are the library's synthetic year of daily
+ * Without --input the data are the tool's synthetic year (temperatures.c) of daily
  * temperatures (columns date, day, temperature) and the plot reproduces the
  * seeds' two figures: beta 0.5, 0.9 and 0.98 without bias correction (the
  * curves start near 0: ema_series_beta) and with it, side by side.
@@ -38,6 +38,7 @@
 #include "commands.h"
 #include "csv.h"
 #include "svg.h"
+#include "temperatures.h"
 
 static int run_smooth(const cli_command *cmd, int argc, char **argv);
 
@@ -219,10 +220,10 @@ static int parse_duration(const char *s, double *secs) {
 enum { BUILTIN_DAYS = 365, BUILTIN_YEAR = 2023 };
 #define BUILTIN_SEED 2023u
 
-/* A CSV table (date, day, temperature) holding the library's synthetic
+/* A CSV table (date, day, temperature) holding the tool's synthetic
    year, so that the rest of the command treats it like a file. */
 static int builtin_table(csv_table *t, double *temps) {
-  if (ema_series_synthetic_temperatures(temps, BUILTIN_DAYS, BUILTIN_SEED) != EMA_OK) return 0;
+  if (!synthetic_temperatures(temps, BUILTIN_DAYS, BUILTIN_SEED)) return 0;
   enum { W = 40 };
   memset(t, 0, sizeof *t);
   t->ncols = 3;

@@ -14,5 +14,6 @@ extern const cli_command cmd_inspect;
 extern const cli_command cmd_extract;
 extern const cli_command cmd_posthoc;
 extern const cli_command cmd_bench;
+extern const cli_command cmd_consolidate;
 
 #endif /* EMA_TOOL_COMMANDS_H */

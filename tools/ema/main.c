@@ -13,7 +13,7 @@
 #include "commands.h"
 
 static const cli_command *const commands[] = {&cmd_demo,    &cmd_smooth,  &cmd_inspect,
-                                              &cmd_extract, &cmd_posthoc, &cmd_bench};
+                                              &cmd_extract, &cmd_posthoc, &cmd_bench, &cmd_consolidate};
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
 static void print_help(FILE *f) {
@@ -23,7 +23,7 @@ static void print_help(FILE *f) {
           "and tools for libema checkpoints and post-hoc EMA snapshots.\n"
           "\n"
           "Commands:\n");
-  for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-9s %s\n", commands[i]->name, commands[i]->summary);
+  for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-11s %s\n", commands[i]->name, commands[i]->summary);
   fprintf(f,
           "\n"
           "Options:\n"
@@ -45,7 +45,8 @@ int main(int argc, char **argv) {
     if (strcmp(name, "help") == 0 && argc > 2) { /* "ema help smooth" */
       for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(argv[2], commands[i]->name) == 0) return cli_print_help(commands[i]);
-      fprintf(stderr, "ema: unknown command '%s'\nTry 'ema --help' for the list of commands.\n", argv[2]);
+      cli_error("unknown command '%s'", argv[2]);
+      fprintf(stderr, "Try 'ema --help' for the list of commands.\n");
       return EXIT_USAGE;
     }
     print_help(stdout);
@@ -60,10 +61,7 @@ int main(int argc, char **argv) {
   }
   for (size_t i = 0; i < N_COMMANDS; i++)
     if (strcmp(name, commands[i]->name) == 0) return commands[i]->run(commands[i], argc - 1, argv + 1);
-  if (name[0] == '-')
-    fprintf(stderr, "ema: unknown option '%s'\n", name);
-  else
-    fprintf(stderr, "ema: unknown command '%s'\n", name);
+  cli_error("unknown %s '%s'", name[0] == '-' ? "option" : "command", name);
   fprintf(stderr, "Usage: ema COMMAND [OPTION]... [ARG]...\nTry 'ema --help' for the list of commands.\n");
   return EXIT_USAGE;
 }

@@ -9,6 +9,8 @@
 file(GLOB EMA_TOOL_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/*.c)
 add_executable(ema ${EMA_TOOL_SOURCES})
 target_link_libraries(ema PRIVATE ema_static m)
+# `ema demo` trains the network of examples/mlp.h, the one examples/train_mlp.c trains.
+target_include_directories(ema PRIVATE ${PROJECT_SOURCE_DIR}/examples)
 target_compile_options(ema PRIVATE ${EMA_WARNINGS})
 target_compile_definitions(ema PRIVATE _POSIX_C_SOURCE=200809L
   EMA_TOOL_BUILD_DIR="${CMAKE_BINARY_DIR}")

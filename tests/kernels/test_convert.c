@@ -23,18 +23,6 @@
 #include "check.h"
 #include "kernels/kernels.h"
 
-static uint32_t f32_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-static float bits_f32(uint32_t u) {
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
-
 /* f16 and bf16 values of every bit pattern, built from the fields. */
 static float f16_value[65536];
 static float bf16_value[65536];
@@ -68,22 +56,22 @@ static int bf16_is_nan(uint32_t h) { return (h & 0x7F80u) == 0x7F80u && (h & 0x7
 static void test_widen(void) {
   int bad16 = 0, badb = 0;
   for (uint32_t h = 0; h < 65536; h++) {
-    uint32_t got = f32_bits(ema_f16_to_f32((uint16_t)h));
+    uint32_t got = ema_f32_bits(ema_f16_to_f32((uint16_t)h));
     uint32_t want;
     if (f16_is_nan(h)) /* quiet, sign and payload kept */
       want = ((h & 0x8000u) << 16) | 0x7FC00000u | ((h & 0x3FFu) << 13);
     else
-      want = f32_bits(f16_value[h]);
+      want = ema_f32_bits(f16_value[h]);
     if (got != want && bad16++ < 5)
       fprintf(stderr, "f16 %04x -> %08x, want %08x\n", (unsigned)h, (unsigned)got, (unsigned)want);
 
-    got = f32_bits(ema_bf16_to_f32((uint16_t)h));
+    got = ema_f32_bits(ema_bf16_to_f32((uint16_t)h));
     if (bf16_is_nan(h)) {
       want = h << 16; /* exact widening: even a signaling NaN stays as it is */
-      if (!isnan(bits_f32(got)) && badb++ < 5)
+      if (!isnan(ema_bits_f32(got)) && badb++ < 5)
         fprintf(stderr, "bf16 %04x -> %08x is not NaN\n", (unsigned)h, (unsigned)got);
     } else {
-      want = f32_bits(bf16_value[h]);
+      want = ema_f32_bits(bf16_value[h]);
     }
     if (got != want && badb++ < 5)
       fprintf(stderr, "bf16 %04x -> %08x, want %08x\n", (unsigned)h, (unsigned)got, (unsigned)want);
@@ -111,7 +99,7 @@ static const half_fmt fmt_bf16 = {"bf16", bf16_value, 0x7F80u, 0x0040u, 16, ema_
    next one, the even one on a tie. Past the largest finite value the next
    one is Inf, which stands for max + ulp (its "even" neighbour). */
 static uint32_t oracle(const half_fmt *fm, float x) {
-  uint32_t u = f32_bits(x), sign = (u >> 16) & 0x8000u;
+  uint32_t u = ema_f32_bits(x), sign = (u >> 16) & 0x8000u;
   if (isnan(x)) return sign | fm->inf | fm->quiet | (((u & 0x7FFFFFu) >> fm->shift) & (fm->quiet * 2u - 1u));
   double a = fabs((double)x);
   uint32_t lo = 0, hi = fm->inf; /* value[lo] <= a < value[hi] unless a >= max */
@@ -135,7 +123,7 @@ static int check_narrow(const half_fmt *fm, float x, uint32_t want, int *bad) {
   uint32_t got = fm->narrow(x);
   if (got != want) {
     if ((*bad)++ < 8)
-      fprintf(stderr, "%s(%08x = %.9g) -> %04x, want %04x\n", fm->name, (unsigned)f32_bits(x),
+      fprintf(stderr, "%s(%08x = %.9g) -> %04x, want %04x\n", fm->name, (unsigned)ema_f32_bits(x),
               (double)x, (unsigned)got, (unsigned)want);
     return 0;
   }
@@ -148,7 +136,7 @@ static void test_narrow_table(const half_fmt *fm) {
   for (uint32_t h = 0; h < 65536; h++) {
     int nan = (h & 0x7FFFu) > fm->inf;
     /* a NaN as the float with the same sign and payload, signaling ones too */
-    float x = nan ? bits_f32(((h & 0x8000u) << 16) | 0x7F800000u |
+    float x = nan ? ema_bits_f32(((h & 0x8000u) << 16) | 0x7F800000u |
                              ((h & (fm->quiet * 2u - 1u)) << fm->shift))
                   : fm->value[h];
     check_narrow(fm, x, nan ? (h | fm->quiet) : h, &bad); /* round trip */
@@ -196,29 +184,29 @@ static void test_narrow_edges(void) {
   check_narrow(h, -ldexpf(1.0f, -25), 0x8000u, &bad);
   check_narrow(h, -nextafterf(ldexpf(1.0f, -25), 1.0f), 0x8001u, &bad);
   check_narrow(h, ldexpf(1.0f, -26), 0x0000u, &bad);
-  check_narrow(h, bits_f32(0x00000001u), 0x0000u, &bad);         /* f32 subnormals */
-  check_narrow(h, bits_f32(0x807FFFFFu), 0x8000u, &bad);
+  check_narrow(h, ema_bits_f32(0x00000001u), 0x0000u, &bad);         /* f32 subnormals */
+  check_narrow(h, ema_bits_f32(0x807FFFFFu), 0x8000u, &bad);
   check_narrow(h, -0.0f, 0x8000u, &bad);
   /* bf16 overflow and subnormals */
-  check_narrow(b, bits_f32(0x7F7F7FFFu), 0x7F7Fu, &bad);
-  check_narrow(b, bits_f32(0x7F7F8000u), 0x7F80u, &bad);         /* tie, odd -> Inf */
-  check_narrow(b, bits_f32(0x7F7FFFFFu), 0x7F80u, &bad);         /* FLT_MAX */
-  check_narrow(b, bits_f32(0xFF7F8000u), 0xFF80u, &bad);
-  check_narrow(b, bits_f32(0x00008000u), 0x0000u, &bad);         /* tie -> 0 */
-  check_narrow(b, bits_f32(0x00008001u), 0x0001u, &bad);
-  check_narrow(b, bits_f32(0x00018000u), 0x0002u, &bad);         /* tie -> even */
-  check_narrow(b, bits_f32(0x007FFFFFu), 0x0080u, &bad);         /* to smallest normal */
-  check_narrow(b, bits_f32(0x80000001u), 0x8000u, &bad);
+  check_narrow(b, ema_bits_f32(0x7F7F7FFFu), 0x7F7Fu, &bad);
+  check_narrow(b, ema_bits_f32(0x7F7F8000u), 0x7F80u, &bad);         /* tie, odd -> Inf */
+  check_narrow(b, ema_bits_f32(0x7F7FFFFFu), 0x7F80u, &bad);         /* FLT_MAX */
+  check_narrow(b, ema_bits_f32(0xFF7F8000u), 0xFF80u, &bad);
+  check_narrow(b, ema_bits_f32(0x00008000u), 0x0000u, &bad);         /* tie -> 0 */
+  check_narrow(b, ema_bits_f32(0x00008001u), 0x0001u, &bad);
+  check_narrow(b, ema_bits_f32(0x00018000u), 0x0002u, &bad);         /* tie -> even */
+  check_narrow(b, ema_bits_f32(0x007FFFFFu), 0x0080u, &bad);         /* to smallest normal */
+  check_narrow(b, ema_bits_f32(0x80000001u), 0x8000u, &bad);
   /* NaNs: sign and top payload kept, made quiet */
-  check_narrow(h, bits_f32(0x7F800001u), 0x7E00u, &bad);         /* signaling, low payload */
-  check_narrow(h, bits_f32(0xFF800001u), 0xFE00u, &bad);
-  check_narrow(h, bits_f32(0x7FA00000u), 0x7F00u, &bad);
-  check_narrow(h, bits_f32(0x7FC02000u), 0x7E01u, &bad);
-  check_narrow(h, bits_f32(0x7FFFFFFFu), 0x7FFFu, &bad);
-  check_narrow(b, bits_f32(0x7F800001u), 0x7FC0u, &bad);
-  check_narrow(b, bits_f32(0xFF810000u), 0xFFC1u, &bad);
-  check_narrow(b, bits_f32(0x7FC00000u), 0x7FC0u, &bad);
-  check_narrow(b, bits_f32(0x7FFFFFFFu), 0x7FFFu, &bad);
+  check_narrow(h, ema_bits_f32(0x7F800001u), 0x7E00u, &bad);         /* signaling, low payload */
+  check_narrow(h, ema_bits_f32(0xFF800001u), 0xFE00u, &bad);
+  check_narrow(h, ema_bits_f32(0x7FA00000u), 0x7F00u, &bad);
+  check_narrow(h, ema_bits_f32(0x7FC02000u), 0x7E01u, &bad);
+  check_narrow(h, ema_bits_f32(0x7FFFFFFFu), 0x7FFFu, &bad);
+  check_narrow(b, ema_bits_f32(0x7F800001u), 0x7FC0u, &bad);
+  check_narrow(b, ema_bits_f32(0xFF810000u), 0xFFC1u, &bad);
+  check_narrow(b, ema_bits_f32(0x7FC00000u), 0x7FC0u, &bad);
+  check_narrow(b, ema_bits_f32(0x7FFFFFFFu), 0x7FFFu, &bad);
   CHECK_MSG(bad == 0, "%d edge mismatches", bad);
 }
 
@@ -229,7 +217,7 @@ static void test_narrow_sweep(void) {
   int bad16 = 0, badb = 0;
   long long n = 0;
   for (uint64_t k = 0; k < (1ull << 32); k += step) {
-    float x = bits_f32((uint32_t)k);
+    float x = ema_bits_f32((uint32_t)k);
     check_narrow(&fmt_f16, x, oracle(&fmt_f16, x), &bad16);
     check_narrow(&fmt_bf16, x, oracle(&fmt_bf16, x), &badb);
     n++;
@@ -248,12 +236,12 @@ static void test_float16_type(void) {
     _Float16 t;
     memcpy(&t, &hb, sizeof t);
     float want = (float)t;
-    if (f32_bits(ema_f16_to_f32(hb)) != f32_bits(want) && bad++ < 5)
+    if (ema_f32_bits(ema_f16_to_f32(hb)) != ema_f32_bits(want) && bad++ < 5)
       fprintf(stderr, "_Float16 widen %04x: %08x vs %08x\n", (unsigned)h,
-              (unsigned)f32_bits(ema_f16_to_f32(hb)), (unsigned)f32_bits(want));
+              (unsigned)ema_f32_bits(ema_f16_to_f32(hb)), (unsigned)ema_f32_bits(want));
   }
   for (uint64_t k = 0; k < (1ull << 32); k += 2039) {
-    float x = bits_f32((uint32_t)k);
+    float x = ema_bits_f32((uint32_t)k);
     _Float16 t = (_Float16)x;
     uint16_t want;
     memcpy(&want, &t, sizeof want);

@@ -12,7 +12,7 @@
  *  - float16 <-> float32 uses F16C (vcvtph2ps, vcvtps2ph with round to
  *    nearest even in the immediate, not MXCSR). Their NaN, subnormal and
  *    overflow behaviour is exactly what ema_f16_to_f32 and ema_f32_to_f16
- *    implement; tests/unit/test_kernels.c checks it.
+ *    implement; tests/kernels/test_kernels.c checks it.
  *  - bfloat16 has no conversion instructions in AVX2: widening is a shift,
  *    narrowing is the integer round-to-nearest-even of ema_f32_to_bf16,
  *    NaN test and quieting included, done on eight lanes.
@@ -38,7 +38,7 @@
  * the two payloads comes out of the multiplication is up to the compiler,
  * here as in ref.c.
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -246,17 +246,7 @@ static void div_f16(void *a, const void *b, size_t n, ema_coef f) {
   run_op(blk_div_f16, a, 2, b, 2, n, d);
 }
 
-/* ---- conversions ------------------------------------------------------------ */
-
-static void copy2(void *d, const void *s, size_t n) {
-  if (n) memcpy(d, s, n * 2);
-}
-static void copy4(void *d, const void *s, size_t n) {
-  if (n) memcpy(d, s, n * 4);
-}
-static void copy8(void *d, const void *s, size_t n) {
-  if (n) memcpy(d, s, n * 8);
-}
+/* ---- conversions (the same-dtype copies are the reference's memcpy) --------- */
 
 EMA_INLINE void blk_bf16_to_f32(void *d, const void *s, ema_coef unused) {
   (void)unused;
@@ -314,11 +304,25 @@ static void swap_bytes(void *a_, void *b_, size_t nbytes) {
   }
 }
 
-const ema_kernels ema_kernels_avx2 = {
-    "avx2",
-    {update_f32, update_f64, update_bf16_f32, update_f16_f32, update_bf16_bf16, update_f16_f16},
-    {div_f32, div_f64, div_f32, div_f32, div_bf16, div_f16},
-    {copy4, copy8, bf16_to_f32, f16_to_f32, copy2, copy2},
-    {copy4, copy8, f32_to_bf16, f32_to_f16, copy2, copy2},
-    swap_bytes,
-};
+/* The reference table with what this file implements replaced; the
+   same-dtype conversions stay the reference's plain copies. */
+void ema_kernels_avx2_override(ema_kernels *k) {
+  k->name = "avx2";
+  k->update[EMA_PAIR_F32] = update_f32;
+  k->update[EMA_PAIR_F64] = update_f64;
+  k->update[EMA_PAIR_BF16_F32] = update_bf16_f32;
+  k->update[EMA_PAIR_F16_F32] = update_f16_f32;
+  k->update[EMA_PAIR_BF16_BF16] = update_bf16_bf16;
+  k->update[EMA_PAIR_F16_F16] = update_f16_f16;
+  k->div[EMA_PAIR_F32] = div_f32;
+  k->div[EMA_PAIR_F64] = div_f64;
+  k->div[EMA_PAIR_BF16_F32] = div_f32;
+  k->div[EMA_PAIR_F16_F32] = div_f32;
+  k->div[EMA_PAIR_BF16_BF16] = div_bf16;
+  k->div[EMA_PAIR_F16_F16] = div_f16;
+  k->to_shadow[EMA_PAIR_BF16_F32] = bf16_to_f32;
+  k->to_shadow[EMA_PAIR_F16_F32] = f16_to_f32;
+  k->from_shadow[EMA_PAIR_BF16_F32] = f32_to_bf16;
+  k->from_shadow[EMA_PAIR_F16_F32] = f32_to_f16;
+  k->swap = swap_bytes;
+}

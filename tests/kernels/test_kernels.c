@@ -1,5 +1,5 @@
 /*
- * Every kernel table this machine can run ("ref", "avx2"; one the build or
+ * Every kernel table this machine can run ("ref", "avx2", "avx512"; one the build or
  * the CPU lacks is skipped with a note) against the scalar reference
  * ema_kernels_ref, bit for bit:
  *  - every pair and every kernel (update, div, to_shadow, from_shadow),
@@ -17,8 +17,9 @@
  *    patterns; f32 and f64 updates over the cross product of the specials;
  *  - a long run (30011 elements) of every kernel;
  *  - swap against the expected exchange, all lengths 0..300 and byte offsets;
- *  - dispatch: ema_kernels_by_name, and EMA_ISA=ref|avx2|bogus in forked
- *    children (each child makes the process-wide choice once).
+ *  - dispatch: ema_kernels_by_name, and EMA_ISA=ref|avx2|avx512|bogus in
+ *    forked children (each child makes the process-wide choice once); the
+ *    ISA tables derive from ref (what an ISA does not implement is ref's).
  */
 #include <math.h>
 #include <stdint.h>
@@ -75,24 +76,6 @@ static void put_elem(kind k, unsigned char *base, size_t i, uint64_t x) {
     uint16_t h = (uint16_t)x;
     memcpy(base + i * 2, &h, 2);
   }
-}
-
-static uint32_t f32_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-static float bits_f32(uint32_t u) {
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-static uint64_t f64_bits(double d) {
-  uint64_t u;
-  memcpy(&u, &d, sizeof u);
-  return u;
 }
 
 typedef struct pair_info {
@@ -188,8 +171,8 @@ static unsigned special_count(kind k) {
 /* A double as the bit pattern of kind k (rounded to nearest even). */
 static uint64_t from_double(kind k, double x) {
   switch (k) {
-    case K_F64: return f64_bits(x);
-    case K_F32: return f32_bits((float)x);
+    case K_F64: return ema_f64_bits(x);
+    case K_F32: return ema_f32_bits((float)x);
     case K_BF16: return ema_f32_to_bf16((float)x);
     default: return ema_f32_to_f16((float)x);
   }
@@ -203,7 +186,7 @@ static double to_double(kind k, uint64_t x) {
       memcpy(&d, &x, sizeof d);
       return d;
     }
-    case K_F32: return (double)bits_f32((uint32_t)x);
+    case K_F32: return (double)ema_bits_f32((uint32_t)x);
     case K_BF16: return (double)ema_bf16_to_f32((uint16_t)x);
     default: return (double)ema_f16_to_f32((uint16_t)x);
   }
@@ -539,19 +522,42 @@ static void check_forced(const char *want, const char *expect) {
   CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "EMA_ISA=%s", want);
 }
 
+/* Tables derive from ref: a kernel an ISA does not implement is ref's own
+   function (the same-dtype conversions are plain copies everywhere), and
+   what it implements is its own. */
+static void check_derived(const char *isa) {
+  const ema_kernels *k = ema_kernels_by_name(isa), *r = &ema_kernels_ref;
+  if (!k) return;
+  CHECK(k != r && strcmp(k->name, isa) == 0);
+  static const int same[] = {EMA_PAIR_F32, EMA_PAIR_F64, EMA_PAIR_BF16_BF16, EMA_PAIR_F16_F16};
+  for (size_t i = 0; i < COUNT(same); i++) {
+    CHECK_MSG(k->to_shadow[same[i]] == r->to_shadow[same[i]], "%s to_shadow[%d] is ref's", isa, same[i]);
+    CHECK_MSG(k->from_shadow[same[i]] == r->from_shadow[same[i]], "%s from_shadow[%d] is ref's", isa, same[i]);
+  }
+  for (int p = 0; p < EMA_PAIR_COUNT; p++) CHECK_MSG(k->update[p] != r->update[p], "%s update[%d] is its own", isa, p);
+  CHECK(k->swap != r->swap);
+  CHECK(k->to_shadow[EMA_PAIR_BF16_F32] != r->to_shadow[EMA_PAIR_BF16_F32]);
+  CHECK(ema_kernels_by_name(isa) == k); /* one table per process */
+}
+
 static void test_dispatch(void) {
   CHECK(ema_kernels_by_name("ref") == &ema_kernels_ref);
   CHECK(ema_kernels_by_name("no-such-isa") == NULL);
   CHECK(ema_kernels_by_name(NULL) == NULL);
-  const char *best = ema_kernels_by_name("avx2") ? "avx2" : "ref";
+  /* The default order (dispatch.c): avx2 first, avx512 only when forced
+     (it measured no faster on these machines, bench/RESULTS.md), ref last. */
+  const char *best = ema_kernels_by_name("avx2") ? "avx2" : ema_kernels_by_name("avx512") ? "avx512" : "ref";
   check_forced("ref", "ref");
-  check_forced("avx2", best);
+  check_forced("avx2", ema_kernels_by_name("avx2") ? "avx2" : best);
+  check_forced("avx512", ema_kernels_by_name("avx512") ? "avx512" : best);
   check_forced("bogus", best);
   check_forced("", best);
+  check_derived("avx2");
+  check_derived("avx512");
 }
 
 int main(void) {
-  static const char *const isas[] = {"ref", "avx2"};
+  static const char *const isas[] = {"ref", "avx2", "avx512"};
   test_dispatch(); /* first: forks before this process has made its choice */
   bufs B;
   bufs_init(&B, BUFSZ);
