@@ -72,11 +72,14 @@ ema_status dist_plan(const ema_ctx *ctx, int for_model, const char *active_name,
   for (size_t i = 0; i < ctx->count && !bad; i++) {
     ema_tensor *t = &ctx->tensors[i];
     if (for_model) {
-      bad = add(e, &m, t, t->pair < 0 ? DR_MODEL : DR_AVG, ctx->active, active_name);
-      if (!bad && t->pair >= 0) e[m - 1].data = t->data; /* lands in the model */
+      /* COPY tensors map to themselves; AVERAGE and KEEP read the active member's key */
+      bad = add(e, &m, t, t->policy == EMA_POLICY_COPY ? DR_MODEL : DR_AVG, ctx->active, active_name);
+      if (!bad && t->policy != EMA_POLICY_COPY) e[m - 1].data = t->data; /* lands in the model */
       continue;
     }
     bad = add(e, &m, t, DR_MODEL, 0, NULL);
+    if (t->policy == EMA_POLICY_KEEP) /* ema_save: the frozen copy under every member's key */
+      for (size_t k = 0; k < ctx->n_avg && !bad; k++) bad = add(e, &m, t, DR_AVG, k, ctx->avg[k].name);
     if (t->pair < 0) continue;
     for (size_t k = 0; k < ctx->n_avg && !bad; k++) {
       const char *en = ctx->avg[k].name;
