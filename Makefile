@@ -6,7 +6,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMA_WERROR=ON
 
-.PHONY: all demo test fuzz build build-asan deps-build deps-test clean install
+.PHONY: all demo test test-python-install fuzz build build-asan deps-build deps-test clean install
 
 all: build
 
@@ -38,7 +38,15 @@ test: deps-test build build-asan
 	ctest --test-dir build --output-on-failure -j $(JOBS) -L valgrind
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS) -LE no-sanitize
+	@sh tests/python/venv_install.sh > build/python-install.log 2>&1 \
+	  || { tail -n 40 build/python-install.log; echo "the installed Python package failed: see build/python-install.log"; exit 1; }
+	@grep -E "^installed:|passed|^wheel:" build/python-install.log
 	ctest --test-dir build --output-on-failure -j $(JOBS) -LE valgrind
+
+# The Python package installed with pip into a fresh venv from a clean copy of
+# the checkout, its tests run against the installed copy, and a wheel built.
+test-python-install: deps-test
+	sh tests/python/venv_install.sh
 
 fuzz: deps-test
 	sh tests/fuzz/run_bounded.sh $(FUZZ_SECONDS)

@@ -46,6 +46,8 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "python"))   # the seeds' class, shared with the tests
+from reference_ema import SeedEMA  # noqa: E402
 import ema  # noqa: E402
 from ema.torch import EMA  # noqa: E402
 
@@ -133,24 +135,6 @@ def make_foreach(model, threads):
     return update, lambda: shadows, None
 
 
-class SeedEMA:
-    """seeds/001's class, as published (update only)."""
-
-    def __init__(self, model, decay):
-        self.model, self.decay, self.shadow = model, decay, {}
-
-    def register(self):
-        for name, param in self.model.named_parameters():
-            if param.requires_grad:
-                self.shadow[name] = param.data.clone()
-
-    def update(self):
-        for name, param in self.model.named_parameters():
-            if param.requires_grad:
-                new_average = (1.0 - self.decay) * param.data + self.decay * self.shadow[name]
-                self.shadow[name] = new_average.clone()
-
-
 def make_seeds(model, threads):
     s = SeedEMA(model, DECAY)
     s.register()
@@ -166,7 +150,16 @@ def make_averaged(model, threads):
             lambda: [p.detach() for p in swa.module.parameters()], swa)
 
 
-METHODS = [("ema.torch", make_ema), ("mul_add", make_mul_add), ("foreach", make_foreach),
+def make_c_apply(model, threads):
+    """The C ema_apply of the same tensors, called through ctypes with no
+    Python check: the floor ema.torch's update() is measured against."""
+    e = EMA(model, DECAY, threads=threads).register()
+    names = e.names(averaged=True)
+    fn, ptr = ema._lib.lib.ema_apply, e._ctx.h.ptr
+    return (lambda: fn(ptr)), lambda: [e.average(n) for n in names], e
+
+
+METHODS = [("ema.torch", make_ema), ("C ema_apply", make_c_apply), ("mul_add", make_mul_add), ("foreach", make_foreach),
            ("seeds", make_seeds), ("AveragedModel", make_averaged)]
 
 
@@ -190,6 +183,41 @@ def triad(n, warmup, reps):
     b = torch.randn(n)
     c = torch.randn(n)
     return timed(lambda: torch.add(b, c, alpha=1.0 - DECAY, out=a), warmup, reps)
+
+
+def interleaved_ratio(model, threads, warmup, reps):
+    """update() and the raw C ema_apply on the same context, alternated call
+    by call so that both see the same machine load: (update s, C s)."""
+    e = EMA(model, DECAY, threads=threads).register()
+    fn, ptr = ema._lib.lib.ema_apply, e._ctx.h.ptr
+    for _ in range(warmup):
+        e.update()
+        fn(ptr)
+    tu, tc = [], []
+    for _ in range(max(reps, 9)):
+        t0 = time.perf_counter()
+        e.update()
+        t1 = time.perf_counter()
+        fn(ptr)
+        t2 = time.perf_counter()
+        tu.append(t1 - t0)
+        tc.append(t2 - t1)
+    e.close()
+    return statistics.median(tu), statistics.median(tc)
+
+
+def state_dict_times(set_name, model, threads, warmup, reps):
+    """(set, state_dict() s, load_state_dict() s, clone of every shadow s)."""
+    e = EMA(model, DECAY, threads=threads).register()
+    e.update()
+    names = e.names(averaged=True)
+    views = [e.average_view(n) for n in names]
+    t_clone = timed(lambda: [v.clone() for v in views], warmup, reps)
+    t_sd = timed(e.state_dict, warmup, reps)
+    sd = e.state_dict()
+    t_load = timed(lambda: e.load_state_dict(sd), warmup, reps)
+    e.close()
+    return set_name, t_sd, t_load, t_clone
 
 
 def machine():
@@ -220,6 +248,8 @@ def main():
     print(f"# decay {DECAY}, float32, {args.warmup} warm-up + {args.reps} timed updates per method, "
           f"median; GB/s = 12 bytes/param / time")
     rows = []
+    states = []
+    inter = []
     worst = {}
     for set_name in args.sets.split(","):
         shapes = SETS[set_name]()
@@ -257,6 +287,9 @@ def main():
             rows.append((set_name, n, len(shapes), th, "triad (torch.add out=)", t_triad, None, t_triad))
             for mname, _ in METHODS:
                 rows.append((set_name, n, len(shapes), th, mname, results[mname], te, t_triad))
+        states.append(state_dict_times(set_name, model, threads[-1], args.warmup, args.reps))
+        for th in threads:
+            inter.append((set_name, th) + interleaved_ratio(model, th, args.warmup, args.reps))
         del model
         gc.collect()
 
@@ -268,6 +301,22 @@ def main():
         gbs = 12.0 * n / t / 1e9
         speed = "" if te is None else f"{t / te:.2f}x"
         print(f"| {label} | {th} | {mname} | {t * 1e3:.2f} | {gbs:.1f} | {100 * tt / t:.0f}% | {speed} |")
+    print()
+    print("| parameters | threads | update() / C ema_apply |")
+    print("|---|---:|---:|")
+    for set_name, n, nt, th, mname, t, te, tt in rows:
+        if mname == "C ema_apply":
+            print(f"| {set_name} | {th} | {te / t:.2f} |")
+    print()
+    print("| parameters | threads | update() ms | C ema_apply ms | ratio (interleaved calls) |")
+    print("|---|---:|---:|---:|---:|")
+    for set_name, th, tu, tc in inter:
+        print(f"| {set_name} | {th} | {tu * 1e3:.2f} | {tc * 1e3:.2f} | {tu / tc:.2f} |")
+    print()
+    print("| parameters | state_dict() ms | load_state_dict() ms | clone of the shadows ms | state_dict / clone | load / clone |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for set_name, tsd, tld, tcl in states:
+        print(f"| {set_name} | {tsd * 1e3:.1f} | {tld * 1e3:.1f} | {tcl * 1e3:.1f} | {tsd / tcl:.2f} | {tld / tcl:.2f} |")
     print()
     bad = {k: v for k, v in worst.items() if not v <= 1e-5}
     print("# agreement with ema.torch (max |difference| of the shadows): "

@@ -33,6 +33,10 @@ import time
 
 import torch
 
+# the seeds' class, shared with the tests (tests/python/reference_ema.py)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
+from reference_ema import SeedEMA  # noqa: E402
+
 DECAY = 0.999
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -180,28 +184,6 @@ class LibemaEMA:
 # ---------------------------------------------------------------------------
 # Torch methods
 # ---------------------------------------------------------------------------
-
-
-class SeedEMA:
-    """The seed's hand-written class (register/update), verbatim in spirit."""
-
-    def __init__(self, model, decay):
-        self.model = model
-        self.decay = decay
-        self.shadow = {}
-        self.backup = {}
-
-    def register(self):
-        for name, param in self.model.named_parameters():
-            if param.requires_grad:
-                self.shadow[name] = param.data.clone()
-
-    def update(self):
-        for name, param in self.model.named_parameters():
-            if param.requires_grad:
-                assert name in self.shadow
-                new_average = (1.0 - self.decay) * param.data + self.decay * self.shadow[name]
-                self.shadow[name] = new_average.clone()
 
 
 class MulAdd:

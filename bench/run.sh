@@ -53,21 +53,7 @@ bench() {
   fi
 }
 
-echo "== machine"
-echo "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "cpu:       $(lscpu | sed -n 's/^Model name: *//p' | head -n 1)" \
-  "(family $(lscpu | sed -n 's/^CPU family: *//p' | head -n 1)," \
-  "model $(lscpu | sed -n 's/^Model: *//p' | head -n 1))"
-echo "nproc:     $(nproc)"
-echo "memory:    $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
-echo "hypervisor: $(lscpu | sed -n 's/^Hypervisor vendor: *//p' | head -n 1)"
-echo "kernel:    $(uname -sr)"
-echo "compiler:  $(${CC:-cc} --version | head -n 1)"
-echo "THP:       $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo n/a)"
-echo "commit:    $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo n/a)" \
-  "($(git -C "$root" status --porcelain -- src include cmake CMakeLists.txt 2>/dev/null | wc -l)" \
-  "changed/untracked paths under src include cmake)"
-echo
+"$root/bench/machine.sh" "$root"
 
 echo "== build"
 echo "+ cmake -S $root -B $build -DCMAKE_BUILD_TYPE=Release -DEMA_WERROR=ON"

@@ -5,7 +5,7 @@
 set -eu
 want="build-essential cmake"
 if [ "${1:-build}" = test ]; then
-  want="$want pkg-config clang libclang-rt-14-dev valgrind python3 python3-numpy python3-pandas python3-pytest python3-torch chromium openmpi-bin libopenmpi-dev"
+  want="$want pkg-config clang clang-format libclang-rt-14-dev valgrind python3 python3-numpy python3-pandas python3-pytest python3-torch python3-venv python3-setuptools python3-pip python3-build python3-wheel chromium openmpi-bin libopenmpi-dev"
 fi
 missing=""
 for p in $want; do

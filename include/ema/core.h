@@ -673,10 +673,7 @@ EMA_API ema_status ema_save_writer(const ema_ctx *ctx, ema_writer fn, void *user
    before anything is written: a failed load changes nothing. path is
    borrowed. Memory: a staging buffer as large as the tensor data it reads
    (about the size of the file), freed before it returns.
-   Errors: EMA_E_INVALID_ARG (NULL path), EMA_E_STATE (while swapped),
-   EMA_E_IO, EMA_E_FORMAT (not a valid checkpoint), EMA_E_MISMATCH
-   (a registered tensor is missing or has another dtype or shape, or the
-   bank differs), EMA_E_NOMEM. */
+   Errors: those listed above for every load. */
 EMA_API ema_status ema_load(ema_ctx *ctx, const char *path);
 
 /* The same from a checkpoint in memory: buf[0..len) is borrowed for the call
@@ -684,9 +681,10 @@ EMA_API ema_status ema_load(ema_ctx *ctx, const char *path);
 EMA_API ema_status ema_load_buffer(ema_ctx *ctx, const void *buf, size_t len);
 
 /* TensorFlow's variables_to_restore(): each average of the active member in
-   the file lands in its model tensor (rounded to the model dtype); COPY
-   tensors land under their own name. The context's averages and state are
-   not changed. Validation, memory and errors as ema_load(). */
+   the file lands in its model tensor (rounded to the model dtype when the
+   average is float32 and the model f16/bf16); COPY tensors land under their
+   own name. The context's averages and state are not changed. Validation,
+   memory and errors as ema_load(). */
 EMA_API ema_status ema_load_averages_into_model(ema_ctx *ctx, const char *path);
 
 /* The same from a checkpoint in memory (borrowed for the call). Since 0.2.0. */

@@ -6,9 +6,10 @@ optional.
     avg = ema.ExponentialMovingAverage(0.999)        # TensorFlow's class
     from ema.torch import EMA                         # the PyTorch class
 
-The shared library is found through the environment variable EMA_LIBRARY,
-then a build tree next to this package (<repo>/build, <repo>/build-*), then
-the system (ctypes.util.find_library("ema")). See python/README.md.
+The shared library is found through the environment variable EMA_LIBRARY
+(an explicit override), then the copy pip installed inside this package,
+then, in a source checkout only, its build tree (<repo>/build, build-*),
+then the system (ctypes.util.find_library("ema")). See python/README.md.
 """
 from . import _lib
 from . import ewm as _ewm_mod

@@ -138,9 +138,12 @@ class Context:
         return bool(_lib_.ema_is_swapped(self.h.ptr))
 
     # --------------------------------------------------------------- tensors
-    def track(self, name, obj, averaged=True, desc=None):
-        """Register obj under name. averaged=False carries it as plain state.
-        Returns the Entry."""
+    def track(self, name, obj, averaged=True, desc=None, policy=None):
+        """Register obj under name with a policy (_lib.POLICY_*; default
+        AVERAGE, or COPY with averaged=False: plain state). Returns the Entry."""
+        if policy is None:
+            policy = _lib.POLICY_AVERAGE if averaged else _lib.POLICY_COPY
+        averaged = policy == _lib.POLICY_AVERAGE
         bname = encode_name(name, "tensor name")
         what = repr(name)
         if desc is None:
@@ -159,11 +162,10 @@ class Context:
                 f"{what} has dtype {_arrays.dtype_label(desc)}, which libema cannot carry as plain "
                 f"state (it knows float32, float64, float16, bfloat16, int32 and int64)")
         shape = _arrays.shape_arg(desc.shape)
-        fn = _lib_.ema_track if averaged else _lib_.ema_track_state
         with self.h.lock:
             try:
-                self.h.check(fn(self.h.ptr, bname, ctypes.c_void_p(desc.ptr or None), code,
-                                len(desc.shape), shape))
+                args = (self.h.ptr, bname, ctypes.c_void_p(desc.ptr or None), code, len(desc.shape), shape)
+                self.h.check(_lib_.ema_track(*args) if averaged else _lib_.ema_track_policy(*args, policy))
             except DTypeError as e:
                 e.message += f" (from Python: {self.state_hint}({name!r}, array))"
                 e.args = (e.message,)
@@ -239,6 +241,63 @@ class Context:
         with self.h.lock:
             self.h.check(_lib_.ema_apply_some(self.h.ptr, arr, len(names)))
 
+    # ------------------------------------------------- schedules, banks, steps
+    def set_schedule(self, sched):
+        """Use sched (a _lib.Schedule) for member 0; its decay becomes the decay."""
+        with self.h.lock:
+            self.h.check(_lib_.ema_set_schedule(self.h.ptr, ctypes.byref(sched)))
+        self._decay = float(_lib_.ema_decay(self.h.ptr))
+
+    def bank_add(self, name, sched):
+        """Add a member of the bank (before any tensor is tracked); its index."""
+        b = encode_name(name, "name of the average")
+        idx = ctypes.c_size_t(0)
+        with self.h.lock:
+            self.h.check(_lib_.ema_bank_add(self.h.ptr, b, ctypes.byref(sched), ctypes.byref(idx)))
+        return idx.value
+
+    @property
+    def bank_size(self):
+        return int(_lib_.ema_bank_size(self.h.ptr))
+
+    def bank_name(self, k):
+        v = _lib_.ema_bank_name(self.h.ptr, k)
+        return None if v is None else v.decode("utf-8")
+
+    def bank_set_active(self, k):
+        with self.h.lock:
+            self.h.check(_lib_.ema_bank_set_active(self.h.ptr, k))
+
+    def update(self, step):
+        """ema_update: one update of every member at training step `step`."""
+        with self.h.lock:
+            self.h.check(_lib_.ema_update(self.h.ptr, int(step)))
+
+    @property
+    def last_step(self):
+        return int(_lib_.ema_last_step(self.h.ptr))
+
+    def snapshot(self, k, path):
+        with self.h.lock:
+            self.h.check(_lib_.ema_snapshot(self.h.ptr, k, fspath(path)))
+
+    def kept_ptr(self, name, k):
+        """(pointer, dtype code) of a KEEP tensor's kept value (member k)."""
+        e = self.entry(name)
+        sd = ctypes.c_int(0)
+        ptr = _lib_.ema_bank_average(self.h.ptr, e.bname, k, ctypes.byref(sd))
+        if not ptr:
+            raise NotFoundError(f"{name!r} has no kept value")
+        return ptr, sd.value
+
+    def bank_average_torch(self, name, k):
+        e = self.entry(name)
+        if not e.averaged:
+            raise NotFoundError(f"{name!r} is not averaged; it has no average")
+        sd = ctypes.c_int(0)
+        ptr = _lib_.ema_bank_average(self.h.ptr, e.bname, k, ctypes.byref(sd))
+        return _arrays.torch_view(ptr, sd.value, e.desc.shape, self.h)
+
     # ---------------------------------------------------------------- averages
     def average_ptr(self, name):
         e = self.entry(name)
@@ -295,7 +354,11 @@ class Context:
         meta = read_metadata(p)
         with self.h.lock:
             self.h.check(_lib_.ema_load(self.h.ptr, p))
-        # the library took decay, num_updates and name from the file: mirror them
+        self.after_load(meta)
+
+    def after_load(self, meta):
+        """The library took decay, num_updates and name from a checkpoint
+        whose metadata is meta: mirror them."""
         if "ema.decay" in meta:
             self._decay = float(meta["ema.decay"])
         if "ema.num_updates" in meta:

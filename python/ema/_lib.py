@@ -1,13 +1,16 @@
 """Loading libema with ctypes: discovery, version check, prototypes.
 
 Discovery order (the first that exists wins):
-  1. the environment variable EMA_LIBRARY: a path to libema.so (or a name
-     ctypes can load, e.g. "libema.so.0");
-  2. a build tree next to the package: <repo>/build/libema.so, then
-     <repo>/build-*/libema.so in name order, skipping libraries built with a
-     sanitizer (they cannot be loaded into a Python that was not started with
-     the sanitizer runtime);
-  3. the system: ctypes.util.find_library("ema") (ldconfig, LD_LIBRARY_PATH).
+  1. the environment variable EMA_LIBRARY, when set: a path to libema.so (or
+     a name ctypes can load, e.g. "libema.so.0"); an explicit override, used
+     by the test suite to load a sanitizer build;
+  2. the packaged copy: libema.so inside this package (pip install puts it
+     there: see setup.py);
+  3. only when the package is python/ema of a source checkout (for
+     development): <repo>/build/libema.so, then <repo>/build-*/libema.so in
+     name order, skipping libraries built with a sanitizer (they cannot be
+     loaded into a Python that was not started with the sanitizer runtime);
+  4. the system: ctypes.util.find_library("ema") (ldconfig, LD_LIBRARY_PATH).
 
 The library's major version must be EXPECTED_MAJOR; its version number must
 be at least MIN_VERSION (the first that has every function bound below).
@@ -72,6 +75,28 @@ class PosthocInfo(ctypes.Structure):
     ]
 
 
+class Schedule(ctypes.Structure):
+    """struct ema_schedule (ema/core.h)."""
+    _fields_ = [
+        ("kind", ctypes.c_int),
+        ("decay", ctypes.c_double),
+        ("min_decay", ctypes.c_double),
+        ("inv_gamma", ctypes.c_double),
+        ("power", ctypes.c_double),
+        ("gamma", ctypes.c_double),
+        ("sigma_rel", ctypes.c_double),
+        ("halflife", ctypes.c_double),
+        ("update_after_step", ctypes.c_int64),
+    ]
+
+
+# ema_policy values (frozen)
+POLICY_AVERAGE, POLICY_COPY, POLICY_KEEP = 0, 1, 2
+
+# ema_schedule_kind values (frozen)
+SCHEDULE_CONSTANT, SCHEDULE_INV_POWER, SCHEDULE_POWER, SCHEDULE_HALFLIFE = 0, 1, 2, 3
+
+
 class EwmOpts(ctypes.Structure):
     _fields_ = [
         ("kind", ctypes.c_int),
@@ -94,7 +119,7 @@ _PROTOTYPES = {
     "ema_free": (None, [_c_ctx]),
     "ema_last_error": (_c_str, [_c_ctx]),
     "ema_track": (_c_int, [_c_ctx, _c_str, _c_vp, _c_int, _c_int, _c_i64p]),
-    "ema_track_state": (_c_int, [_c_ctx, _c_str, _c_vp, _c_int, _c_int, _c_i64p]),
+    "ema_track_policy": (_c_int, [_c_ctx, _c_str, _c_vp, _c_int, _c_int, _c_i64p, _c_int]),
     "ema_retarget": (_c_int, [_c_ctx, _c_str, _c_vp]),
     "ema_count": (_c_sz, [_c_ctx]),
     "ema_tensor_info": (
@@ -108,6 +133,8 @@ _PROTOTYPES = {
     "ema_set_zero_debias": (_c_int, [_c_ctx, _c_int]),
     "ema_set_name": (_c_int, [_c_ctx, _c_str]),
     "ema_effective_decay": (_c_dbl, [_c_ctx]),
+    "ema_decay": (_c_dbl, [_c_ctx]),
+    "ema_num_updates": (ctypes.c_int64, [_c_ctx]),
     "ema_apply": (_c_int, [_c_ctx]),
     "ema_apply_some": (_c_int, [_c_ctx, ctypes.POINTER(_c_str), _c_sz]),
     "ema_average": (_c_vp, [_c_ctx, _c_str, ctypes.POINTER(_c_int)]),
@@ -123,6 +150,19 @@ _PROTOTYPES = {
     "ema_set_threads": (_c_int, [_c_ctx, _c_int]),
     "ema_threads": (_c_int, [_c_ctx]),
     "ema_isa": (_c_str, []),
+    # schedules, step-driven updates, banks
+    "ema_schedule_init": (None, [ctypes.POINTER(Schedule), _c_int]),
+    "ema_schedule_decay": (_c_int, [ctypes.POINTER(Schedule), ctypes.c_int64, ctypes.c_int64,
+                                    ctypes.POINTER(_c_dbl)]),
+    "ema_set_schedule": (_c_int, [_c_ctx, ctypes.POINTER(Schedule)]),
+    "ema_bank_add": (_c_int, [_c_ctx, _c_str, ctypes.POINTER(Schedule), ctypes.POINTER(_c_sz)]),
+    "ema_bank_size": (_c_sz, [_c_ctx]),
+    "ema_bank_name": (_c_str, [_c_ctx, _c_sz]),
+    "ema_bank_average": (_c_vp, [_c_ctx, _c_str, _c_sz, ctypes.POINTER(_c_int)]),
+    "ema_bank_set_active": (_c_int, [_c_ctx, _c_sz]),
+    "ema_update": (_c_int, [_c_ctx, ctypes.c_int64]),
+    "ema_last_step": (ctypes.c_int64, [_c_ctx]),
+    "ema_snapshot": (_c_int, [_c_ctx, _c_sz, _c_str]),
     # files
     "ema_file_open": (_c_int, [ctypes.POINTER(_c_vp), _c_str, ctypes.c_char_p, _c_sz]),
     "ema_file_close": (None, [_c_vp]),
@@ -159,6 +199,17 @@ _PROTOTYPES = {
 }
 
 
+# Functions bound when the library has them (newer than MIN_VERSION); the
+# front-ends test `has(name)` before using them.
+_OPTIONAL = {
+    # name: (restype, argtypes)
+    "ema_save_buffer": (_c_int, [_c_ctx, ctypes.POINTER(_c_vp), ctypes.POINTER(_c_sz)]),
+    "ema_buffer_free": (None, [_c_vp]),
+    "ema_load_buffer": (_c_int, [_c_ctx, _c_vp, _c_sz]),
+    "ema_save_writer": (_c_int, [_c_ctx, _c_vp, _c_vp]),
+}
+
+
 def _needs_sanitizer_runtime(path):
     """True when the shared object at path was linked against a sanitizer
     runtime (its dynamic string table names libasan/libubsan/libtsan)."""
@@ -170,48 +221,72 @@ def _needs_sanitizer_runtime(path):
     return any(s in blob for s in (b"libasan.so", b"libubsan.so", b"libtsan.so"))
 
 
+def _checkout_root(pkg_dir):
+    """The repository root when pkg_dir is <root>/python/ema of a libema
+    source checkout, else None (an installed copy never looks beside
+    site-packages)."""
+    parent = os.path.dirname(pkg_dir)
+    if os.path.basename(parent) != "python":
+        return None
+    root = os.path.dirname(parent)
+    if os.path.isfile(os.path.join(root, "CMakeLists.txt")) and os.path.isfile(
+            os.path.join(root, "include", "ema", "core.h")):
+        return root
+    return None
+
+
 def _candidates():
+    """[(how, path)] in search order, and the places looked at (for the error)."""
     env = os.environ.get("EMA_LIBRARY")
     if env:
-        return [("EMA_LIBRARY", env)]
-    found = []
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    dirs = []
-    if os.path.isdir(os.path.join(root, "build")):
-        dirs.append(os.path.join(root, "build"))
-    try:
-        names = sorted(os.listdir(root))
-    except OSError:
-        names = []
-    dirs += [os.path.join(root, n) for n in names if n.startswith("build-")]
-    for d in dirs:
-        p = os.path.join(d, "libema.so")
-        if os.path.isfile(p) and not _needs_sanitizer_runtime(p):
-            found.append(("build tree", p))
+        return [("EMA_LIBRARY", env)], [f"EMA_LIBRARY={env}"]
+    pkg_dir = os.path.dirname(os.path.abspath(__file__))
+    found, looked = [], []
+    packaged = os.path.join(pkg_dir, "libema.so")
+    looked.append(packaged)
+    if os.path.isfile(packaged):
+        found.append(("packaged copy", packaged))
+    root = _checkout_root(pkg_dir)
+    if root is not None:
+        try:
+            names = sorted(n for n in os.listdir(root) if n == "build" or n.startswith("build-"))
+        except OSError:
+            names = []
+        if "build" in names:
+            names.remove("build")
+            names.insert(0, "build")
+        for n in names:
+            p = os.path.join(root, n, "libema.so")
+            looked.append(p)
+            if os.path.isfile(p) and not _needs_sanitizer_runtime(p):
+                found.append(("build tree", p))
+    looked.append('ctypes.util.find_library("ema")')
     sysname = ctypes.util.find_library("ema")
     if sysname:
         found.append(("system", sysname))
-    return found
+    return found, looked
 
 
 def _load():
-    cands = _candidates()
+    cands, looked = _candidates()
     if not cands:
         raise ImportError(
-            "ema: libema was not found: set EMA_LIBRARY to the path of libema.so, build the "
-            "library in <repo>/build (cmake -S . -B build && cmake --build build), or install it "
-            "where the dynamic linker finds it")
+            "ema: the shared library libema.so was not found (looked at: " + "; ".join(looked) +
+            "). Install the package with pip (pip install --no-build-isolation <repo>), which "
+            "builds and ships the library; or, in a source checkout, build it in <repo>/build "
+            "(cmake -S . -B build && cmake --build build); or set EMA_LIBRARY to its path")
     how, path = cands[0]
     try:
         lib = ctypes.CDLL(path)
     except OSError as e:
         raise ImportError(f"ema: cannot load libema from {path} ({how}): {e}") from e
     missing = []
-    for name, (res, args) in _PROTOTYPES.items():
+    for name, (res, args) in list(_PROTOTYPES.items()) + list(_OPTIONAL.items()):
         try:
             fn = getattr(lib, name)
         except AttributeError:
-            missing.append(name)
+            if name in _PROTOTYPES:
+                missing.append(name)
             continue
         fn.restype = res
         fn.argtypes = args
@@ -230,12 +305,40 @@ def _load():
 
 
 lib, path = _load()
+
+
+def has(name):
+    """True when the loaded library provides the function `name`."""
+    try:
+        getattr(lib, name)
+        return True
+    except AttributeError:
+        return False
 version_number = lib.ema_version_number()
 version_string = lib.ema_version_string().decode()
 
 
 def status_string(status):
     return lib.ema_status_string(int(status)).decode()
+
+
+_C_CALL = __import__("re").compile(r"\bema_[a-z0-9_]+(\(\))?")
+
+
+def python_terms(message, terms):
+    """message with the library's function names replaced by the front-end's
+    names (terms: {"ema_swap": "restore()", ...}); a name not in terms
+    becomes a neutral phrase, and a leading "ema_xxx: " is dropped."""
+    if not terms or "ema_" not in message:
+        return message
+    m = __import__("re").match(r"ema_[a-z0-9_]+: ", message)
+    if m:
+        message = message[m.end():]
+
+    def sub(mt):
+        py = terms.get(mt.group(0).rstrip("()"))
+        return py if py is not None else "the library call"
+    return _C_CALL.sub(sub, message)
 
 
 def raise_for(status, message):
@@ -251,7 +354,7 @@ class Handle:
     (views of averages and the front-end objects hold references). A lock
     serialises calls: a context is used by one thread at a time."""
 
-    __slots__ = ("ptr", "lock", "keep", "__weakref__")
+    __slots__ = ("ptr", "lock", "keep", "terms", "__weakref__")
 
     def __init__(self, decay):
         out = _c_ctx()
@@ -265,10 +368,12 @@ class Handle:
         self.ptr = out
         self.lock = threading.RLock()
         self.keep = []  # every array whose memory the context borrows
+        self.terms = None  # the front-end's names for the library's calls (python_terms)
 
     def check(self, status):
         if status != 0:
-            raise_for(status, lib.ema_last_error(self.ptr).decode("utf-8", "replace"))
+            msg = lib.ema_last_error(self.ptr).decode("utf-8", "replace")
+            raise_for(status, python_terms(msg, self.terms))
 
     def close(self):
         ptr, self.ptr = getattr(self, "ptr", None), None

@@ -11,6 +11,16 @@ from .errors import InvalidArgumentError, NotFoundError
 __all__ = ["ExponentialMovingAverage"]
 
 
+# the library's calls in this class's words (errors never name C functions)
+_TERMS = {
+    "ema_swap": "swap()", "ema_restore": "restore()", "ema_store": "store()", "ema_copy_to": "copy_to()",
+    "ema_track": "apply()", "ema_track_state": "track_state()", "ema_track_policy": "track_state()",
+    "ema_apply": "apply()", "ema_apply_some": "apply()", "ema_save": "save()", "ema_load": "load()",
+    "ema_load_averages_into_model": "load_averages_into_model()", "ema_set_name": "name=",
+    "ema_set_zero_debias": "zero_debias=", "ema_retarget": "apply()",
+}
+
+
 def _pairs(named_tensors, what):
     if isinstance(named_tensors, dict):
         items = list(named_tensors.items())
@@ -66,6 +76,7 @@ class ExponentialMovingAverage:
                  *, threads=None, half_shadows=False):
         self._ctx = Context(decay, num_updates=num_updates, zero_debias=zero_debias, name=name,
                             threads=threads, half_shadows=half_shadows)
+        self._ctx.h.terms = _TERMS
 
     # ---------------------------------------------------------------- options
     @property
@@ -241,16 +252,28 @@ class ExponentialMovingAverage:
             self._ctx.swap()
 
     def store(self):
+        """Keep a copy of every averaged array's values (for copy_to, restore)."""
         self._ctx.check_storage()
         self._ctx.store()
+        self._stored = True
 
-    def copy_to(self):
+    def copy_to(self, overwrite=False):
+        """Write the averages into the arrays. Needs store() first, so that
+        restore() can give the values back; overwrite=True replaces the
+        arrays' values for good (nothing keeps them)."""
+        if not getattr(self, "_stored", False) and not overwrite:
+            from .errors import StateError
+            raise StateError("copy_to() would overwrite the arrays' values with the averages and nothing "
+                             "keeps them: call store() first (store, copy_to, evaluate, restore), use "
+                             "averaged() / swap(), or pass overwrite=True to replace them for good")
         self._ctx.check_storage()
         self._ctx.copy_to()
 
     def restore(self):
+        """Put back the values kept by store()."""
         self._ctx.check_storage()
         self._ctx.restore()
+        self._stored = False
 
     # ------------------------------------------------------------ checkpoints
     def save(self, path):

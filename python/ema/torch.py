@@ -1,152 +1,216 @@
-"""ema.torch.EMA: the usual PyTorch EMA class (register / update /
-apply_shadow / restore), with the averages kept by libema in place, over the
-parameters' own memory: no copy of the model, no per-parameter Python loop in
-the update.
+"""ema.torch.EMA: the PyTorch EMA class, with the averages kept by libema in
+place over the parameters' own memory: no copy of the model, no
+per-parameter Python loop in the update. It speaks the peers' languages:
+the seeds' register / update / apply_shadow / restore, diffusers' store /
+copy_to / restore, timm's ema.module and update(model, step), ema-pytorch's
+ema_model and ema(x), and their schedules and checkpoints (see
+python/README.md for the migration table).
 
     from ema.torch import EMA
-    ema = EMA(model, 0.999)
-    ema.register()
-    for batch in data:
+    ema = EMA(model, 0.999).register()
+    for step, batch in enumerate(data, 1):
         loss(model, batch).backward(); optimizer.step(); optimizer.zero_grad()
         ema.update()
     with ema.average_parameters():      # the model holds the averages here
         evaluate(model)
-    ema.save("ema.safetensors")
 
-What is averaged, what is carried:
+What is registered, per tensor (the "policy"):
   - parameters with requires_grad (floating): averaged;
-  - floating buffers (BatchNorm running_mean / running_var): copied, not
-    averaged (buffers="copy", the default). They are registered as plain
-    state: the model keeps using its own current statistics while the
-    averages are swapped in (what timm's ModelEmaV2 gets by copying buffers
-    at every update), they are saved under their own names, and
-    load_averages_into_model() puts them back. buffers="average" averages
-    them like parameters (AveragedModel(use_buffers=True)); buffers="ignore"
-    leaves them out;
-  - integer buffers (num_batches_tracked), int32/int64: plain state;
-  - frozen parameters (requires_grad=False): plain state;
-  - non-persistent buffers and dtypes libema cannot carry (bool, uint8, ...):
-    left out, listed in EMA.skipped.
+  - floating buffers (BatchNorm running statistics): averaged by default
+    (buffers="average", timm's default); buffers="copy" follows the model
+    (the model keeps its own current statistics, saved under their names);
+    buffers="keep" freezes them at registration; buffers="ignore" leaves
+    them out;
+  - integer buffers (num_batches_tracked): copied (they follow the model);
+  - frozen parameters (requires_grad=False): copied;
+  - names matching ignore=(...) (names or glob patterns), non-persistent
+    buffers and dtypes libema cannot carry (bool, uint8, ...): left out,
+    listed in EMA.skipped.
 
 Names are canonical: every "_orig_mod." (torch.compile) and leading
-"module." (DataParallel / DistributedDataParallel) is stripped, so a
-checkpoint written from a wrapped model loads into a bare one and back.
+"module." (DataParallel / DistributedDataParallel) is stripped.
 """
-import contextlib
 import operator
-import os
-import tempfile
+from itertools import chain
+from collections.abc import Mapping
 
 import torch
 
-from . import _arrays
+from . import _torch_formats as _formats
+from . import _torch_plan as _plan
 from ._context import Context
-from .errors import InvalidArgumentError, MismatchError, StateError, StorageChangedError
-from .files import open_file, write_safetensors
+from ._torch_checkpoint import CheckpointMixin
+from ._torch_eval import EvalMixin
+from . import _arrays, _lib
+from ._lib import has as _has
+from .errors import InvalidArgumentError, StateError, StorageChangedError, UnsupportedError
+from .files import write_safetensors
 
-__all__ = ["EMA", "canonical_name"]
+__all__ = ["EMA", "PostHocEMA", "canonical_name"]
 
-_FLOAT = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-_INT = (torch.int32, torch.int64)
-_STATE_FORMAT = "libema.torch.EMA/1"
+canonical_name = _plan.canonical_name
 
-
-def canonical_name(name):
-    """The checkpoint name of a parameter: without '_orig_mod' components
-    (torch.compile) and without leading 'module.' (DataParallel, DDP)."""
-    parts = [p for p in name.split(".") if p != "_orig_mod"]
-    while len(parts) > 1 and parts[0] == "module":
-        parts.pop(0)
-    return ".".join(parts)
-
-
-def _tmpdir():
-    shm = "/dev/shm"
-    d = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-    return tempfile.TemporaryDirectory(prefix="libema-", dir=d)
+# the library's calls in this class's words (errors never name C functions)
+_TERMS = {
+    "ema_swap": "restore()", "ema_restore": "restore()", "ema_store": "store()", "ema_copy_to": "copy_to()",
+    "ema_track": "register()", "ema_track_state": "register()", "ema_track_policy": "register()",
+    "ema_retarget": "reregister()", "ema_apply": "update()", "ema_update": "update()",
+    "ema_save": "save()", "ema_load": "load()", "ema_set_name": "name=", "ema_set_zero_debias": "zero_debias=",
+    "ema_add_average": "decay=(...)", "ema_bank_add": "decay=(...)",
+    "ema_set_active_average": "apply_shadow(member=...)", "ema_bank_set_active": "apply_shadow(member=...)",
+}
 
 
-class _Slot:
-    """One registered tensor and where the model keeps it."""
-
-    __slots__ = ("name", "where", "container", "attr", "tensor", "ptr", "dtype", "shape", "averaged")
-
-    def __init__(self, name, where, container, attr, tensor, averaged):
-        self.name = name            # canonical name
-        self.where = where          # the model's own name (with prefixes)
-        self.container = container  # module._parameters or module._buffers
-        self.attr = attr
-        self.tensor = tensor        # the Parameter / buffer object registered
-        self.ptr = tensor.data_ptr()
-        self.dtype = tensor.dtype
-        self.shape = tensor.shape
-        self.averaged = averaged
+_POLICY = {_plan.AVERAGE: _lib.POLICY_AVERAGE, _plan.COPY: _lib.POLICY_COPY, _plan.KEEP: _lib.POLICY_KEEP}
+_KEEP = []
 
 
-class EMA:
+def _keep_supported():
+    """Whether the library takes EMA_POLICY_KEEP (asked once, on a scratch context)."""
+    if not _KEEP:
+        ok = _has("ema_track_policy")
+        if ok:
+            probe = Context(0.5)
+            try:
+                probe.track("probe", torch.zeros(1), policy=_lib.POLICY_KEEP)
+            except Exception:
+                ok = False
+            finally:
+                probe.close()
+        _KEEP.append(ok)
+    return _KEEP[0]
+
+
+class _ReadOnlyAverages(Mapping):
+    """ema.shadow: {canonical name: copy of its average}, read-only."""
+
+    def __init__(self, ema, names):
+        self._ema, self._names = ema, names
+
+    def __getitem__(self, name):
+        if name not in self._names:
+            raise KeyError(name)
+        return self._ema.average(name)
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self):
+        return len(self._names)
+
+    def __setitem__(self, name, value):
+        raise TypeError("ema.shadow is read-only (each value is a copy of an average): change averages "
+                        "with load_state_dict(), or the model with load_averages_into_model()")
+
+    __delitem__ = __setitem__
+
+
+class EMA(EvalMixin, CheckpointMixin):
     """Exponential moving average of a torch model's parameters, by libema.
 
-    EMA(model, decay=0.999, *, num_updates=None, zero_debias=False,
-        name="ExponentialMovingAverage", threads=None, half_shadows=False,
-        buffers="copy", on_replaced="error", check_storage=True)
+    EMA(model, decay=0.999, *, min_decay=0.0, warmup=None, inv_gamma=1.0,
+        power=2/3, update_after_step=0, update_every=1, sigma_rel=None,
+        gamma=None, half_life=None, buffers="average", ignore=(),
+        num_updates=None, zero_debias=False, name=None, threads=None,
+        half_shadows=False, on_replaced="error", check_storage=True)
 
-    decay, num_updates, zero_debias, name, half_shadows: as in
-        ema.ExponentialMovingAverage (TensorFlow's meaning, bit for bit;
-        update(): shadow -= (1 - decay) * (shadow - param)). decay and
-        num_updates are settable between steps; update(num_updates=step)
-        sets the step and updates in one call.
-    threads: threads an update may use (None: the library default, the
-        online CPUs up to 8); the result is the same bit for bit.
-    buffers: "copy" (default), "average" or "ignore"; see the module doc.
-    on_replaced: what update() and the other calls do when a registered
-        tensor's storage was replaced (param.data = ..., model.to(),
-        model.half(), a new nn.Parameter): "error" raises
-        StorageChangedError (nothing is read or written), "reregister"
-        calls reregister() and goes on.
-    check_storage: compare every registered tensor's data_ptr() before each
-        call (microseconds per hundred tensors). False skips the check in
-        update() only: then you promise not to replace storages.
-
-    The model must live on the CPU, in contiguous memory (not channels_last).
+    Schedules (the peers' names and meanings; `step` is the training step,
+    counted by the object from 1, or given to update(step=...)):
+      - decay alone, warmup=None: a constant decay. With update_after_step=0
+        and update_every=1 the update is TensorFlow's, bit for bit
+        (shadow -= (1 - decay) * (shadow - param) in float32).
+      - warmup="tf": TensorFlow's min(decay, (1 + step) / (10 + step)).
+      - warmup="inverse_power" (timm, diffusers, ema-pytorch): with
+        t = step - update_after_step - 1, decay 0 while t <= 0, else
+        clamp(1 - (1 + t/inv_gamma)^-power, min_decay, decay).
+      - sigma_rel=... or gamma=...: the power-function EMA (EDM2), decay
+        (1 - 1/step)^(gamma + 1).
+      - half_life=h: per-step decay 0.5^(1/h).
+      - update_after_step=n: steps <= n copy the model (decay 0).
+      - update_every=k: one update every k-th step, with the k-step decay
+        (the product of the k per-step decays): the curve does not depend on k.
+      - a tuple (decay=(0.999, 0.9999), sigma_rel=(0.05, 0.10), ...) keeps a
+        bank of averages updated in one pass; each is a "member" reachable
+        by index or name (ema.members; default names "ema_0.999",
+        "sigma_rel_0.05", ...; name=(...) sets them).
+    num_updates, zero_debias, half_shadows: as in ema.ExponentialMovingAverage.
+    threads: threads an update may use (None: the library default); the
+        result is the same bit for bit.
+    on_replaced: "error" (default) or "reregister": what happens when a
+        registered tensor's storage was replaced (param.data = ...,
+        model.to(), a new nn.Parameter), or when the model's structure
+        changed (a parameter added, requires_grad changed) after register().
+    check_storage: False skips the per-update storage checks (you promise
+        not to replace storages).
     """
 
-    def __init__(self, model, decay=0.999, *, num_updates=None, zero_debias=False,
-                 name="ExponentialMovingAverage", threads=None, half_shadows=False, buffers="copy",
-                 on_replaced="error", check_storage=True):
+    def __init__(self, model, decay=None, *, min_decay=0.0, warmup=None, inv_gamma=1.0, power=2 / 3,
+                 update_after_step=0, update_every=1, sigma_rel=None, gamma=None, half_life=None,
+                 buffers="average", ignore=(), num_updates=None, zero_debias=False, name=None, threads=None,
+                 half_shadows=False, on_replaced="error", check_storage=True):
         if not isinstance(model, torch.nn.Module):
             raise InvalidArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if buffers not in ("copy", "average", "ignore"):
-            raise InvalidArgumentError(f"buffers must be 'copy', 'average' or 'ignore', got {buffers!r}")
+        if buffers not in _plan.BUFFER_MODES:
+            raise InvalidArgumentError(f"buffers must be 'average', 'copy', 'keep' or 'ignore', got {buffers!r}")
         if on_replaced not in ("error", "reregister"):
             raise InvalidArgumentError(f"on_replaced must be 'error' or 'reregister', got {on_replaced!r}")
+        self._config = dict(decay=decay, min_decay=min_decay, warmup=warmup, inv_gamma=inv_gamma, power=power,
+                            update_after_step=update_after_step, update_every=update_every,
+                            sigma_rel=sigma_rel, gamma=gamma, half_life=half_life, buffers=buffers,
+                            ignore=ignore, num_updates=num_updates, zero_debias=zero_debias, name=name,
+                            threads=threads, half_shadows=half_shadows, on_replaced=on_replaced,
+                            check_storage=check_storage)
+        self._mode, self._members = _plan.schedules(decay, min_decay, warmup, inv_gamma, power,
+                                                    update_after_step, update_every, sigma_rel, gamma,
+                                                    half_life, name)
+        self._warmup = warmup
+        if num_updates is not None and (self._mode != "tf" or warmup == "tf"):
+            raise InvalidArgumentError("num_updates is TensorFlow's counter for a constant decay without "
+                                       "warmup='tf' (which counts steps itself); the schedules use the step")
+        self.update_every = _plan._int(update_every, "update_every", 1)
+        self._ignore = _plan.compile_ignore(ignore)
+        if buffers == "keep" and not _keep_supported():
+            raise UnsupportedError("buffers='keep' needs a libema whose per-tensor policies include "
+                                   "EMA_POLICY_KEEP; this one refuses it")
         self.model = model
         self.buffers = buffers
         self.on_replaced = on_replaced
         self.check_storage = bool(check_storage)
-        self._opts = dict(decay=decay, num_updates=num_updates, zero_debias=zero_debias, name=name,
-                          threads=threads, half_shadows=half_shadows)
-        # validate the options now (a bad decay fails here, not at register)
-        self._ctx = self._new_context()
+        self._opts = dict(num_updates=num_updates, zero_debias=zero_debias, threads=threads,
+                          half_shadows=half_shadows)
+        self._ctx = self._new_context()   # validates the options now, not at register()
+        self.step = 0
         self._registered = False
         self._set_slots([])
         self._applied = False
+        self._stored = False
+        self._module = None
+        self._module_at = None
+        self._updates = 0
         self.skipped = []  # (model name, reason) of tensors left out
 
     def _new_context(self):
         o = self._opts
-        ctx = Context(o["decay"], num_updates=o["num_updates"], zero_debias=o["zero_debias"],
-                      name=o["name"], threads=o["threads"], half_shadows=o["half_shadows"])
+        name0, sched0, value0 = self._members[0]
+        ctx = Context(value0 if self._mode == "tf" else sched0.decay, num_updates=o["num_updates"],
+                      zero_debias=o["zero_debias"], name=name0, threads=o["threads"],
+                      half_shadows=o["half_shadows"])
+        ctx.h.terms = _TERMS
+        if self._mode == "update":
+            ctx.set_schedule(sched0)
+            for n, s, _ in self._members[1:]:
+                ctx.bank_add(n, s)
         return ctx
 
     # ---------------------------------------------------------------- options
     @property
     def decay(self):
+        """The decay of member 0 (the largest decay of a warm-up)."""
         return self._ctx.decay
 
     @decay.setter
     def decay(self, value):
         self._ctx.decay = value
-        self._opts["decay"] = self._ctx.decay
 
     @property
     def num_updates(self):
@@ -166,6 +230,11 @@ class EMA:
         return self._ctx.name
 
     @property
+    def members(self):
+        """Names of the averages kept (one, or the bank's members in order)."""
+        return [n for n, _, _ in self._members]
+
+    @property
     def threads(self):
         return self._ctx.threads
 
@@ -178,112 +247,81 @@ class EMA:
     def effective_decay(self):
         return self._ctx.effective_decay
 
+    def _member(self, member):
+        if member is None:
+            return 0
+        if isinstance(member, str):
+            names = self.members
+            if member not in names:
+                raise InvalidArgumentError(f"no average called {member!r}; this EMA keeps {names}")
+            return names.index(member)
+        if isinstance(member, bool) or not hasattr(member, "__index__"):
+            raise InvalidArgumentError(f"member must be an index or a name, got {member!r}")
+        k = int(member.__index__())
+        if not 0 <= k < len(self._members):
+            raise InvalidArgumentError(f"member {k} out of range: this EMA keeps {len(self._members)} averages")
+        return k
+
     # ------------------------------------------------------------ registering
-    def _walk(self):
-        """(canonical, model name, container, attr, tensor, role) for every
-        tensor of the model, each tensor once (tied weights once)."""
-        seen = set()
-        out = []
-        for mname, mod in self.model.named_modules():
-            prefix = mname + "." if mname else ""
-            for attr, p in mod._parameters.items():
-                if p is None or id(p) in seen:
-                    continue
-                seen.add(id(p))
-                out.append((prefix + attr, mod._parameters, attr, p, "param"))
-            nonpersistent = getattr(mod, "_non_persistent_buffers_set", set())
-            for attr, b in mod._buffers.items():
-                if b is None or id(b) in seen:
-                    continue
-                seen.add(id(b))
-                if attr in nonpersistent:
-                    self.skipped.append((prefix + attr, "non-persistent buffer"))
-                    continue
-                out.append((prefix + attr, mod._buffers, attr, b, "buffer"))
-        return out
-
-    def _plan(self):
-        self.skipped = []
-        plan = []
-        names = {}
-        for where, container, attr, t, role in self._walk():
-            if role == "param" and t.requires_grad and t.dtype in _FLOAT:
-                averaged = True
-            elif role == "buffer" and t.dtype in _FLOAT:
-                if self.buffers == "ignore":
-                    self.skipped.append((where, "floating buffer (buffers='ignore')"))
-                    continue
-                averaged = self.buffers == "average"
-            elif t.dtype in _FLOAT or t.dtype in _INT:
-                averaged = False
-            else:
-                self.skipped.append((where, f"dtype {t.dtype} cannot be carried"))
-                continue
-            name = canonical_name(where)
-            if name in names:
-                raise InvalidArgumentError(
-                    f"{where!r} and {names[name]!r} have the same canonical name {name!r} "
-                    f"(after stripping 'module.' / '_orig_mod.')")
-            names[name] = where
-            _arrays.describe(t, repr(where))  # device / contiguity checks, before anything is registered
-            plan.append((name, where, container, attr, t, averaged))
-        # two tensors over the same memory would be swapped twice
-        spans = sorted((t.data_ptr(), t.data_ptr() + t.numel() * t.element_size(), where)
-                       for _, where, _, _, t, _ in plan if t.numel())
-        end, last = 0, None
-        for b0, b1, wb in spans:
-            if b0 < end:
-                raise InvalidArgumentError(
-                    f"{last!r} and {wb!r} share memory; libema needs every registered tensor in its "
-                    f"own memory (tie weights by sharing the nn.Parameter object instead)")
-            if b1 > end:
-                end, last = b1, wb
-        return plan
-
     def _register_into(self, ctx):
-        slots = []
-        for name, where, container, attr, t, averaged in self._plan():
-            ctx.track(name, t.detach(), averaged=averaged)
-            slots.append(_Slot(name, where, container, attr, t, averaged))
-        return slots
+        skipped = []
+        slots = _plan.plan(self.model, self.buffers, self._ignore, skipped)
+        if not any(s.averaged for s in slots):
+            raise InvalidArgumentError(
+                f"nothing to average: {type(self.model).__name__} has no floating parameter with "
+                f"requires_grad (and no floating buffer with buffers='average') that is not ignored"
+                + (f"; left out: {', '.join(w for w, _ in skipped[:5])}" if skipped else ""))
+        for s in slots:
+            ctx.track(s.name, _plan.memory_view(s.tensor.detach(), s.perm), policy=_POLICY[s.policy])
+        return slots, skipped
 
     def register(self):
         """Create the shadows as copies of the parameters' current values
         (the seeds' register()). Call once, after the model is built and
-        placed, before training."""
+        placed, before training. Returns self."""
         if self._registered:
             raise StateError("register() was already called; use reregister() to start over "
                              "from the model's current tensors")
         try:
-            slots = self._register_into(self._ctx)
+            slots, skipped = self._register_into(self._ctx)
         except BaseException:
             # the library cannot unregister: start again from a fresh context
             self._ctx.close()
             self._ctx = self._new_context()
             raise
+        self.skipped = skipped
         self._set_slots(slots)
         self._registered = True
         return self
 
     def _set_slots(self, slots):
         self._slots = slots
+        self._by_name = {s.name: s for s in slots}
+        self._by_alias = {a: s for s in slots for a in s.aliases}
+        dicts = list({id(s.container): s.container for s in slots}.values())
+        self._entries = (dicts, list(map(id, chain.from_iterable(map(dict.values, dicts)))))
         self._quick = ([s.container for s in slots], [s.attr for s in slots],
                        [s.tensor for s in slots], [s.ptr for s in slots])
+        swapped = [s for s in slots if s.policy != _plan.COPY]   # averaged and kept tensors
+        self._swapped_slots = swapped
+        self._swapped_tensors = [s.tensor for s in swapped]
+        self._swapped_ptrs = [s.ptr for s in swapped]
+        params = [s for s in slots if s.role == "param"]
+        self._rg_tensors = [s.tensor for s in params]
+        self._rg_flags = [s.requires_grad for s in params]
+        self._dicts, self._links = _plan.structure_key(self.model)
+        self._sizes = _plan.dict_sizes(self._dicts)
 
     def _need_registered(self, what):
         if not self._registered:
-            raise StateError(f"{what} needs register() first")
+            raise StateError(f"{what} needs register() first (ema = EMA(model, ...).register())")
 
     # ---------------------------------------------------------- storage checks
     def _replaced(self, full=True):
-        """Slots whose tensor was replaced. The quick test (identity of the
-        model's tensor and its data_ptr, ~0.2 us a tensor) is memory-safe:
-        libema's alias keeps the old storage alive, so no new tensor can
-        get its address. full=True also compares dtype and shape (a view of
-        the same memory set as param.data), ~2 us a tensor."""
+        """Slots whose tensor was replaced (identity and data_ptr; full=True
+        also dtype and shape)."""
         conts, attrs, tensors, ptrs = self._quick
-        if (list(map(torch.Tensor.data_ptr, tensors)) == ptrs
-                and all(map(operator.is_, map(dict.get, conts, attrs), tensors))):
+        if list(map(torch.Tensor.data_ptr, tensors)) == ptrs and self._same_entries():
             if not full:
                 return []
             return [s for s in self._slots if s.tensor.dtype != s.dtype or s.tensor.shape != s.shape]
@@ -291,13 +329,66 @@ class EMA:
                 if s.container.get(s.attr) is not s.tensor or s.tensor.data_ptr() != s.ptr
                 or s.tensor.dtype != s.dtype or s.tensor.shape != s.shape]
 
-    def _verify(self, full=True):
-        bad = self._replaced(full)
-        if not bad:
+    def _same_entries(self):
+        """Every registered tensor is still the object its module holds. The
+        quick test compares each container's values (a C-level list
+        comparison by identity); when one differs (an unregistered entry
+        reassigned, say), the exact test per tensor decides."""
+        dicts, ids = self._entries
+        if list(map(id, chain.from_iterable(map(dict.values, dicts)))) == ids:
+            return True
+        conts, attrs, tensors, _ = self._quick
+        if all(map(operator.is_, map(dict.get, conts, attrs), tensors)):
+            self._entries = (dicts, list(map(id, chain.from_iterable(map(dict.values, dicts)))))
+            return True
+        return False
+
+    def _structure_changed(self):
+        """A sentence saying how the model changed since register(), or None.
+        The quick test compares requires_grad of every registered parameter,
+        the size of every module's parameter/buffer/submodule dict and the
+        identity of every submodule."""
+        flags = list(map(operator.attrgetter("requires_grad"), self._rg_tensors))
+        if (flags == self._rg_flags and _plan.dict_sizes(self._dicts) == self._sizes
+                and all(map(operator.is_, map(dict.get, *self._links[:2]), self._links[2]))):
+            return None
+        what = []
+        flipped = [s.where for s, f in zip([s for s in self._slots if s.role == "param"], flags)
+                   if f != s.requires_grad]
+        if flipped:
+            what.append(f"requires_grad changed for {', '.join(map(repr, flipped[:5]))}")
+        known = {a for s in self._slots for a in s.aliases} | {canonical_name(w) for w, _ in self.skipped}
+        tensors, _ = _plan.walk(self.model)
+        new = [w for w, *_ in tensors if canonical_name(w) not in known]
+        if new:
+            what.append(f"tensors added after register(): {', '.join(map(repr, new[:5]))}")
+        gone = {canonical_name(w) for w, *_ in tensors}
+        lost = [s.where for s in self._slots if s.name not in gone]
+        if lost:
+            what.append(f"tensors removed: {', '.join(map(repr, lost[:5]))}")
+        swapped = [w for w, _, _, t, *_ in tensors
+                   if canonical_name(w) in self._by_alias and self._by_alias[canonical_name(w)].tensor is not t]
+        if swapped:
+            what.append(f"tensors replaced by new ones (a new submodule?): {', '.join(map(repr, swapped[:5]))}")
+        if not what:  # a module added or replaced without tensors of its own: nothing to do
+            self._dicts, self._links = _plan.structure_key(self.model)
+            self._sizes = _plan.dict_sizes(self._dicts)
+            return None
+        return "; ".join(what)
+
+    def _verify(self, full=True, structure=True):
+        change = self._structure_changed() if structure else None
+        bad = [] if change else self._replaced(full)
+        if not bad and not change:
             return
-        if self.on_replaced == "reregister" and not self._applied:
+        if self.on_replaced == "reregister" and not self._applied and not self._stored:
             self.reregister()
             return
+        if change:
+            raise StateError(
+                f"the model changed since register(): {change}. Call ema.reregister() to register "
+                f"the model as it is now (averages are carried over; a tensor that becomes averaged "
+                f"starts from its current value), or create the EMA with on_replaced='reregister'")
         names = ", ".join(repr(s.where) for s in bad[:5]) + (" ..." if len(bad) > 5 else "")
         raise StorageChangedError(
             f"{len(bad)} registered tensor(s) no longer use the memory libema averages ({names}): "
@@ -306,276 +397,141 @@ class EMA:
             f"to the new tensors (or create the EMA with on_replaced='reregister'); in-place "
             f"updates (optimizer steps, param.data.copy_(), load_state_dict) are fine")
 
+    def _refuse_if_other_applied(self, what):
+        other = _plan.applied_owner(self._swapped_ptrs, self)
+        if other is not None:
+            raise StateError(
+                f"{what}: the model holds the averages of another EMA ({other.name!r}, applied with "
+                f"apply_shadow() or average_parameters()); restore that one first")
+
     # ----------------------------------------------------------------- updates
-    def update(self, num_updates=None):
-        """One EMA step over every averaged parameter, after optimizer.step():
-        shadow -= (1 - d) * (shadow - param). num_updates: when given, sets
-        TensorFlow's num_updates (the warm-up min(decay, (1+n)/(10+n))) first."""
+    def update(self, model=None, step=None, *, num_updates=None):
+        """One EMA step after optimizer.step(). The object counts steps
+        itself (ema.step); update(step=n) takes the trainer's step instead
+        (it must increase). timm's update(model, step) is accepted when
+        model is the registered model; update(n) is update(step=n).
+        num_updates: the 0.1 spelling of TensorFlow's num_updates."""
+        if model is not None:
+            if isinstance(model, int) and not isinstance(model, bool) and step is None:
+                step, model = model, None
+            elif not isinstance(model, torch.nn.Module):
+                raise InvalidArgumentError(
+                    f"update() takes the registered model or a step (int), got a {type(model).__name__}")
+            elif model is not self.model and not self._wraps(model):
+                raise InvalidArgumentError(
+                    f"update(model): this EMA averages the {type(self.model).__name__} it was created "
+                    f"with; got another {type(model).__name__} (create an EMA per model)")
         self._need_registered("update()")
         if self._applied:
             raise StateError("update() while the averages are applied (apply_shadow() without "
                              "restore(), or inside average_parameters()): it would average the averages")
+        if self._stored:
+            raise StateError("update() while a copy_to() is pending: call restore() first")
+        self._refuse_if_other_applied("update()")
         if self.check_storage:
             self._verify(full=False)
+        if step is None:
+            step = self.step + 1
+        else:
+            step = _plan._int(step, "step", 1)
+            if step <= self.step:
+                raise InvalidArgumentError(f"step must increase: got {step} after {self.step}")
         if num_updates is not None:
+            if self._mode != "tf" or self._warmup == "tf":
+                raise InvalidArgumentError("update(num_updates=...) is for a constant decay without warmup='tf'; "
+                                           "the schedules take update(step=...)")
             self.num_updates = num_updates
-        self._ctx.apply_all()
+        if step % self.update_every:
+            self.step = step
+            return
+        if self._mode == "tf":
+            if self._warmup == "tf":
+                self._ctx.num_updates = step
+            self._ctx.apply_all()
+        else:
+            self._ctx.update(step)
+        self.step = step
+        self._updates += 1
 
-    # -------------------------------------------------------------- evaluation
-    def apply_shadow(self):
-        """Put the averages into the model's parameters, in place (the
-        training values are kept by libema: ema_swap, no extra memory for
-        same-dtype shadows). restore() gives them back bit for bit. Do not
-        train or modify the parameters in between; update() is refused."""
-        self._need_registered("apply_shadow()")
-        if self._applied:
-            raise StateError("apply_shadow() twice: the averages are already in the model")
-        self._verify()
-        self._ctx.swap()
-        self._applied = True
-
-    def restore(self):
-        """Give the model its training values back after apply_shadow()."""
-        if not self._applied:
-            raise StateError("restore() without apply_shadow(): the model already holds its training values")
-        self._ctx.check_storage()
-        self._ctx.swap()
-        self._applied = False
-
-    @contextlib.contextmanager
-    def average_parameters(self):
-        """with ema.average_parameters(): evaluate(model) -- the model holds
-        the averages inside the block and its training values after it, even
-        when the block raises."""
-        self.apply_shadow()
-        try:
-            yield self.model
-        finally:
-            self.restore()
-
-    @property
-    def applied(self):
-        """True between apply_shadow() and restore()."""
-        return self._applied
+    def _wraps(self, model):
+        """model is a wrapper (DataParallel, torch.compile) of the registered one."""
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        return inner is self.model or (inner is not None and self._wraps(inner))
 
     # ---------------------------------------------------------------- reading
-    def average(self, name):
-        """The average of a parameter (canonical or model name) as a torch
-        tensor over libema's memory (zero copy; read it, do not write it).
-        It follows later updates. Between apply_shadow() and restore() do not
-        rely on it: for same-dtype shadows it holds the training values then."""
-        self._need_registered("average()")
-        name = canonical_name(name)
-        return self._ctx.average_torch(name)
+    def _slot(self, name):
+        if not isinstance(name, str):
+            raise InvalidArgumentError(
+                f"name must be a str (a parameter name such as 'fc.weight'), got {type(name).__name__}")
+        s = self._by_alias.get(canonical_name(name))
+        if s is None:
+            raise _formats.not_found(name, self._slots)
+        return s
+
+    def average_view(self, name, member=None):
+        """A zero-copy view of an average (in the model tensor's layout): it
+        follows later updates. Read it, never write it (torch has no
+        read-only tensors); between apply_shadow() and restore() it holds
+        the training values."""
+        self._need_registered("average_view()")
+        s = self._slot(name)
+        if not s.averaged:
+            raise _formats.not_averaged(s)
+        k = self._member(member)
+        v = self._ctx.bank_average_torch(s.name, k) if len(self._members) > 1 else self._ctx.average_torch(s.name)
+        return _plan.logical_view(v, s.perm)
+
+    def average(self, name, member=None):
+        """A copy of the average of a parameter (canonical or model name)."""
+        return self.average_view(name, member).clone(memory_format=torch.preserve_format)
 
     @property
     def shadow(self):
-        """{canonical name: average} for every averaged tensor: zero-copy views
-        (the seeds' ema.shadow dict)."""
+        """{canonical name: copy of its average} for every averaged tensor,
+        read-only (the seeds' ema.shadow)."""
         self._need_registered("shadow")
-        return {s.name: self._ctx.average_torch(s.name) for s in self._slots if s.averaged}
+        return _ReadOnlyAverages(self, [s.name for s in self._slots if s.averaged])
 
     def names(self, averaged=None):
-        """Canonical names registered: all, only averaged (True) or only plain state (False)."""
+        """Canonical names registered: all, only averaged (True) or only the others (False)."""
         return [s.name for s in self._slots if averaged is None or s.averaged == averaged]
 
     def average_name(self, name):
         return self._ctx.average_name(canonical_name(name))
 
-    # --------------------------------------------------------- state transfer
-    # The EMA state is whatever ema_save writes besides the model's own
-    # tensors: each average "<n>/<ema>", and with zero_debias (or in later
-    # library versions) more tensors under "<n>/<ema>/...", plus the
-    # metadata. It is moved through a checkpoint file (in /dev/shm when
-    # there is one), so that the library's own writer and loader (validation,
-    # all-or-nothing) define it, not a copy of their rules here.
-
-    @staticmethod
-    def _collect(ctx, slots):
-        """({key: new tensor}, {metadata}) of ctx's EMA state."""
-        model_keys = {s.name for s in slots}
+    def averaged_state_dict(self, member=None):
+        """A plain state_dict of the averaged model (timm's state_dict_ema):
+        every key of model.state_dict() (canonical names, tied weights under
+        each of their names), averages for averaged tensors, the model's
+        values for the others. New tensors, in the model's dtypes and layouts."""
+        self._need_registered("averaged_state_dict()")
+        if self._applied:
+            raise StateError("averaged_state_dict() while the averages are applied; call restore() first")
+        k = self._member(member)
+        by_id = {id(s.tensor): s for s in self._slots}
         out = {}
-        with _tmpdir() as d:
-            p = os.path.join(d, "state.safetensors")
-            ctx.check_storage()
-            ctx.save(p)
-            with open_file(p, bf16="bits") as f:
-                meta = {k: v for k, v in f.metadata.items() if k not in ("libema.checksum", "libema.xxh64")}
-                for key in f.keys():
-                    if key in model_keys:
-                        continue
-                    inf = f.info(key)
-                    t = torch.empty(inf.shape, dtype=_torch_dtype(inf.dtype))
-                    if inf.nbytes:
-                        f._read_into(key, 0, t.data_ptr(), inf.nbytes)
-                    out[key] = t
-        return out, meta
+        for key, t in self.model.state_dict(keep_vars=True).items():
+            s = by_id.get(id(t))
+            if s is not None and s.policy != _plan.COPY:
+                v = self._kept_or_average(s, k).to(s.dtype).clone(memory_format=torch.preserve_format)
+            else:
+                v = t.detach().clone(memory_format=torch.preserve_format)
+            out[canonical_name(key)] = v
+        return out
 
-    @staticmethod
-    def _owner(key, by_name):
-        """The registered slot a state key belongs to ("<n>/..."), or None."""
-        cut = len(key)
-        while True:
-            cut = key.rfind("/", 0, cut)
-            if cut <= 0:
-                return None
-            s = by_name.get(key[:cut])
-            if s is not None:
-                return s
+    def _kept_or_average(self, s, k):
+        if s.averaged:
+            return self.average_view(s.name, k)
+        ptr, code = self._ctx.kept_ptr(s.name, k)
+        return _plan.logical_view(_arrays.torch_view(ptr, code, tuple(_plan.memory_view(s.tensor, s.perm).shape),
+                                                     self._ctx.h), s.perm)
 
-    def _load_state(self, ctx, slots, tensors, meta, template=None):
-        """Load the EMA state {key: tensor} and metadata into ctx through a
-        checkpoint file that holds the model's current values (so those are
-        unchanged). template: ctx's own state ({key: tensor}, from
-        _collect), which says which keys ctx needs and their dtypes and
-        shapes; floating tensors are converted to the template's dtype."""
-        if template is None:
-            template, _ = self._collect(ctx, slots)
-        entries = {s.name: s.tensor.detach() for s in slots}
-        for key, want in template.items():
-            v = tensors.get(key)
-            if v is None:
-                raise MismatchError(f"the EMA state has no tensor {key!r}")
-            if not isinstance(v, torch.Tensor):
-                raise MismatchError(f"{key!r} in the EMA state is not a tensor")
-            if tuple(v.shape) != tuple(want.shape):
-                raise MismatchError(f"{key!r} has shape {tuple(v.shape)} in the EMA state but "
-                                    f"{tuple(want.shape)} is needed")
-            v = v.detach().to("cpu")
-            if v.dtype != want.dtype and v.is_floating_point() and want.is_floating_point():
-                v = v.to(want.dtype)
-            entries[key] = v.contiguous()
-        with _tmpdir() as d:
-            p = os.path.join(d, "state.safetensors")
-            write_safetensors(p, entries, meta)
-            ctx.load(p)
-
-    def reregister(self):
-        """Register the model's current tensors again, carrying the averages
-        (and decay, num_updates, name, zero_debias state) over, converted to
-        the new dtypes: after param.data = ..., model.to(dtype), model.half(),
-        or new nn.Parameter objects. A tensor that is new gets a fresh shadow
-        (a copy of its value); one that disappeared is dropped."""
-        if not self._registered:
-            return self.register()
-        if self._applied:
-            raise StateError("reregister() while the averages are applied; call restore() first")
-        if self._retarget_in_place():
-            return self
-        old, old_slots = self._ctx, self._slots
-        carried, meta = self._collect(old, old_slots)
-        self._opts.update(decay=old.decay, num_updates=old.num_updates, name=old.name)
-        new = self._new_context()
-        if old.threads:
-            new.threads = old.threads
-        slots = self._register_into(new)
-        fresh, _ = self._collect(new, slots)   # the library's fresh state for every tensor
-        by_name = {s.name: s for s in slots}
-        for s in slots:  # a tensor not averaged before starts fresh, all its state keys together
-            if s.averaged and f"{s.name}/{new.name}" not in carried:
-                carried.update({k: v for k, v in fresh.items() if self._owner(k, by_name) is s})
-        self._load_state(new, slots, carried, meta, template=fresh)
-        self._ctx = new
-        self._set_slots(slots)
-        old.close()
-        return self
-
-    def _retarget_in_place(self):
-        """The common case of reregister(): the same tensors by name, each
-        with its dtype and shape, some of them in new memory (param.data =
-        ..., a new nn.Parameter of the same kind). The library points those
-        at their new memory (ema_retarget) and keeps every average as it is,
-        with no copy. Returns False when anything else changed."""
-        plan = self._plan()
-        if [p[0] for p in plan] != [s.name for s in self._slots]:
-            return False
-        moved = []
-        for (name, where, container, attr, t, averaged), s in zip(plan, self._slots):
-            if averaged != s.averaged or t.dtype != s.dtype or t.shape != s.shape:
-                return False
-            if t is not s.tensor or t.data_ptr() != s.ptr:
-                moved.append((s, t))
-        for s, t in moved:
-            self._ctx.retarget(s.name, t.detach())
-        self._set_slots([_Slot(name, where, container, attr, t, averaged)
-                         for name, where, container, attr, t, averaged in plan])
-        return True
-
-    def state_dict(self):
-        """The EMA's own state, for torch.save next to the model's state dict:
-        {"format", "name", "decay", "num_updates", "zero_debias", "metadata",
-        "tensors"}; tensors are keyed as in the checkpoint
-        ("fc.weight/ExponentialMovingAverage", and with zero_debias
-        ".../biased" and the debias counters); new tensors, not views."""
-        self._need_registered("state_dict()")
-        if self._applied:
-            raise StateError("state_dict() while the averages are applied; call restore() first")
-        self._verify()
-        tensors, meta = self._collect(self._ctx, self._slots)
-        return {"format": _STATE_FORMAT, "name": self.name, "decay": self.decay,
-                "num_updates": self.num_updates, "zero_debias": self.zero_debias,
-                "metadata": meta, "tensors": tensors}
-
-    def load_state_dict(self, state_dict):
-        """Load what state_dict() returned (averages converted to the shadow
-        dtypes); decay, num_updates and name come back too. The model's
-        parameters are not changed. All or nothing."""
-        self._need_registered("load_state_dict()")
-        if self._applied:
-            raise StateError("load_state_dict() while the averages are applied; call restore() first")
-        if not isinstance(state_dict, dict) or state_dict.get("format") != _STATE_FORMAT:
-            raise InvalidArgumentError(
-                f"not an ema.torch.EMA state dict (format {_STATE_FORMAT!r} expected)")
-        if bool(state_dict["zero_debias"]) != self.zero_debias:
-            raise MismatchError(
-                f"the state was saved with zero_debias={bool(state_dict['zero_debias'])} but this EMA "
-                f"has zero_debias={self.zero_debias}")
-        self._verify()
-        meta = {str(k): str(v) for k, v in state_dict.get("metadata", {}).items()}
-        self._load_state(self._ctx, self._slots, state_dict["tensors"], meta)
-
-    # ------------------------------------------------------------- checkpoints
-    def save(self, path):
-        """One safetensors file (atomic): each tensor under its canonical name,
-        each average under "<name>/<ema name>", plain state, the EMA state."""
-        self._need_registered("save()")
-        self._verify()
-        self._ctx.save(path)
-
-    def load(self, path):
-        """Resume from save(): the model's tensors, the averages and the EMA
-        state (decay, num_updates, name) all come back."""
-        self._need_registered("load()")
-        self._verify()
-        self._ctx.load(path)
-
-    def load_averages_into_model(self, path):
-        """Evaluation from a checkpoint (TensorFlow's variables_to_restore()):
-        each average in the file lands in its parameter, plain state
-        (BatchNorm statistics, counters) in its buffer. The EMA's own
-        averages are unchanged."""
-        self._need_registered("load_averages_into_model()")
-        self._verify()
-        self._ctx.load_averages_into_model(path)
-
-    def close(self):
-        """Free the library context now (a swapped model gets its values back)."""
-        self._ctx.close()
-        self._applied = False
-
-    def __repr__(self):
-        n = sum(s.averaged for s in self._slots)
-        return (f"EMA(decay={self.decay!r}, num_updates={self.num_updates!r}, averaged={n}, "
-                f"state={len(self._slots) - n}, threads={self.threads})")
+    def export(self, path, member=None):
+        """Write averaged_state_dict() to a safetensors file (plain torch or
+        safetensors loaders load it strictly: tied aliases included)."""
+        sd = self.averaged_state_dict(member)
+        write_safetensors(path, {k: v.contiguous() for k, v in sd.items()})
 
 
-_ST_TORCH = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16,
-             "I32": torch.int32, "I64": torch.int64}
 
-
-def _torch_dtype(name):
-    try:
-        return _ST_TORCH[name]
-    except KeyError:
-        raise MismatchError(f"unexpected dtype {name} in an EMA checkpoint") from None
-
+from ._torch_posthoc import PostHocEMA  # noqa: E402  (it builds on EMA)

@@ -116,6 +116,8 @@ double ema__schedule_gamma(const ema_schedule *s);        /* power-function gamm
 /* Reserve bytes (a multiple of EMA_ALIGN; 0 gives EMA_ALIGN) in member a's
    arena; NULL when memory runs out. Blocks never move. */
 unsigned char *ema__arena_alloc(ema_ctx *ctx, size_t a, size_t bytes);
+/* Free every block of every arena (ema_free). */
+void ema__arena_free(ema_ctx *ctx);
 /* Arena bytes of one member's values of an averaged tensor: its shadow and,
    with zero_debias, the debiased average after it; each 64-byte aligned. */
 size_t ema__member_bytes(const ema_ctx *ctx, size_t numel, ema_dtype sdtype);

@@ -1,7 +1,7 @@
 /*
- * src/core/registry.c: the tensor registry: arenas (64-byte-aligned blocks
- * that never move, one arena per member of the bank), the name index (open
+ * src/core/registry.c: the tensor registry: the name index (open
  * addressing), track with its policies, tensor_info, retarget and untrack.
+ * Shadows and frozen copies live in the arenas (arena.c).
  *
  * Every public function validates its whole input first and only then
  * changes state, so that a failed call leaves everything as it was.
@@ -12,49 +12,6 @@
 #include "internal.h"
 #include "run.h"
 
-/* ------------------------------------------------------------------------ */
-/* Arenas                                                                   */
-/* ------------------------------------------------------------------------ */
-
-struct ema_block {
-  ema_block *next;
-  unsigned char *base;
-  size_t cap, used;
-};
-
-#define EMA_BLOCK_MIN ((size_t)64 << 10)
-#define EMA_BLOCK_GROW_MAX ((size_t)64 << 20)
-
-/* Reserve bytes (already rounded) in the arena; returns NULL on failure. A
-   block allocated for a call that later fails stays in the arena, empty,
-   which is invisible to the caller. */
-unsigned char *ema__arena_alloc(ema_ctx *ctx, size_t a, size_t bytes) {
-  ema_block *b = ctx->blocks[a];
-  if (bytes == 0) bytes = EMA_ALIGN; /* distinct, valid pointers for empty tensors */
-  if (!b || b->cap - b->used < bytes) {
-    size_t grow = ctx->arena_total[a];
-    if (grow < EMA_BLOCK_MIN) grow = EMA_BLOCK_MIN;
-    if (grow > EMA_BLOCK_GROW_MAX) grow = EMA_BLOCK_GROW_MAX;
-    size_t cap = bytes > grow ? bytes : grow;
-    ema_block *nb = (ema_block *)ema__malloc(sizeof *nb);
-    if (!nb) return NULL;
-    nb->base = (unsigned char *)ema__aligned_alloc(cap);
-    if (!nb->base) {
-      free(nb);
-      return NULL;
-    }
-    nb->cap = cap;
-    nb->used = 0;
-    nb->next = ctx->blocks[a];
-    ctx->blocks[a] = nb;
-    ctx->arena_total[a] += cap;
-    b = nb;
-  }
-  unsigned char *p = b->base + b->used;
-  b->used += bytes;
-  return p;
-}
-
 /* Give back the registry's memory: names, tensors, index and every arena. */
 void ema__registry_free(ema_ctx *ctx) {
   for (size_t i = 0; i < ctx->count; i++) {
@@ -63,14 +20,7 @@ void ema__registry_free(ema_ctx *ctx) {
   }
   free(ctx->tensors);
   free(ctx->index);
-  for (size_t a = 0; a < EMA_MAX_AVERAGES; a++) {
-    while (ctx->blocks[a]) {
-      ema_block *n = ctx->blocks[a]->next;
-      ema__aligned_free(ctx->blocks[a]->base);
-      free(ctx->blocks[a]);
-      ctx->blocks[a] = n;
-    }
-  }
+  ema__arena_free(ctx);
 }
 
 /* ------------------------------------------------------------------------ */

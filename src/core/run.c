@@ -126,7 +126,9 @@ static void run_span(const run_job *job, size_t b0, size_t b1) {
   for (size_t i = lo; i < job->n; i++) {
     const ema_run_item *it = &job->items[i];
     if (it->begin >= b1) break;
-    size_t e0 = elem_at(it, b0), e1 = elem_at(it, b1);
+    /* a tensor wholly inside the span (most of them) needs no division */
+    size_t numel = it->t->numel, end = it->begin + numel * it->cost;
+    size_t e0 = elem_at(it, b0), e1 = b1 >= end ? numel : elem_at(it, b1);
     if (e0 < e1) run_range(job->k, it, e0, e1);
   }
 }

@@ -9,8 +9,10 @@
  *   <n>/<ema>/local_step      zero_debias only: int64 scalar, updates so far
  *   <n>/<ema>/decay_product   zero_debias only: f64 scalar, product of the decays
  * (<ema> is an average's name, "ExponentialMovingAverage" by default; the
- * names are TensorFlow's), plain state under its own name only, and the EMA
- * state in __metadata__. docs/checkpoints.md is the full description.
+ * names are TensorFlow's), COPY tensors under their own name only, KEEP
+ * tensors under their own name and, frozen copy in the model dtype, under
+ * <n>/<ema> of every member, and the EMA state in __metadata__.
+ * docs/checkpoints.md is the full description.
  */
 #ifndef EMA_IO_CKPT_H
 #define EMA_IO_CKPT_H
@@ -22,6 +24,11 @@
 #include "io/safetensors.h"
 
 #define CKPT_FORMAT_VERSION "1"
+
+/* Metadata "ema.policy.<tensor name>" = "copy" or "keep": the policy of
+   every tensor that is not averaged. Without it (0.1 files), a tensor with
+   an average key is AVERAGE and one without is COPY. */
+#define CKPT_POLICY_PREFIX "ema.policy."
 
 /* "<a>/<b>" or "<a>/<b>/<c>" (c may be NULL), from ema__malloc; NULL when
    memory ran out. */

@@ -127,8 +127,10 @@ static ema_status extract_one(extract_src *x, const st_tensor *s, char *err, siz
     for (int d = 0; same && d < s->ndim; d++) same = model->shape[d] == s->shape[d];
     int conv = s->dtype == ST_F32 && (model->dtype == ST_F16 || model->dtype == ST_BF16);
     if (!same || (s->dtype != model->dtype && !conv)) {
-      st_errf(err, errcap, "ema_extract_averages: the average '%s' does not match the shape or dtype of '%s'",
-              s->name, model->name);
+      char a[CKPT_QUOTE_CAP], m[CKPT_QUOTE_CAP];
+      ckpt_quote(a, sizeof a, s->name);
+      ckpt_quote(m, sizeof m, model->name);
+      st_errf(err, errcap, "ema_extract_averages: the average %s does not match the shape or dtype of %s", a, m);
       return EMA_E_FORMAT;
     }
     extract_out(x, s, model, conv ? (model->dtype == ST_BF16 ? 1 : 2) : 0);
@@ -148,8 +150,12 @@ ema_status ema_extract_averages(const char *checkpoint, const char *out, const c
     return EMA_E_INVALID_ARG;
   }
   st_file *f = NULL;
-  ema_status st = st_open(checkpoint, &f, err, errcap);
-  if (st != EMA_OK) return st;
+  char e[EMA_ERR_CAP];
+  ema_status st = st_open(checkpoint, &f, e, sizeof e);
+  if (st != EMA_OK) {
+    st_errf(err, errcap, "ema_extract_averages: %s", e);
+    return st;
+  }
   extract_src x;
   memset(&x, 0, sizeof x);
   x.f = f;
@@ -167,7 +173,9 @@ ema_status ema_extract_averages(const char *checkpoint, const char *out, const c
   }
   for (size_t i = 0; i < f->n_tensors && st == EMA_OK; i++) st = extract_one(&x, &f->tensors[i], err, errcap);
   if (st == EMA_OK && x.n_avg == 0) {
-    st_errf(err, errcap, "ema_extract_averages: '%s' holds no averages named '*/%s'", checkpoint, x.name);
+    char q[CKPT_QUOTE_CAP];
+    ckpt_quote(q, sizeof q, x.name);
+    st_errf(err, errcap, "ema_extract_averages: '%s' holds no averages named */%s", checkpoint, q);
     st = EMA_E_FORMAT;
   }
   if (st == EMA_OK) {

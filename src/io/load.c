@@ -13,6 +13,7 @@
 #include "io/st_internal.h"
 
 static void loader_free(loader *L) {
+  free(L->fpol);
   st_close(L->f);
   free(L->items);
   ema__aligned_free(L->stage);
@@ -28,19 +29,21 @@ static int same_shape(const st_tensor *s, const ema_tensor *t) {
 ema_status load_expect(loader *L, const char *key, ema_tensor *t, ema_dtype want, ema_dtype also, int scalar,
                        int dest, size_t k, const char *role) {
   const st_tensor *s = st_find(L->f, key);
+  char q[CKPT_QUOTE_CAP], tq[CKPT_QUOTE_CAP];
+  ckpt_quote(q, sizeof q, key); /* holds the file's average name */
+  ckpt_quote(tq, sizeof tq, t->name);
   if (!s)
-    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: the checkpoint has no tensor '%s' (%s of '%s')", L->fn, key, role,
-                     t->name);
+    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: the checkpoint has no tensor %s (%s of %s)", L->fn, q, role, tq);
   ema_dtype dt;
   if (!st_dtype_to_ema(s->dtype, &dt) || (dt != want && dt != also))
-    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor '%s' is %s in the checkpoint but %s is needed", L->fn, key,
+    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor %s is %s in the checkpoint but %s is needed", L->fn, q,
                      st_dtype_name(s->dtype), ema_dtype_name(want));
   if (scalar ? s->ndim != 0 : !same_shape(s, t)) {
     char a[256], b[256];
     st_shape_str(a, sizeof a, s->ndim, s->shape);
     st_shape_str(b, sizeof b, scalar ? 0 : t->ndim, t->shape);
-    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor '%s' has shape %s in the checkpoint but %s is registered",
-                     L->fn, key, a, b);
+    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor %s has shape %s in the checkpoint but %s is registered",
+                     L->fn, q, a, b);
   }
   load_item *it = &L->items[L->n++];
   it->src = s;
@@ -97,6 +100,7 @@ static ema_status loader_open(loader *L, const char *path, load_sums *sums) {
   ema__xxh64_init(&sums->h, 0);
   st = parse_sum(L, "libema.xxh64", &sums->have_xxh, &sums->xxh);
   if (st == EMA_OK) st = parse_sum(L, "libema.checksum", &sums->have_legacy, &sums->legacy);
+  if (st == EMA_OK) st = load_read_policies(L);
   return st;
 }
 
@@ -222,14 +226,33 @@ ema_status load_run(ema_ctx *ctx, const load_src *src, const char *fn, const loa
 /* ema_load                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Every registered tensor must be there with its dtype and shape. */
+/* A KEEP tensor: its frozen copy under every member's key, in the model
+   dtype; member 0's is loaded, the others must hold the same bytes
+   (resume_check). */
+static ema_status resume_keep(loader *L, ema_tensor *t) {
+  for (size_t k = 0; k < L->n_avg; k++) {
+    char *key = ckpt_join3(t->name, L->avg[k].name, NULL);
+    if (!key) return ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
+    ema_status st = load_expect(L, key, t, t->dtype, t->dtype, 0, k == 0 ? LD_KEEP : LD_KEEP_SAME, k, "frozen copy");
+    free(key);
+    if (st != EMA_OK) return st;
+  }
+  return EMA_OK;
+}
+
+/* Every registered tensor must be there with its policy, dtype and shape. */
 static ema_status resume_plan(loader *L) {
   ema_ctx *ctx = L->ctx;
   ema_status st = load_read_state(L);
   for (size_t i = 0; i < ctx->count && st == EMA_OK; i++) {
     ema_tensor *t = &ctx->tensors[i];
-    st = load_expect(L, t->name, t, t->dtype, t->dtype, 0, LD_MODEL, 0, "model values");
-    if (t->pair < 0) continue;
+    char *probe = ckpt_join3(t->name, L->avg[0].name, NULL);
+    if (!probe) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
+    st = load_check_policy(L, i, probe);
+    free(probe);
+    if (st == EMA_OK) st = load_expect(L, t->name, t, t->dtype, t->dtype, 0, LD_MODEL, 0, "model values");
+    if (st == EMA_OK && t->policy == EMA_POLICY_KEEP) st = resume_keep(L, t);
+    if (t->policy != EMA_POLICY_AVERAGE) continue;
     for (size_t k = 0; k < L->n_avg && st == EMA_OK; k++) {
       char *names[4];
       int made = ckpt_state_keys(t->name, L->avg[k].name, ctx->zero_debias, names);
@@ -250,20 +273,25 @@ static ema_status resume_plan(loader *L) {
 
 /* The staged zero-debias counters. */
 static ema_status resume_check(loader *L) {
+  char q[CKPT_QUOTE_CAP];
+  const load_item *keep0 = NULL;
   for (size_t i = 0; i < L->n; i++) {
+    ckpt_quote(q, sizeof q, L->items[i].src->name);
+    if (L->items[i].dest == LD_KEEP) keep0 = &L->items[i];
+    if (L->items[i].dest == LD_KEEP_SAME && keep0 && keep0->t == L->items[i].t &&
+        memcmp(L->stage + keep0->staged, L->stage + L->items[i].staged, (size_t)keep0->src->nbytes) != 0)
+      return ema__fail(L->ctx, EMA_E_FORMAT, "%s: the frozen copies of a KEEP tensor differ (%s)", L->fn, q);
     const unsigned char *src = L->stage + L->items[i].staged;
     if (L->items[i].dest == LD_STEPS) {
       int64_t k;
       memcpy(&k, src, 8);
       if (k < 0)
-        return ema__fail(L->ctx, EMA_E_FORMAT, "%s: tensor '%s' holds a negative step count", L->fn,
-                         L->items[i].src->name);
+        return ema__fail(L->ctx, EMA_E_FORMAT, "%s: tensor %s holds a negative step count", L->fn, q);
     } else if (L->items[i].dest == LD_PROD) {
       double p;
       memcpy(&p, src, 8);
       if (!(p >= 0.0 && p <= 1.0))
-        return ema__fail(L->ctx, EMA_E_FORMAT, "%s: tensor '%s' holds a decay product outside [0, 1]", L->fn,
-                         L->items[i].src->name);
+        return ema__fail(L->ctx, EMA_E_FORMAT, "%s: tensor %s holds a decay product outside [0, 1]", L->fn, q);
     }
   }
   return EMA_OK;
@@ -281,6 +309,8 @@ static void resume_commit(loader *L) {
       case LD_AVERAGE: dst = it->t->average[it->k]; break;
       case LD_STEPS: dst = &it->t->debias_steps[it->k]; break;
       case LD_PROD: dst = &it->t->debias_prod[it->k]; break;
+      case LD_KEEP: dst = it->t->average[0]; break; /* shared by every member */
+      default: bytes = 0; break;                    /* LD_KEEP_SAME: checked only */
     }
     if (bytes) memcpy(dst, src, bytes);
   }
@@ -324,7 +354,12 @@ static ema_status into_model_plan(loader *L) {
   for (size_t i = 0; i < ctx->count; i++) {
     ema_tensor *t = &ctx->tensors[i];
     ema_status st;
-    if (t->pair < 0) { /* plain state maps to itself */
+    char *probe = ckpt_join3(t->name, active_name, NULL);
+    if (!probe) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
+    st = load_check_policy(L, i, probe);
+    free(probe);
+    if (st != EMA_OK) return st;
+    if (t->policy == EMA_POLICY_COPY) { /* COPY tensors map to themselves */
       st = load_expect(L, t->name, t, t->dtype, t->dtype, 0, LD_MODEL, 0, "plain state");
       if (st != EMA_OK) return st;
       continue;

@@ -22,7 +22,7 @@ typedef struct load_item {
   size_t staged;
 } load_item;
 
-enum { LD_MODEL, LD_SHADOW, LD_AVERAGE, LD_STEPS, LD_PROD, LD_MODEL_FROM_SHADOW };
+enum { LD_MODEL, LD_SHADOW, LD_AVERAGE, LD_STEPS, LD_PROD, LD_MODEL_FROM_SHADOW, LD_KEEP, LD_KEEP_SAME };
 
 typedef struct loader {
   ema_ctx *ctx;
@@ -35,6 +35,7 @@ typedef struct loader {
   size_t n;
   unsigned char *stage;
   const char *ema_name; /* the file's EMA name, or the context's */
+  signed char *fpol;    /* per registered tensor: the policy the file records, -1 none */
   /* ema_load: the EMA state read from the metadata, committed at the end */
   ema_avg avg[EMA_MAX_AVERAGES];
   size_t n_avg;
@@ -45,6 +46,13 @@ typedef struct loader {
    then plan its copy to dest. role names it in messages. */
 ema_status load_expect(loader *L, const char *key, ema_tensor *t, ema_dtype want, ema_dtype also, int scalar,
                        int dest, size_t k, const char *role);
+
+/* The policies the file records ("ema.policy.<name>") into L->fpol. */
+ema_status load_read_policies(loader *L);
+
+/* Registered tensor i must have been saved with its policy: the recorded
+   one, else AVERAGE when the file has avg_key, else COPY. EMA_E_MISMATCH. */
+ema_status load_check_policy(loader *L, size_t i, const char *avg_key);
 
 /* ema_load's metadata: EMA state, bank names and schedules into L. */
 ema_status load_read_state(loader *L);

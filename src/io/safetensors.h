@@ -229,12 +229,17 @@ typedef struct st_wmeta {
 
 /* Write a safetensors file at path holding the n tensors and the n_meta
    metadata entries (no "__metadata__" key at all when n_meta is 0),
-   atomically: a new file ".<name>.tmp-<pid>-<nonce>" is created with
-   O_EXCL and mode 0644 (less the umask) in path's directory, written in
-   full (short writes and EINTR handled), fsync'ed, closed, renamed over
-   path, and the directory is fsync'ed. On any failure before the rename the
-   temporary file is removed and path is left exactly as it was. (If path is
-   a symbolic link, the link itself is replaced.)
+   atomically (st_atomic.c): the data goes to an unnamed temporary file
+   (O_TMPFILE) in path's directory where the file system supports it, else to
+   a named one ".<name>.tmp-<host>-<pid>-<nonce>" created with O_EXCL; mode
+   0644 less the umask, or the mode (and owner, where permitted) of the
+   regular file being replaced; written in full (short writes and EINTR
+   handled), fsync'ed, named (linkat) and renamed over path, and the
+   directory is fsync'ed. Before that, named temporary files of the same
+   name left by a process of this host that is gone are removed. On any
+   failure before the rename the temporary file is removed and path is left
+   exactly as it was. (If path is a symbolic link, the link itself is
+   replaced.)
    Errors: EMA_E_INVALID_ARG (NULL arguments, invalid or duplicate names or
    keys, bad shapes, a sub-byte tensor that is not a whole number of bytes,
    a header over ST_MAX_HEADER), EMA_E_NOMEM, EMA_E_IO (the message names the
@@ -295,6 +300,10 @@ void st_test_inject(st_fault fault, uint64_t arg);
    from a file (st_read_range) on this thread: lets a test change the file
    in the middle of a load. NULL disarms. */
 void st_test_after_read(void (*fn)(void *user), void *user);
+
+/* With on != 0, st_write uses a named temporary file even where O_TMPFILE
+   works (the fallback path, for tests); 0 restores the default. */
+void st_test_named_temp(int on);
 
 /* Bytes st_write handed to write() successfully since the last
    st_test_inject call on this thread. */

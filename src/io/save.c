@@ -19,6 +19,8 @@ typedef struct save_plan {
   int64_t *steps; /* per tensor and average */
   double *prods;
   ckpt_meta *meta;
+  st_wmeta *all_meta; /* meta's entries, then "ema.policy.<name>" of COPY and KEEP tensors */
+  size_t n_meta;
 } save_plan;
 
 static void plan_free(save_plan *p) {
@@ -29,6 +31,7 @@ static void plan_free(save_plan *p) {
   free(p->steps);
   free(p->prods);
   free(p->meta);
+  free(p->all_meta);
 }
 
 static void plan_add(save_plan *p, const char *name, ema_dtype dt, const ema_tensor *t, const void *data, int scalar) {
@@ -85,6 +88,47 @@ static ema_status plan_metadata(save_plan *p, const ema_ctx *ctx, char csum[20],
   return EMA_OK;
 }
 
+/* A KEEP tensor's frozen copy, in the model dtype, under every member's
+   average key (what ema_load_averages_into_model and extract read), and
+   its policy record. */
+static ema_status plan_keep(save_plan *p, const ema_ctx *ctx, const ema_tensor *t, const char *fn) {
+  for (size_t k = 0; k < ctx->n_avg; k++) {
+    char *key = ckpt_join3(t->name, ctx->avg[k].name, NULL);
+    if (!key) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
+    p->owned[p->n_owned++] = key;
+    if (ema__find(ctx, key))
+      return ema__fail(ctx, EMA_E_INVALID_ARG,
+                       "%s: tensor '%s' is registered under the name the frozen copy of '%s' is saved as; rename one "
+                       "of them",
+                       fn, key, t->name);
+    plan_add(p, key, t->dtype, t, t->average[k], 0);
+  }
+  return EMA_OK;
+}
+
+/* "ema.policy.<name>" = "copy" / "keep" for every tensor that is not
+   averaged (AVERAGE is the default and is not written). */
+static ema_status plan_policies(save_plan *p, const ema_ctx *ctx, const char *fn) {
+  size_t n_pol = 0;
+  for (size_t i = 0; i < ctx->count; i++) n_pol += ctx->tensors[i].policy != EMA_POLICY_AVERAGE;
+  p->all_meta = (st_wmeta *)ema__calloc(p->meta->n + n_pol + 1, sizeof *p->all_meta);
+  if (!p->all_meta) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
+  memcpy(p->all_meta, p->meta->m, p->meta->n * sizeof *p->all_meta);
+  p->n_meta = p->meta->n;
+  for (size_t i = 0; i < ctx->count; i++) {
+    const ema_tensor *t = &ctx->tensors[i];
+    if (t->policy == EMA_POLICY_AVERAGE) continue;
+    size_t len = strlen(t->name);
+    char *key = (char *)ema__malloc(sizeof CKPT_POLICY_PREFIX + len);
+    if (!key) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
+    memcpy(key, CKPT_POLICY_PREFIX, sizeof CKPT_POLICY_PREFIX - 1);
+    memcpy(key + sizeof CKPT_POLICY_PREFIX - 1, t->name, len + 1);
+    p->owned[p->n_owned++] = key;
+    p->all_meta[p->n_meta++] = (st_wmeta){key, ema__policy_name(t->policy)};
+  }
+  return EMA_OK;
+}
+
 /* Build the plan of ctx's checkpoint (the checks every save makes). */
 static ema_status plan_build(save_plan *p, const ema_ctx *ctx, const char *fn, char csum[20]) {
   memset(p, 0, sizeof *p);
@@ -93,7 +137,7 @@ static ema_status plan_build(save_plan *p, const ema_ctx *ctx, const char *fn, c
                      "%s: the model holds the averages (swapped); call ema_swap() to swap back before saving", fn);
   size_t per = 1 + ctx->n_avg * (ctx->zero_debias ? 4 : 1);
   p->w = (st_wtensor *)ema__calloc(ctx->count * per + 1, sizeof *p->w);
-  p->owned = (char **)ema__calloc(ctx->count * per + 1, sizeof *p->owned);
+  p->owned = (char **)ema__calloc(ctx->count * (per + 1) + 1, sizeof *p->owned);
   p->steps = (int64_t *)ema__calloc(ctx->count * ctx->n_avg + 1, sizeof *p->steps);
   p->prods = (double *)ema__calloc(ctx->count * ctx->n_avg + 1, sizeof *p->prods);
   p->meta = (ckpt_meta *)ema__calloc(1, sizeof *p->meta);
@@ -102,13 +146,18 @@ static ema_status plan_build(save_plan *p, const ema_ctx *ctx, const char *fn, c
   for (size_t i = 0; i < ctx->count; i++) {
     const ema_tensor *t = &ctx->tensors[i];
     plan_add(p, t->name, t->dtype, t, t->data, 0);
-    if (t->pair < 0) continue;
+    if (t->policy == EMA_POLICY_KEEP) {
+      ema_status st = plan_keep(p, ctx, t, fn);
+      if (st != EMA_OK) return st;
+    }
+    if (t->policy != EMA_POLICY_AVERAGE) continue;
     for (size_t k = 0; k < ctx->n_avg; k++) {
       ema_status st = plan_average(p, ctx, i, k, fn);
       if (st != EMA_OK) return st;
     }
   }
-  return plan_metadata(p, ctx, csum, fn);
+  ema_status st = plan_metadata(p, ctx, csum, fn);
+  return st == EMA_OK ? plan_policies(p, ctx, fn) : st;
 }
 
 ema_status ema_save(const ema_ctx *ctx, const char *path) {
@@ -121,7 +170,7 @@ ema_status ema_save(const ema_ctx *ctx, const char *path) {
   ema_status st = plan_build(&p, ctx, fn, csum);
   if (st == EMA_OK) {
     char err[EMA_ERR_CAP];
-    st = st_write(path, p.w, p.n, p.meta->m, p.meta->n, err, sizeof err);
+    st = st_write(path, p.w, p.n, p.all_meta, p.n_meta, err, sizeof err);
     if (st != EMA_OK) ckpt_fail(ctx, st, fn, err);
   }
   plan_free(&p);
@@ -142,7 +191,7 @@ ema_status ema_save_buffer(const ema_ctx *ctx, void **buf, size_t *len) {
     char err[EMA_ERR_CAP];
     unsigned char *out = NULL;
     size_t n = 0;
-    st = st_serialize(p.w, p.n, p.meta->m, p.meta->n, &out, &n, err, sizeof err);
+    st = st_serialize(p.w, p.n, p.all_meta, p.n_meta, &out, &n, err, sizeof err);
     if (st != EMA_OK) {
       ckpt_fail(ctx, st, fn, err);
     } else {
@@ -180,7 +229,7 @@ ema_status ema_save_writer(const ema_ctx *ctx, ema_writer fn, void *user) {
   if (st == EMA_OK) {
     char err[EMA_ERR_CAP];
     writer_sink w = {fn, user};
-    st = st_write_sink(p.w, p.n, p.meta->m, p.meta->n, to_writer, &w, err, sizeof err);
+    st = st_write_sink(p.w, p.n, p.all_meta, p.n_meta, to_writer, &w, err, sizeof err);
     if (st != EMA_OK) ckpt_fail(ctx, st, name, err);
   }
   plan_free(&p);

@@ -63,6 +63,22 @@ int st_add_u64(uint64_t a, uint64_t b, uint64_t *out);
 int st_tensor_size(st_dtype dt, int ndim, const int64_t *shape, uint64_t *count,
                    uint64_t *nbytes);
 
+/* A prepared write (st_write.c): the header bytes and the tensors' order. */
+typedef struct st_prep {
+  unsigned char *head;   /* 8-byte length, then the padded JSON header */
+  size_t head_len;
+  size_t *order;         /* input indices in file order */
+  uint64_t *nbytes;      /* bytes of each input tensor */
+  uint64_t data_len;
+} st_prep;
+
+/* Validate the tensors and metadata and build the header (need_data: a
+   tensor with bytes must have a data pointer). Frees nothing of the caller's;
+   free p with st_prep_free whatever the result. */
+ema_status st_prepare(const st_wtensor *t, size_t n, const st_wmeta *m, size_t nm, int need_data, st_prep *p,
+                      char *err, size_t cap);
+void st_prep_free(st_prep *p);
+
 /* ------------------------------------------------------------------------ */
 /* Header parser (st_json.c)                                                 */
 /* ------------------------------------------------------------------------ */
@@ -88,5 +104,14 @@ typedef struct st_header {
 ema_status st_parse_header(const unsigned char *json, size_t len, uint64_t base, st_header *h,
                            char *err, size_t err_cap);
 void st_header_free(st_header *h);
+
+/* Size of the message buffers of the reader and the validator. */
+enum { ST_MSG = 1024 };
+
+/* Validate a parsed header against a data section of data_len bytes
+   (st_validate.c). On success *by_name gets the tensor indices sorted by
+   name (the caller frees). Writes the message (without path) into msg, which
+   holds ST_MSG bytes. EMA_E_FORMAT or EMA_E_NOMEM. */
+ema_status st_validate(st_header *h, uint64_t data_len, size_t **by_name, char *msg);
 
 #endif /* EMA_IO_ST_INTERNAL_H */

@@ -1,9 +1,9 @@
 /*
  * src/io/st_read.c: safetensors reader: opens a file (or a buffer), checks
  * the 8-byte length, parses the header (st_json.c), validates it as the
- * reference implementation does (names unique, offsets contiguous from 0,
- * sizes consistent, nothing after the last tensor) and reads tensor bytes on
- * demand with pread.
+ * reference implementation does (st_validate.c) and reads tensor bytes on
+ * demand with pread; st_check_unchanged tells whether the file changed since
+ * it was opened.
  */
 #ifndef _POSIX_C_SOURCE
 #  define _POSIX_C_SOURCE 200809L
@@ -33,7 +33,6 @@ typedef struct st_file_full {
   struct st_file_impl impl;
 } st_file_full;
 
-enum { ST_MSG = 1024 };
 
 static _Thread_local void (*st_test_read_hook)(void *);
 static _Thread_local void *st_test_read_user;
@@ -49,164 +48,7 @@ static uint64_t st_le64(const unsigned char *b) {
   return v;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Validation                                                                */
-/* ------------------------------------------------------------------------ */
-
-static int st_cmp_name(size_t a, size_t b, const void *ctx) {
-  const st_tensor *t = ctx;
-  return st_bytes_cmp(t[a].name, t[a].name_len, t[b].name, t[b].name_len);
-}
-
-static int st_cmp_meta(size_t a, size_t b, const void *ctx) {
-  const st_meta *m = ctx;
-  return st_bytes_cmp(m[a].key, m[a].key_len, m[b].key, m[b].key_len);
-}
-
-/* The reference sorts by (begin, end); ties keep header order. */
-static int st_cmp_off(size_t a, size_t b, const void *ctx) {
-  const st_tensor *t = ctx;
-  if (t[a].begin != t[b].begin) return t[a].begin < t[b].begin ? -1 : 1;
-  if (t[a].end != t[b].end) return t[a].end < t[b].end ? -1 : 1;
-  return 0;
-}
-
-static size_t *st_iota(size_t n) {
-  size_t *v = ema__malloc((n ? n : 1) * sizeof(size_t));
-  if (v)
-    for (size_t i = 0; i < n; i++) v[i] = i;
-  return v;
-}
-
-/* Validate a parsed header against a data section of data_len bytes. On
-   success *by_name gets the name index (caller frees). Writes the message
-   (without path) into msg. */
-static ema_status st_validate(st_header *h, uint64_t data_len, size_t **by_name, char *msg) {
-  char q[128], sh[128];
-  size_t n = h->n_tensors;
-  size_t *names = NULL, *off = NULL, *mk = NULL;
-  ema_status st = EMA_OK;
-
-  if (!(names = st_iota(n)) || !(off = st_iota(n)) || !(mk = st_iota(h->n_meta)) ||
-      st_msort(names, n, st_cmp_name, h->tensors) != 0 ||
-      st_msort(off, n, st_cmp_off, h->tensors) != 0 ||
-      st_msort(mk, h->n_meta, st_cmp_meta, h->meta) != 0) {
-    snprintf(msg, ST_MSG, "out of memory while validating a header of %zu tensors", n);
-    st = EMA_E_NOMEM;
-    goto out;
-  }
-  for (size_t i = 0; i + 1 < n; i++) {
-    const st_tensor *a = &h->tensors[names[i]], *b = &h->tensors[names[i + 1]];
-    if (st_cmp_name(names[i], names[i + 1], h->tensors) == 0) {
-      st_quote(q, sizeof q, b->name, b->name_len);
-      snprintf(msg, ST_MSG,
-               "invalid safetensors header at byte %llu: duplicate tensor name %s (first at "
-               "byte %llu)",
-               (unsigned long long)b->key_offset, q, (unsigned long long)a->key_offset);
-      st = EMA_E_FORMAT;
-      goto out;
-    }
-  }
-  for (size_t i = 0; i + 1 < h->n_meta; i++) {
-    if (st_cmp_meta(mk[i], mk[i + 1], h->meta) == 0) {
-      const st_meta *b = &h->meta[mk[i + 1]];
-      st_quote(q, sizeof q, b->key, b->key_len);
-      snprintf(msg, ST_MSG,
-               "invalid safetensors header at byte %llu: duplicate __metadata__ key %s (first "
-               "at byte %llu)",
-               (unsigned long long)h->meta_key_offsets[mk[i + 1]], q,
-               (unsigned long long)h->meta_key_offsets[mk[i]]);
-      st = EMA_E_FORMAT;
-      goto out;
-    }
-  }
-
-  uint64_t start = 0;
-  for (size_t k = 0; k < n; k++) {
-    st_tensor *t = &h->tensors[off[k]];
-    st_quote(q, sizeof q, t->name, t->name_len);
-    st_shape_str(sh, sizeof sh, t->ndim, t->shape);
-    if (t->begin != start || t->end < t->begin) {
-      if (t->end < t->begin)
-        snprintf(msg, ST_MSG,
-                 "invalid safetensors header: tensor %s (entry at byte %llu) has data_offsets "
-                 "[%llu, %llu] that end before they begin",
-                 q, (unsigned long long)t->key_offset, (unsigned long long)t->begin,
-                 (unsigned long long)t->end);
-      else if (t->begin > start)
-        snprintf(msg, ST_MSG,
-                 "invalid safetensors header: tensor %s (entry at byte %llu) has data_offsets "
-                 "[%llu, %llu] but the tensors before it end at %llu: a hole of %llu bytes "
-                 "(offsets must be contiguous from 0)",
-                 q, (unsigned long long)t->key_offset, (unsigned long long)t->begin,
-                 (unsigned long long)t->end, (unsigned long long)start,
-                 (unsigned long long)(t->begin - start));
-      else
-        snprintf(msg, ST_MSG,
-                 "invalid safetensors header: tensor %s (entry at byte %llu) has data_offsets "
-                 "[%llu, %llu] overlapping the tensor before it, which ends at %llu",
-                 q, (unsigned long long)t->key_offset, (unsigned long long)t->begin,
-                 (unsigned long long)t->end, (unsigned long long)start);
-      st = EMA_E_FORMAT;
-      goto out;
-    }
-    start = t->end;
-    int r = st_tensor_size(t->dtype, t->ndim, t->shape, &t->count, &t->nbytes);
-    if (r == -1) {
-      snprintf(msg, ST_MSG,
-               "invalid safetensors header: tensor %s (entry at byte %llu): the size of shape "
-               "%s of dtype %s overflows 64 bits",
-               q, (unsigned long long)t->key_offset, sh, st_dtype_name(t->dtype));
-      st = EMA_E_FORMAT;
-      goto out;
-    }
-    if (r == -2) {
-      snprintf(msg, ST_MSG,
-               "invalid safetensors header: tensor %s (entry at byte %llu): shape %s of dtype "
-               "%s is not a whole number of bytes",
-               q, (unsigned long long)t->key_offset, sh, st_dtype_name(t->dtype));
-      st = EMA_E_FORMAT;
-      goto out;
-    }
-    if (t->end - t->begin != t->nbytes) {
-      snprintf(msg, ST_MSG,
-               "invalid safetensors header: tensor %s (entry at byte %llu) has data_offsets "
-               "[%llu, %llu] (%llu bytes) but shape %s of dtype %s takes %llu bytes",
-               q, (unsigned long long)t->key_offset, (unsigned long long)t->begin,
-               (unsigned long long)t->end, (unsigned long long)(t->end - t->begin), sh,
-               st_dtype_name(t->dtype), (unsigned long long)t->nbytes);
-      st = EMA_E_FORMAT;
-      goto out;
-    }
-    t->ema_supported = st_dtype_to_ema(t->dtype, &t->ema);
-    if (!t->ema_supported) t->ema = EMA_F32;
-  }
-  if (start != data_len) {
-    if (data_len > start)
-      snprintf(msg, ST_MSG,
-               "invalid safetensors file: %llu bytes follow the last tensor (the tensors cover "
-               "%llu data bytes, the file has %llu)",
-               (unsigned long long)(data_len - start), (unsigned long long)start,
-               (unsigned long long)data_len);
-    else
-      snprintf(msg, ST_MSG,
-               "invalid safetensors file: truncated: the tensors need %llu data bytes, the "
-               "file has %llu",
-               (unsigned long long)start, (unsigned long long)data_len);
-    st = EMA_E_FORMAT;
-    goto out;
-  }
-out:
-  free(off);
-  free(mk);
-  if (st == EMA_OK)
-    *by_name = names;
-  else
-    free(names);
-  return st;
-}
-
-/* Parse and validate; on success fill a new st_file_full. */
+/* Parse and validate (st_validate.c); on success fill a new st_file_full. */
 static ema_status st_build(const unsigned char *hdr, uint64_t n, uint64_t file_size, char *msg,
                            st_file_full **out) {
   st_file_full *f = ema__calloc(1, sizeof *f);

@@ -9,8 +9,8 @@
  *
  * Input: one configuration byte, then a whole checkpoint file. The byte picks
  * the context the file is loaded into (bit 0: zero_debias, bit 1: a bank of
- * two, bit 2: active member 1, bit 3: f16 shadows in the model dtype), so one
- * corpus explores every layout the loader plans for.
+ * two, bit 2: active member 1, bit 3: f16 shadows in the model dtype, bit 4:
+ * a KEEP tensor), so one corpus explores every layout the loader plans for.
  *
  * Property oracle (a violation aborts):
  *  - a failed call changed nothing: the model's bytes, every average of every
@@ -54,9 +54,10 @@ typedef struct model {
   uint16_t g[3]; /* f16 */
   double b[3];
   int64_t step[2];
+  float frozen[2]; /* KEEP, with cfg bit 4 */
 } model;
 
-static const int64_t sw[2] = {2, 3}, sh[1] = {4}, sg[1] = {3}, sb[1] = {3}, ss[1] = {2};
+static const int64_t sw[2] = {2, 3}, sh[1] = {4}, sg[1] = {3}, sb[1] = {3}, ss[1] = {2}, sk[1] = {2};
 
 static ema_ctx *build(model *m, unsigned cfg) {
   memset(m, 0, sizeof *m); /* padding too: snapshots compare bytes */
@@ -81,6 +82,9 @@ static ema_ctx *build(model *m, unsigned cfg) {
   ok = ok && ema_track(ctx, "g", m->g, EMA_F16, 1, sg) == EMA_OK;
   ok = ok && ema_track(ctx, "b", m->b, EMA_F64, 1, sb) == EMA_OK;
   ok = ok && ema_track_policy(ctx, "step", m->step, EMA_I64, 1, ss, EMA_POLICY_COPY) == EMA_OK;
+  m->frozen[0] = 1.5f;
+  m->frozen[1] = -2.5f;
+  if (ok && (cfg & 16u)) ok = ema_track_policy(ctx, "frozen", m->frozen, EMA_F32, 1, sk, EMA_POLICY_KEEP) == EMA_OK;
   if (ok && (cfg & 4u) && (cfg & 2u)) ok = ema_bank_set_active(ctx, 1) == EMA_OK;
   if (!ok) {
     ema_free(ctx);
@@ -92,21 +96,21 @@ static ema_ctx *build(model *m, unsigned cfg) {
 /* Everything a load may change, as bytes. */
 typedef struct snap {
   model m;
-  unsigned char avg[2][6 * 4 + 4 * 4 + 3 * 4 + 3 * 8];
+  unsigned char avg[2][6 * 4 + 4 * 4 + 3 * 4 + 3 * 8 + 2 * 4];
   double decay;
   int64_t nupd, last;
 } snap;
 
 static void take(snap *s, const ema_ctx *ctx, const model *m) {
-  static const char *const names[4] = {"w", "h", "g", "b"};
+  static const char *const names[5] = {"w", "h", "g", "b", "frozen"};
   memset(s, 0, sizeof *s);
   memcpy(&s->m, m, sizeof *m);
   for (size_t k = 0; k < ema_bank_size(ctx) && k < 2; k++) {
     size_t off = 0;
-    for (int i = 0; i < 4; i++) {
-      ema_dtype dt;
+    for (int i = 0; i < 5; i++) {
+      ema_dtype dt = EMA_F32;
       const void *a = ema_bank_average(ctx, names[i], k, &dt);
-      size_t n = (i == 0 ? 6 : i == 1 ? 4 : 3) * ema_dtype_size(dt);
+      size_t n = (i == 0 ? 6 : i == 1 ? 4 : i == 4 ? 2 : 3) * ema_dtype_size(dt);
       if (a && off + n <= sizeof s->avg[k]) memcpy(s->avg[k] + off, a, n);
       off += n;
     }
@@ -276,7 +280,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
    tests/fuzz/fuzz_ckpt.c -Iinclude libema.a -lm -lpthread; ./a.out DIR). */
 int main(int argc, char **argv) {
   if (argc != 2) return 2;
-  for (unsigned cfg = 0; cfg < 16; cfg++) {
+  for (unsigned cfg = 0; cfg < 32; cfg++) {
     if ((cfg & 4u) && !(cfg & 2u)) continue;
     model m;
     ema_ctx *ctx = build(&m, cfg);

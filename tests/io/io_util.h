@@ -61,17 +61,17 @@ static inline void io_spit(const char *path, const void *buf, size_t len) {
 static inline unsigned char *io_snapshot(const ema_ctx *ctx, const char *const *names, size_t n, const size_t *bytes,
                                   size_t *len) {
   size_t total = 3 * sizeof(double);
-  size_t members = ema_average_count(ctx);
+  size_t members = ema_bank_size(ctx);
   for (size_t i = 0; i < n; i++) total += bytes[i] * members;
   unsigned char *out = (unsigned char *)malloc(total), *p = out;
   if (!out) abort();
-  double state[3] = {ema_get_decay(ctx), (double)ema_get_num_updates(ctx), (double)ema_last_step(ctx)};
+  double state[3] = {ema_decay(ctx), (double)ema_num_updates(ctx), (double)ema_last_step(ctx)};
   memcpy(p, state, sizeof state);
   p += sizeof state;
   for (size_t i = 0; i < n; i++) {
     ema_dtype dt;
     for (size_t k = 0; k < members; k++) {
-      const void *a = ema_average_of(ctx, names[i], k, &dt);
+      const void *a = ema_bank_average(ctx, names[i], k, &dt);
       if (a) memcpy(p, a, bytes[i]);
       else memset(p, 0xEE, bytes[i]);
       p += bytes[i];

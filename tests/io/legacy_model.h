@@ -47,12 +47,12 @@ static ema_ctx *legacy_build(legacy_model *m, int debias, int steps) {
     ema_schedule s;
     ema_schedule_init(&s, EMA_SCHEDULE_HALFLIFE);
     s.halflife = 3;
-    ok = ema_add_average(ctx, "slow", &s, NULL) == EMA_OK;
+    ok = ema_bank_add(ctx, "slow", &s, NULL) == EMA_OK;
   }
   ok = ok && ema_track(ctx, "w", m->w, EMA_F32, 2, legacy_shape_w) == EMA_OK;
   ok = ok && ema_track(ctx, "h", m->h, EMA_BF16, 1, legacy_shape_h) == EMA_OK;
   ok = ok && ema_track(ctx, "b", m->b, EMA_F64, 1, legacy_shape_b) == EMA_OK;
-  ok = ok && ema_track_state(ctx, "step", m->step, EMA_I64, 1, legacy_shape_s) == EMA_OK;
+  ok = ok && ema_track_policy(ctx, "step", m->step, EMA_I64, 1, legacy_shape_s, EMA_POLICY_COPY) == EMA_OK;
   for (int t = 1; ok && t <= steps; t++) {
     legacy_fill(m, t);
     if (debias) {

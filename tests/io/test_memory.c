@@ -70,6 +70,7 @@ static void test_same_bytes(int debias) {
   CHECK(g.len == flen && memcmp(g.p, file, flen) == 0);
   CHECK(g.calls >= 2);
   /* a writer that stops at each call: EMA_E_IO, one-line message */
+  printf("figures: debias=%d: writer stopped at each of %ld calls: EMA_E_IO\n", debias, g.calls);
   for (long at = 0; at < g.calls; at++) {
     grow h = {NULL, 0, 0, 0, at};
     CHECK_ST(ctx, ema_save_writer(ctx, grow_writer, &h), EMA_E_IO);
@@ -105,6 +106,7 @@ static void test_load_buffer(int debias) {
     if (st != EMA_E_FORMAT || !same(&before, b, &mb)) bad++;
   }
   CHECK_MSG(bad == 0, "%d truncations not refused cleanly (of %zu)", bad, len);
+  printf("figures: debias=%d: %zu truncations x 2 loaders refused, nothing changed\n", debias, len);
   /* allocation failures: every one leaves b unchanged, then it succeeds */
   long n_fail = 0;
   for (long k = 0;; k++) {
@@ -117,6 +119,8 @@ static void test_load_buffer(int debias) {
     if (k > 1000) break;
   }
   CHECK(n_fail >= 3);
+  printf("figures: debias=%d: ema_load_buffer: %ld allocation failures, each EMA_E_NOMEM, nothing changed\n", debias,
+         n_fail);
   /* ... and the result is what the file load gives */
   CHECK_ST(c, ema_load(c, io_path("b.st")), EMA_OK);
   snap fromfile;
@@ -157,6 +161,7 @@ static void test_save_alloc_failures(void) {
     fails++;
   }
   CHECK(fails >= 3);
+  printf("figures: ema_save_buffer: %ld allocation failures, each EMA_E_NOMEM with *buf NULL\n", fails);
   ema_free(ctx);
 }
 

@@ -227,9 +227,9 @@ static int cmd_ckpt(const char *path) {
   ema_schedule s;
   ema_schedule_init(&s, EMA_SCHEDULE_CONSTANT);
   s.decay = 0.5;
-  int ok = ema_create(&ctx, 0.9) == EMA_OK && ema_add_average(ctx, "fast", &s, NULL) == EMA_OK &&
+  int ok = ema_create(&ctx, 0.9) == EMA_OK && ema_bank_add(ctx, "fast", &s, NULL) == EMA_OK &&
            ema_track(ctx, "w", w, EMA_F32, 2, sw) == EMA_OK && ema_track(ctx, "h", h, EMA_BF16, 1, sh) == EMA_OK &&
-           ema_track_state(ctx, "step", step, EMA_I64, 1, ss) == EMA_OK;
+           ema_track_policy(ctx, "step", step, EMA_I64, 1, ss, EMA_POLICY_COPY) == EMA_OK;
   for (int i = 0; i < 40; i++) w[i] += 1.0f;
   ok = ok && ema_update(ctx, 1) == EMA_OK && ema_save(ctx, path) == EMA_OK;
   if (!ok) fprintf(stderr, "ckpt: %s\n", ctx ? ema_last_error(ctx) : "no context");

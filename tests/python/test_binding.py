@@ -13,7 +13,6 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
 import ema  # noqa: E402
 import st_reader  # noqa: E402  (the independent reader next to this file)
 
@@ -502,7 +501,7 @@ def test_library_facts():
 def _import_in_subprocess(env_lib):
     import subprocess
     env = dict(os.environ, EMA_LIBRARY=env_lib,
-               PYTHONPATH=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(ema.__file__))))
     return subprocess.run([sys.executable, "-c", "import ema"], env=env, capture_output=True, text=True)
 
 
@@ -517,9 +516,9 @@ def test_library_discovery_errors():
 def test_build_tree_discovery_skips_sanitizer_builds(monkeypatch):
     from ema import _lib
     monkeypatch.delenv("EMA_LIBRARY", raising=False)
-    for how, path in _lib._candidates():
+    for how, path in _lib._candidates()[0]:
         if how == "build tree":
             assert os.path.basename(os.path.dirname(path)).startswith("build")
             assert not _lib._needs_sanitizer_runtime(path)
     monkeypatch.setenv("EMA_LIBRARY", "/x/libema.so")
-    assert _lib._candidates() == [("EMA_LIBRARY", "/x/libema.so")]
+    assert _lib._candidates()[0] == [("EMA_LIBRARY", "/x/libema.so")]

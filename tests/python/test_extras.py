@@ -2,13 +2,10 @@
 (ema.open_file / read_safetensors / write_safetensors / extract_averages),
 post-hoc EMA (ema.posthoc) and the series EMA (ema.ewm_mean).
 """
-import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
 import ema  # noqa: E402
 from ema import posthoc  # noqa: E402
 import st_reader  # noqa: E402

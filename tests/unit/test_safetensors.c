@@ -1032,14 +1032,22 @@ static void test_atomic(void) {
   free(now);
   CHECK(count_temps() == 0);
 
-  /* mode 0644 less the umask */
+  /* a new file: mode 0644 less the umask (issue 11: a replaced file keeps
+     its mode, so the file is removed before each of these writes) */
   mode_t um = umask(022);
+  unlink(path);
   CHECK(st_write(path, &old_w, 1, NULL, 0, errbuf, sizeof errbuf) == EMA_OK);
   struct stat sb2;
   CHECK(stat(path, &sb2) == 0 && (sb2.st_mode & 0777) == 0644);
   umask(077);
+  unlink(path);
   CHECK(st_write(path, &old_w, 1, NULL, 0, errbuf, sizeof errbuf) == EMA_OK);
   CHECK(stat(path, &sb2) == 0 && (sb2.st_mode & 0777) == 0600);
+  /* a replaced file keeps its mode, whatever the umask */
+  umask(022);
+  CHECK(chmod(path, 0640) == 0);
+  CHECK(st_write(path, &old_w, 1, NULL, 0, errbuf, sizeof errbuf) == EMA_OK);
+  CHECK(stat(path, &sb2) == 0 && (sb2.st_mode & 0777) == 0640);
   umask(um);
 
   /* middle-sized pieces: gathered, flushed, gathered again */

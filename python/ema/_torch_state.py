@@ -1,0 +1,223 @@
+"""Moving an EMA's state between the library and torch tensors.
+
+The EMA state is whatever the library's checkpoint holds besides the
+model's own tensors (each average "<n>/<member>", zero-debias counters, the
+metadata), so the library's writer and loader (validation, all or nothing)
+define it, not a copy of their rules here. With the in-memory checkpoints
+(ema_save_buffer / ema_load_buffer) nothing touches a file; with an older
+library the checkpoint goes through a temporary file (in /dev/shm when
+there is one).
+
+Not public: used by ema.torch.
+"""
+import ctypes
+import json
+import os
+import struct
+import tempfile
+
+import torch
+
+from . import _lib
+from .errors import MismatchError
+from .files import open_file, write_safetensors
+
+_ST_TORCH = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16,
+             "I32": torch.int32, "I64": torch.int64}
+_TORCH_ST = {v: k for k, v in _ST_TORCH.items()}
+_CHECKSUMS = ("libema.checksum", "libema.xxh64")
+
+
+def torch_dtype(name):
+    try:
+        return _ST_TORCH[name]
+    except KeyError:
+        raise MismatchError(f"unexpected dtype {name} in an EMA checkpoint") from None
+
+
+def in_memory():
+    return _lib.has("ema_save_buffer") and _lib.has("ema_load_buffer")
+
+
+def _tmpdir():
+    shm = "/dev/shm"
+    d = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+    return tempfile.TemporaryDirectory(prefix="libema-", dir=d)
+
+
+def collect(ctx, skip):
+    """({key: new tensor}, {metadata}) of ctx's checkpoint, without the keys
+    in skip (the model's own tensors) and the checksums."""
+    ctx.check_storage()
+    if in_memory() and (not _lib.has("ema_save_writer") or _small_tensors(ctx)):
+        return _collect_buffer(ctx, skip)
+    if _lib.has("ema_save_writer"):
+        return _collect_writer(ctx, skip)
+    out = {}
+    with _tmpdir() as d:
+        p = os.path.join(d, "state.safetensors")
+        ctx.save(p)
+        with open_file(p, bf16="bits") as f:
+            meta = {k: v for k, v in f.metadata.items() if k not in _CHECKSUMS}
+            for key in f.keys():
+                if key in skip:
+                    continue
+                inf = f.info(key)
+                t = torch.empty(inf.shape, dtype=torch_dtype(inf.dtype))
+                if inf.nbytes:
+                    f._read_into(key, 0, t.data_ptr(), inf.nbytes)
+                out[key] = t
+    return out, meta
+
+
+_WRITER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+
+
+class _Sink:
+    """Receives a checkpoint streamed by ema_save_writer and keeps only the
+    tensors wanted, each copied once into a new torch tensor."""
+
+    def __init__(self, skip):
+        self.skip = skip
+        self.head = bytearray()
+        self.header = None
+        self.pos = 0          # bytes of the data section received
+        self.spans = []       # (start, end, flat uint8 view of the destination), by offset
+        self.i = 0
+        self.out, self.meta = {}, {}
+        self.error = None
+
+    def _start(self, hlen):
+        header = json.loads(bytes(self.head[8:8 + hlen]).decode("utf-8"))
+        self.meta = {k: v for k, v in header.pop("__metadata__", {}).items() if k not in _CHECKSUMS}
+        for key, inf in header.items():
+            if key in self.skip:
+                continue
+            a, b = inf["data_offsets"]
+            t = torch.empty(inf["shape"], dtype=torch_dtype(inf["dtype"]))
+            self.out[key] = t
+            if b > a:
+                self.spans.append((a, b, t.reshape(-1).view(torch.uint8)))
+        self.spans.sort(key=lambda x: x[0])
+        self.header = header
+        rest = bytes(self.head[8 + hlen:])
+        self.head = None
+        if rest:
+            t = torch.empty(len(rest), dtype=torch.uint8)
+            ctypes.memmove(t.data_ptr(), rest, len(rest))
+            self._data(t)
+
+    def _data(self, chunk):
+        n = chunk.numel()
+        lo, hi = self.pos, self.pos + n
+        while self.i < len(self.spans) and self.spans[self.i][1] <= lo:
+            self.i += 1
+        j = self.i
+        while j < len(self.spans) and self.spans[j][0] < hi:
+            a, b, dst = self.spans[j]
+            s0, s1 = max(a, lo), min(b, hi)
+            dst[s0 - a:s1 - a].copy_(chunk[s0 - lo:s1 - lo])
+            j += 1
+        self.pos = hi
+
+    def __call__(self, user, data, length):
+        try:
+            if not length:
+                return 0
+            if self.header is None:
+                self.head += ctypes.string_at(data, length)
+                if len(self.head) >= 8:
+                    hlen = struct.unpack_from("<Q", self.head, 0)[0]
+                    if len(self.head) >= 8 + hlen:
+                        self._start(hlen)
+                return 0
+            raw = (ctypes.c_uint8 * length).from_address(data)
+            self._data(torch.frombuffer(raw, dtype=torch.uint8))
+            return 0
+        except BaseException as e:  # reported after the call; stops the save
+            self.error = e
+            return 1
+
+
+def _small_tensors(ctx):
+    """Many small tensors: one buffer and views beat a callback per tensor."""
+    n = len(ctx.entries)
+    return n > 0 and sum(e.desc.nbytes for e in ctx.entries.values()) / n < (256 << 10)
+
+
+def _collect_writer(ctx, skip):
+    sink = _Sink(skip)
+    fn = _WRITER(sink)
+    with ctx.h.lock:
+        st = _lib.lib.ema_save_writer(ctx.h.ptr, fn, None)
+    if sink.error is not None:
+        raise sink.error
+    ctx.h.check(st)
+    return sink.out, sink.meta
+
+
+def _collect_buffer(ctx, skip):
+    lib = _lib.lib
+    buf, n = ctypes.c_void_p(), ctypes.c_size_t()
+    with ctx.h.lock:
+        ctx.h.check(lib.ema_save_buffer(ctx.h.ptr, ctypes.byref(buf), ctypes.byref(n)))
+    try:
+        raw = (ctypes.c_uint8 * n.value).from_address(buf.value)
+        data = torch.frombuffer(raw, dtype=torch.uint8) if n.value else torch.empty(0, dtype=torch.uint8)
+        hlen = struct.unpack_from("<Q", raw, 0)[0]
+        header = json.loads(bytes(raw[8:8 + hlen]).decode("utf-8"))
+        base = 8 + hlen
+        meta = {k: v for k, v in header.pop("__metadata__", {}).items() if k not in _CHECKSUMS}
+        # one copy per dtype (torch.cat of the wanted byte ranges), every
+        # tensor a view of it: fast for many small tensors, and torch.save
+        # sees one storage per dtype
+        groups = {}
+        for key, inf in header.items():
+            if key not in skip:
+                groups.setdefault(inf["dtype"], []).append((key, inf))
+        out = {}
+        for dname, items in groups.items():
+            dt = torch_dtype(dname)
+            parts = [data[base + inf["data_offsets"][0]:base + inf["data_offsets"][1]] for _, inf in items]
+            block = torch.cat(parts).view(dt) if parts else torch.empty(0, dtype=dt)
+            pos = 0
+            for key, inf in items:
+                n = 1
+                for d in inf["shape"]:
+                    n *= d
+                out[key] = block[pos:pos + n].view(inf["shape"])
+                pos += n
+        return out, {k: v for k, v in meta.items()}
+    finally:
+        lib.ema_buffer_free(buf)
+
+
+def load(ctx, entries, meta):
+    """ema_load of a checkpoint holding entries {key: contiguous tensor} and
+    meta {str: str}."""
+    if not in_memory():
+        with _tmpdir() as d:
+            p = os.path.join(d, "state.safetensors")
+            write_safetensors(p, entries, meta)
+            ctx.load(p)
+        return
+    header, offset = {}, 0
+    for key, t in entries.items():
+        nbytes = t.numel() * t.element_size()
+        header[key] = {"dtype": _TORCH_ST[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    if meta:
+        header["__metadata__"] = {str(k): str(v) for k, v in meta.items()}
+    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    h += b" " * (-len(h) % 8)
+    total = 8 + len(h) + offset
+    buf = torch.empty(total, dtype=torch.uint8)
+    head = struct.pack("<Q", len(h)) + h
+    ctypes.memmove(buf.data_ptr(), head, len(head))
+    base = 8 + len(h)
+    flat = [t.reshape(-1).view(torch.uint8) for t in entries.values() if t.numel()]
+    if flat:
+        torch.cat(flat, out=buf[base:base + offset])
+    with ctx.h.lock:
+        ctx.h.check(_lib.lib.ema_load_buffer(ctx.h.ptr, ctypes.c_void_p(buf.data_ptr()), total))
+    ctx.after_load(meta)
