@@ -61,6 +61,9 @@ _TERMS = {
 }
 
 
+_data_ptr = torch.Tensor.data_ptr
+_requires_grad = torch.Tensor.requires_grad.__get__
+
 _POLICY = {_plan.AVERAGE: _lib.POLICY_AVERAGE, _plan.COPY: _lib.POLICY_COPY, _plan.KEEP: _lib.POLICY_KEEP}
 _KEEP = []
 
@@ -299,7 +302,7 @@ class EMA(EvalMixin, CheckpointMixin):
         self._by_name = {s.name: s for s in slots}
         self._by_alias = {a: s for s in slots for a in s.aliases}
         dicts = list({id(s.container): s.container for s in slots}.values())
-        self._entries = (dicts, list(map(id, chain.from_iterable(map(dict.values, dicts)))))
+        self._entries = (dicts, list(chain.from_iterable(map(dict.values, dicts))))
         self._quick = ([s.container for s in slots], [s.attr for s in slots],
                        [s.tensor for s in slots], [s.ptr for s in slots])
         swapped = [s for s in slots if s.policy != _plan.COPY]   # averaged and kept tensors
@@ -321,7 +324,7 @@ class EMA(EvalMixin, CheckpointMixin):
         """Slots whose tensor was replaced (identity and data_ptr; full=True
         also dtype and shape)."""
         conts, attrs, tensors, ptrs = self._quick
-        if list(map(torch.Tensor.data_ptr, tensors)) == ptrs and self._same_entries():
+        if list(map(_data_ptr, tensors)) == ptrs and self._same_entries():
             if not full:
                 return []
             return [s for s in self._slots if s.tensor.dtype != s.dtype or s.tensor.shape != s.shape]
@@ -334,21 +337,36 @@ class EMA(EvalMixin, CheckpointMixin):
         quick test compares each container's values (a C-level list
         comparison by identity); when one differs (an unregistered entry
         reassigned, say), the exact test per tensor decides."""
-        dicts, ids = self._entries
-        if list(map(id, chain.from_iterable(map(dict.values, dicts)))) == ids:
+        dicts, values = self._entries
+        now = list(chain.from_iterable(map(dict.values, dicts)))
+        if len(now) == len(values) and all(map(operator.is_, now, values)):
             return True
         conts, attrs, tensors, _ = self._quick
         if all(map(operator.is_, map(dict.get, conts, attrs), tensors)):
-            self._entries = (dicts, list(map(id, chain.from_iterable(map(dict.values, dicts)))))
+            self._entries = (dicts, now)
             return True
         return False
+
+    def _unchanged(self):
+        """The per-update check, every test a C-level pass over a list (no
+        Python code per tensor): the data_ptr and requires_grad of every
+        registered tensor, the identity of every entry of the dicts that
+        hold them, the sizes of the module tree's dicts and the identity of
+        its submodules. True when nothing changed since register(); False
+        sends update() to the exact checks (_verify), which say what did."""
+        conts, attrs, tensors, ptrs = self._quick
+        return (list(map(_data_ptr, tensors)) == ptrs
+                and list(map(_requires_grad, self._rg_tensors)) == self._rg_flags
+                and self._same_entries()
+                and _plan.dict_sizes(self._dicts) == self._sizes
+                and all(map(operator.is_, map(dict.get, *self._links[:2]), self._links[2])))
 
     def _structure_changed(self):
         """A sentence saying how the model changed since register(), or None.
         The quick test compares requires_grad of every registered parameter,
         the size of every module's parameter/buffer/submodule dict and the
         identity of every submodule."""
-        flags = list(map(operator.attrgetter("requires_grad"), self._rg_tensors))
+        flags = list(map(_requires_grad, self._rg_tensors))
         if (flags == self._rg_flags and _plan.dict_sizes(self._dicts) == self._sizes
                 and all(map(operator.is_, map(dict.get, *self._links[:2]), self._links[2]))):
             return None
@@ -428,7 +446,7 @@ class EMA(EvalMixin, CheckpointMixin):
         if self._stored:
             raise StateError("update() while a copy_to() is pending: call restore() first")
         self._refuse_if_other_applied("update()")
-        if self.check_storage:
+        if self.check_storage and not self._unchanged():
             self._verify(full=False)
         if step is None:
             step = self.step + 1
