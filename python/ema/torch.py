@@ -55,7 +55,8 @@ _TERMS = {
     "ema_swap": "restore()", "ema_restore": "restore()", "ema_store": "store()", "ema_copy_to": "copy_to()",
     "ema_track": "register()", "ema_track_state": "register()", "ema_track_policy": "register()",
     "ema_retarget": "reregister()", "ema_apply": "update()", "ema_update": "update()",
-    "ema_save": "save()", "ema_load": "load()", "ema_set_name": "name=", "ema_set_zero_debias": "zero_debias=",
+    "ema_save": "save()", "ema_load": "load()", "ema_save_state_buffer": "state_dict()",
+    "ema_load_state_buffer": "load_state_dict()", "ema_set_name": "name=", "ema_set_zero_debias": "zero_debias=",
     "ema_add_average": "decay=(...)", "ema_bank_add": "decay=(...)",
     "ema_set_active_average": "apply_shadow(member=...)", "ema_bank_set_active": "apply_shadow(member=...)",
 }
