@@ -759,8 +759,11 @@ EMA_API int ema_threads(const ema_ctx *ctx);
      ema_set_num_updates, ema_set_schedule, ema_set_name,
      ema_bank_set_active, ema_set_half_shadows, ema_set_zero_debias
      (they take effect from the next update), ema_last_error;
-   - refused with EMA_E_STATE: any call on the context made from inside
-     the ready callback (on the update thread), which would wait for itself.
+   - refused with EMA_E_STATE: ema_wait (and any waiting call) made from
+     inside the ready callback, on the update thread, which would wait for
+     itself; ema_wait sets no message then. The callback must not call
+     libema on the context otherwise (other calls would race with the
+     caller's thread on the error message).
    Sharded saves and loads (ema/dist.h) do not wait yet: call ema_wait
    first. */
 

@@ -121,8 +121,7 @@ ema_status ema__async_settle(const ema_ctx *cctx, const char *fn) {
   ema_ctx *ctx = (ema_ctx *)cctx; /* the job is logically part of the call */
   ema_async *a = ctx->async;
   if (!a || !a->started) return EMA_OK;
-  if (on_driver(a))
-    return ema__fail(ctx, EMA_E_STATE, "%s: called from the staging-ready callback of an asynchronous update", fn);
+  if (on_driver(a)) return EMA_E_STATE; /* from the ready callback: no message (ctx->err is the caller's) */
   char err[EMA_ERR_CAP];
   ema_status st = wait_job(a, 1, err, sizeof err);
   if (st == EMA_OK) return EMA_OK;
@@ -332,6 +331,7 @@ ema_status ema_update_async_staged(ema_ctx *ctx, int64_t step, ema_ready_fn read
 
 ema_status ema_wait(ema_ctx *ctx) {
   if (!ctx) return EMA_E_INVALID_ARG;
+  if (ctx->async && on_driver(ctx->async)) return EMA_E_STATE;
   ema__clear_error(ctx);
   return ema__async_settle(ctx, "ema_wait");
 }
