@@ -322,7 +322,7 @@ def status_string(status):
     return lib.ema_status_string(int(status)).decode()
 
 
-_C_CALL = __import__("re").compile(r"\bema_[a-z0-9_]+(\(\))?")
+_C_CALL = __import__("re").compile(r"\bema_[a-z0-9_]+(\([^()]*\))?")
 
 
 def python_terms(message, terms):
@@ -336,7 +336,7 @@ def python_terms(message, terms):
         message = message[m.end():]
 
     def sub(mt):
-        py = terms.get(mt.group(0).rstrip("()"))
+        py = terms.get(mt.group(0).split("(")[0])
         return py if py is not None else "the library call"
     return _C_CALL.sub(sub, message)
 

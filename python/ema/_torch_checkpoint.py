@@ -117,7 +117,10 @@ class CheckpointMixin:
         if old.threads:
             new.threads = old.threads
         slots, skipped = self._register_into(new)
-        fresh, _ = self._collect(new, slots)   # the library's fresh state for every tensor
+        fresh, fresh_meta = self._collect(new, slots)   # the library's fresh state for every tensor
+        # the policies are the new registration's; the rest of the EMA state is carried
+        meta = {k: v for k, v in meta.items() if not k.startswith("ema.policy.")}
+        meta.update({k: v for k, v in fresh_meta.items() if k.startswith("ema.policy.")})
         by_name = {s.name: s for s in slots}
         for s in slots:  # a tensor not averaged before starts fresh, all its state keys together
             if s.averaged and f"{s.name}/{new.name}" not in carried:
@@ -201,13 +204,18 @@ class CheckpointMixin:
         self._updates += 1
 
     def _load_averages(self, values, k=0, step=None):
-        """Set the averages of member k from {canonical name: tensor} (every
-        averaged tensor must be there); used by the peers' formats."""
+        """Set the averages of member k from {canonical name: tensor}; an
+        averaged tensor missing from values keeps its average (diffusers'
+        format carries parameters only). Used by the peers' formats."""
+        if self.zero_debias:
+            raise MismatchError("a peer's checkpoint holds plain averages, which a zero_debias EMA cannot take "
+                                "(its state is a biased accumulator and counters): create the EMA without "
+                                "zero_debias to load it")
         template, meta = self._collect(self._ctx, self._slots)
         member = self.members[k]
         tensors = dict(template)
         for s in self._slots:
-            if s.averaged:
+            if s.averaged and s.name in values:
                 v = values[s.name]
                 tensors[f"{s.name}/{member}"] = _plan.memory_view(v.detach(), s.perm).contiguous()
         if step is not None and self._mode == "update":

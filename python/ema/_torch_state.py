@@ -28,6 +28,14 @@ _TORCH_ST = {v: k for k, v in _ST_TORCH.items()}
 _CHECKSUMS = ("libema.checksum", "libema.xxh64")
 
 
+def _carried(key):
+    """Whether a metadata key of a context's checkpoint moves with its EMA
+    state: not the checksums (they cover the old bytes) and not the policy
+    records ("ema.policy.<name>"), which the receiving context's own
+    registration defines."""
+    return key not in _CHECKSUMS and not key.startswith("ema.policy.")
+
+
 def torch_dtype(name):
     try:
         return _ST_TORCH[name]
@@ -58,7 +66,7 @@ def collect(ctx, skip):
         p = os.path.join(d, "state.safetensors")
         ctx.save(p)
         with open_file(p, bf16="bits") as f:
-            meta = {k: v for k, v in f.metadata.items() if k not in _CHECKSUMS}
+            meta = {k: v for k, v in f.metadata.items() if _carried(k)}
             for key in f.keys():
                 if key in skip:
                     continue
@@ -89,7 +97,7 @@ class _Sink:
 
     def _start(self, hlen):
         header = json.loads(bytes(self.head[8:8 + hlen]).decode("utf-8"))
-        self.meta = {k: v for k, v in header.pop("__metadata__", {}).items() if k not in _CHECKSUMS}
+        self.meta = {k: v for k, v in header.pop("__metadata__", {}).items() if _carried(k)}
         for key, inf in header.items():
             if key in self.skip:
                 continue
@@ -167,7 +175,7 @@ def _collect_buffer(ctx, skip):
         hlen = struct.unpack_from("<Q", raw, 0)[0]
         header = json.loads(bytes(raw[8:8 + hlen]).decode("utf-8"))
         base = 8 + hlen
-        meta = {k: v for k, v in header.pop("__metadata__", {}).items() if k not in _CHECKSUMS}
+        meta = {k: v for k, v in header.pop("__metadata__", {}).items() if _carried(k)}
         # one copy per dtype (torch.cat of the wanted byte ranges), every
         # tensor a view of it: fast for many small tensors, and torch.save
         # sees one storage per dtype

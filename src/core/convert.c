@@ -11,8 +11,6 @@
 
 enum { CHUNK = 512 }; /* elements converted through a float32 stack buffer */
 
-static int is_floating(ema_dtype d) { return d == EMA_F32 || d == EMA_F64 || d == EMA_F16 || d == EMA_BF16; }
-
 /* Round a double to a float32 "to odd": truncate towards zero and set the
    last bit when the value was inexact. A float32 has at least 13 more
    fraction bits than f16 and bf16 in their ranges, so rounding that value to
@@ -54,7 +52,7 @@ ema_status ema_convert(void *dst, ema_dtype dst_dtype, const void *src, ema_dtyp
     if (n > 0 && dst != src) memmove(dst, src, n * ema_dtype_size(dst_dtype));
     return EMA_OK;
   }
-  if (!is_floating(dst_dtype) || !is_floating(src_dtype)) return EMA_E_DTYPE;
+  if (!ema__is_float_dtype(dst_dtype) || !ema__is_float_dtype(src_dtype)) return EMA_E_DTYPE;
   const ema_kernels *k = ema_kernels_best();
   unsigned char *d = (unsigned char *)dst;
   const unsigned char *s = (const unsigned char *)src;

@@ -31,7 +31,7 @@ void desc_build(const ema_ctx *ctx, wb *b) {
   for (size_t i = 0; i < ctx->count; i++) {
     const ema_tensor *t = &ctx->tensors[i];
     wb_str(b, t->name);
-    uint64_t head[5] = {t->pair >= 0, (uint64_t)t->dtype, (uint64_t)t->sdtype, (uint64_t)t->ndim, t->shard != NULL};
+    uint64_t head[5] = {(uint64_t)t->policy, (uint64_t)t->dtype, (uint64_t)t->sdtype, (uint64_t)t->ndim, t->shard != NULL};
     for (int j = 0; j < 5; j++) wb_u64(b, head[j]);
     for (int d = 0; d < t->ndim; d++) {
       wb_u64(b, (uint64_t)(t->shard ? t->shard->global[d] : t->shape[d]));

@@ -12,7 +12,7 @@
 typedef struct tdesc {
   const char *name; /* into the gathered block; name_len bytes */
   size_t name_len;
-  int averaged, dtype, sdtype, ndim, sharded;
+  int averaged, dtype, sdtype, ndim, sharded; /* averaged: the ema_policy */
   int64_t global[EMA_MAX_DIMS], off[EMA_MAX_DIMS], local[EMA_MAX_DIMS];
   uint64_t steps[EMA_MAX_AVERAGES], prods[EMA_MAX_AVERAGES];
 } tdesc;

@@ -39,7 +39,28 @@ static const char *active_name(loader *L) {
   return v ? v->str : L->ctx->avg[L->ctx->active].name;
 }
 
+/* Each registered tensor's policy is the one the checkpoint records
+   (ema_save's "ema.policy.<name>"; absent: average). */
+static ema_status check_policies(loader *L) {
+  for (size_t i = 0; i < L->ctx->count; i++) {
+    const ema_tensor *t = &L->ctx->tensors[i];
+    char key[EMA_MAX_NAME + 16];
+    snprintf(key, sizeof key, "ema.policy.%s", t->name);
+    const dj_val *v = dj_get(L->m.state, key);
+    const char *saved = v ? v->str : ema__policy_name(EMA_POLICY_AVERAGE);
+    if (strcmp(saved, ema__policy_name(t->policy)) != 0) {
+      char q[96];
+      ema_escape(saved, strlen(saved), q, sizeof q);
+      return FAIL(EMA_E_MISMATCH, "tensor '%s' was saved with policy '%s' but is registered with policy %s",
+                  t->name, q, ema__policy_name(t->policy));
+    }
+  }
+  return EMA_OK;
+}
+
 static ema_status match(loader *L) {
+  ema_status st = check_policies(L);
+  if (st != EMA_OK) return st;
   size_t total = 0;
   for (size_t j = 0; j < L->n; j++) {
     dist_entry *e = &L->e[j];
@@ -155,6 +176,18 @@ static ema_status read_state(loader *L) {
   return EMA_OK;
 }
 
+/* The frozen copies of a KEEP tensor (one per member, one memory) agree. */
+static ema_status check_keep(loader *L) {
+  for (size_t j = 0; j < L->n; j++) {
+    const dist_entry *e = &L->e[j];
+    if (L->for_model || e->t->policy != EMA_POLICY_KEEP || e->role != DR_AVG || e->k == 0) continue;
+    size_t first = j - e->k; /* member 0's entry of the same tensor */
+    if (e->nbytes && memcmp(L->stage + L->staged[j], L->stage + L->staged[first], e->nbytes))
+      return FAIL(EMA_E_FORMAT, "the frozen copies of KEEP tensor '%s' differ between members", e->t->name);
+  }
+  return EMA_OK;
+}
+
 static void commit(loader *L) {
   ema_ctx *ctx = L->ctx;
   for (size_t j = 0; j < L->n; j++) {
@@ -191,6 +224,7 @@ static ema_status run(loader *L) {
   if (!L->mt || !L->staged || !L->files) return FAIL(EMA_E_NOMEM, "out of memory");
   st = match(L);
   for (size_t j = 0; j < L->n && st == EMA_OK; j++) st = read_entry(L, j);
+  if (st == EMA_OK) st = check_keep(L);
   if (st == EMA_OK) st = read_state(L);
   return st;
 }

@@ -5,6 +5,8 @@
  *   <n>/<ema>/biased             zero_debias: the biased accumulator
  *   <n>/<ema>/local_step         zero_debias: int64 scalar
  *   <n>/<ema>/decay_product      zero_debias: float64 scalar
+ * (EMA_POLICY_COPY tensors: <n> only; EMA_POLICY_KEEP: <n> and the frozen
+ * copy, in the model dtype, under every member's <n>/<ema>)
  * each with the box this rank holds of it (scalars and replicated tensors:
  * the whole of it).
  */
@@ -71,13 +73,18 @@ ema_status dist_plan(const ema_ctx *ctx, int for_model, const char *active_name,
   int bad = 0;
   for (size_t i = 0; i < ctx->count && !bad; i++) {
     ema_tensor *t = &ctx->tensors[i];
+    int copy = t->policy == EMA_POLICY_COPY, keep = t->policy == EMA_POLICY_KEEP;
     if (for_model) {
-      bad = add(e, &m, t, t->pair < 0 ? DR_MODEL : DR_AVG, ctx->active, active_name);
-      if (!bad && t->pair >= 0) e[m - 1].data = t->data; /* lands in the model */
+      bad = add(e, &m, t, copy ? DR_MODEL : DR_AVG, ctx->active, active_name);
+      if (!bad && !copy) e[m - 1].data = t->data; /* lands in the model */
       continue;
     }
     bad = add(e, &m, t, DR_MODEL, 0, NULL);
-    if (t->pair < 0) continue;
+    if (copy) continue;
+    if (keep) { /* the frozen copy under every member's average key, as ema_save */
+      for (size_t k = 0; k < ctx->n_avg && !bad; k++) bad = add(e, &m, t, DR_AVG, k, ctx->avg[k].name);
+      continue;
+    }
     for (size_t k = 0; k < ctx->n_avg && !bad; k++) {
       const char *en = ctx->avg[k].name;
       bad = add(e, &m, t, DR_AVG, k, en);

@@ -105,8 +105,8 @@ static ema_status read_schedules(loader *L) {
                      EMA_MAX_AVERAGES);
   if ((size_t)n != ctx->n_avg)
     return ema__fail(ctx, EMA_E_MISMATCH,
-                     "%s: the checkpoint holds %lld averages per tensor but this context has %zu; add the same "
-                     "averages with ema_add_average() before tracking",
+                     "%s: the checkpoint's bank has %lld members but this context's has %zu; add the same "
+                     "members with ema_bank_add()",
                      L->fn, (long long)n, ctx->n_avg);
   memcpy(out, ctx->avg, sizeof ctx->avg);
   L->n_avg = (size_t)n;

@@ -111,6 +111,84 @@ static int jp_hex4(const unsigned char *s, unsigned *out) {
 /* Parse the string at j->p (which must be '"') and decode it into the pool
    at pool_used, NUL-terminated, without committing it: *out points at it,
    *out_len is its length. jp_keep() commits it. */
+/* cp (a Unicode scalar value) as UTF-8 into enc; returns the length. */
+static size_t jp_utf8(unsigned cp, unsigned char enc[4]) {
+  if (cp < 0x80) {
+    enc[0] = (unsigned char)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    enc[0] = (unsigned char)(0xC0 | (cp >> 6));
+    enc[1] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    enc[0] = (unsigned char)(0xE0 | (cp >> 12));
+    enc[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+    enc[2] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  enc[0] = (unsigned char)(0xF0 | (cp >> 18));
+  enc[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+  enc[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+  enc[3] = (unsigned char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+/* A \uXXXX escape (a surrogate pair as two) at j->p, decoded into enc. */
+static ema_status jp_unicode(jp *j, unsigned char enc[4], size_t *k) {
+  unsigned cp;
+  if (j->p + 6 > j->len || jp_hex4(j->s + j->p + 2, &cp) != 0)
+    return jp_fail(j, j->p, "invalid \\u escape: expected 4 hexadecimal digits");
+  size_t esc_at = j->p;
+  j->p += 6;
+  if (cp >= 0xDC00 && cp <= 0xDFFF)
+    return jp_fail(j, esc_at, "invalid \\u escape: lone low surrogate \\u%04X", cp);
+  if (cp >= 0xD800 && cp <= 0xDBFF) {
+    unsigned lo;
+    if (j->p + 6 > j->len || j->s[j->p] != '\\' || j->s[j->p + 1] != 'u' ||
+        jp_hex4(j->s + j->p + 2, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
+      return jp_fail(j, esc_at,
+                     "invalid \\u escape: high surrogate \\u%04X is not followed by a "
+                     "\\u escape of a low surrogate (DC00-DFFF)", cp);
+    j->p += 6;
+    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+  }
+  if (cp == 0)
+    return jp_fail(j, esc_at, "\\u0000 is not allowed in names, keys or values");
+  *k = jp_utf8(cp, enc);
+  return EMA_OK;
+}
+
+/* The escape sequence at j->p (a backslash), decoded into enc[0..*k). */
+static ema_status jp_escape(jp *j, unsigned char enc[4], size_t *k) {
+  if (j->p + 1 >= j->len)
+    return jp_fail(j, j->p, "unterminated escape sequence at end of header");
+  unsigned e = j->s[j->p + 1];
+  unsigned char one = 0;
+  switch (e) {
+  case '"': one = '"'; break;
+  case '\\': one = '\\'; break;
+  case '/': one = '/'; break;
+  case 'b': one = '\b'; break;
+  case 'f': one = '\f'; break;
+  case 'n': one = '\n'; break;
+  case 'r': one = '\r'; break;
+  case 't': one = '\t'; break;
+  case 'u': return jp_unicode(j, enc, k);
+  default: {
+    char f[32];
+    jp_found(j, j->p + 1, f, sizeof f);
+    return jp_fail(j, j->p, "invalid escape: expected one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t "
+                            "\\uXXXX after the backslash, found %s", f);
+  }
+  }
+  enc[0] = one;
+  *k = 1;
+  j->p += 2;
+  return EMA_OK;
+}
+
 static ema_status jp_string(jp *j, char **out, size_t *out_len) {
   if (jp_peek(j) != '"') return jp_expected(j, "'\"' (a string)");
   size_t start = j->p;
@@ -127,73 +205,10 @@ static ema_status jp_string(jp *j, char **out, size_t *out_len) {
       break;
     }
     unsigned char enc[4];
-    size_t k;
+    size_t k = 0;
     if (c == '\\') {
-      if (j->p + 1 >= j->len)
-        return jp_fail(j, j->p, "unterminated escape sequence at end of header");
-      unsigned e = j->s[j->p + 1];
-      unsigned char one = 0;
-      switch (e) {
-      case '"': one = '"'; break;
-      case '\\': one = '\\'; break;
-      case '/': one = '/'; break;
-      case 'b': one = '\b'; break;
-      case 'f': one = '\f'; break;
-      case 'n': one = '\n'; break;
-      case 'r': one = '\r'; break;
-      case 't': one = '\t'; break;
-      case 'u': break;
-      default: {
-        char f[32];
-        jp_found(j, j->p + 1, f, sizeof f);
-        return jp_fail(j, j->p, "invalid escape: expected one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t "
-                                "\\uXXXX after the backslash, found %s", f);
-      }
-      }
-      if (e != 'u') {
-        enc[0] = one;
-        k = 1;
-        j->p += 2;
-      } else {
-        unsigned cp;
-        if (j->p + 6 > j->len || jp_hex4(j->s + j->p + 2, &cp) != 0)
-          return jp_fail(j, j->p, "invalid \\u escape: expected 4 hexadecimal digits");
-        size_t esc_at = j->p;
-        j->p += 6;
-        if (cp >= 0xDC00 && cp <= 0xDFFF)
-          return jp_fail(j, esc_at, "invalid \\u escape: lone low surrogate \\u%04X", cp);
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-          unsigned lo;
-          if (j->p + 6 > j->len || j->s[j->p] != '\\' || j->s[j->p + 1] != 'u' ||
-              jp_hex4(j->s + j->p + 2, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
-            return jp_fail(j, esc_at,
-                           "invalid \\u escape: high surrogate \\u%04X is not followed by a "
-                           "\\u escape of a low surrogate (DC00-DFFF)", cp);
-          j->p += 6;
-          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-        }
-        if (cp == 0)
-          return jp_fail(j, esc_at, "\\u0000 is not allowed in names, keys or values");
-        if (cp < 0x80) {
-          enc[0] = (unsigned char)cp;
-          k = 1;
-        } else if (cp < 0x800) {
-          enc[0] = (unsigned char)(0xC0 | (cp >> 6));
-          enc[1] = (unsigned char)(0x80 | (cp & 0x3F));
-          k = 2;
-        } else if (cp < 0x10000) {
-          enc[0] = (unsigned char)(0xE0 | (cp >> 12));
-          enc[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-          enc[2] = (unsigned char)(0x80 | (cp & 0x3F));
-          k = 3;
-        } else {
-          enc[0] = (unsigned char)(0xF0 | (cp >> 18));
-          enc[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-          enc[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-          enc[3] = (unsigned char)(0x80 | (cp & 0x3F));
-          k = 4;
-        }
-      }
+      ema_status st = jp_escape(j, enc, &k);
+      if (st != EMA_OK) return st;
       if (o + k >= room) return jp_nomem(j); /* cannot happen: decoded <= raw */
       memcpy(dst + o, enc, k);
       o += k;
@@ -275,6 +290,85 @@ static int jp_newcap(size_t cap, size_t need, size_t elem, size_t *out) {
     }                                                                           \
   } while (0)
 
+/* The value of "dtype" into t. */
+static ema_status jp_dtype_value(jp *j, st_tensor *t) {
+  ema_status st;
+  size_t v_at = j->p;
+  if (jp_peek(j) != '"') return jp_expected(j, "a dtype string such as \"F32\"");
+  char *v;
+  size_t vlen;
+  if ((st = jp_string(j, &v, &vlen)) != EMA_OK) return st;
+  int dt = st_dtype_from_name(v, vlen);
+  if (dt < 0) {
+    char q[128];
+    st_quote(q, sizeof q, v, vlen);
+    return jp_fail(j, v_at, "unknown dtype %s (expected one of BOOL F4 F6_E2M3 F6_E3M2 "
+                            "U8 I8 F8_E5M2 F8_E4M3 F8_E8M0 I16 U16 F16 BF16 I32 U32 F32 "
+                            "C64 F64 I64 U64)", q);
+  }
+  t->dtype = (st_dtype)dt;
+  return EMA_OK;
+}
+
+/* The value of "shape" into t (dims in the header's pool). */
+static ema_status jp_shape_value(jp *j, st_tensor *t) {
+  ema_status st;
+  st_header *h = j->h;
+  if (jp_peek(j) != '[') return jp_expected(j, "'[' (the shape array)");
+  j->p++;
+  jp_ws(j);
+  int nd = 0;
+  if (jp_peek(j) != ']') {
+    for (;;) {
+      if (nd == ST_MAX_RANK)
+        return jp_fail(j, j->p, "shape has more than %d dimensions", ST_MAX_RANK);
+      uint64_t v;
+      if ((st = jp_uint(j, &v)) != EMA_OK) return st;
+      JP_RESERVE(j, h->dims, j->dims_cap, j->dims_n + 1);
+      h->dims[j->dims_n++] = (int64_t)v;
+      nd++;
+      jp_ws(j);
+      if (jp_peek(j) == ',') {
+        j->p++;
+        jp_ws(j);
+        continue;
+      }
+      if (jp_peek(j) == ']') break;
+      return jp_expected(j, "',' or ']' in the shape array");
+    }
+  }
+  j->p++;
+  t->ndim = nd;
+  return EMA_OK;
+}
+
+/* The value of "data_offsets" into t. */
+static ema_status jp_offsets_value(jp *j, st_tensor *t) {
+  ema_status st;
+  if (jp_peek(j) != '[') return jp_expected(j, "'[' (the data_offsets array)");
+  size_t arr_at = j->p;
+  j->p++;
+  uint64_t v[2];
+  for (int i = 0; i < 2; i++) {
+    jp_ws(j);
+    if (jp_peek(j) == ']')
+      return jp_fail(j, arr_at, "data_offsets must hold exactly 2 integers, found %d", i);
+    if ((st = jp_uint(j, &v[i])) != EMA_OK) return st;
+    jp_ws(j);
+    if (i == 0) {
+      if (jp_peek(j) != ',') return jp_expected(j, "',' between the two data_offsets");
+      j->p++;
+    }
+  }
+  if (jp_peek(j) == ',')
+    return jp_fail(j, arr_at, "data_offsets must hold exactly 2 integers, found more");
+  if (jp_peek(j) != ']') return jp_expected(j, "']' after the two data_offsets");
+  j->p++;
+  t->begin = v[0];
+  t->end = v[1];
+  return EMA_OK;
+}
+
 static ema_status jp_tensor(jp *j, const char *name, size_t name_len, size_t key_at) {
   st_header *h = j->h;
   ema_status st;
@@ -323,70 +417,8 @@ static ema_status jp_tensor(jp *j, const char *name, size_t name_len, size_t key
       if (jp_peek(j) != ':') return jp_expected(j, "':'");
       j->p++;
       jp_ws(j);
-      if (which == 1) {
-        size_t v_at = j->p;
-        if (jp_peek(j) != '"') return jp_expected(j, "a dtype string such as \"F32\"");
-        char *v;
-        size_t vlen;
-        if ((st = jp_string(j, &v, &vlen)) != EMA_OK) return st;
-        int dt = st_dtype_from_name(v, vlen);
-        if (dt < 0) {
-          char q[128];
-          st_quote(q, sizeof q, v, vlen);
-          return jp_fail(j, v_at, "unknown dtype %s (expected one of BOOL F4 F6_E2M3 F6_E3M2 "
-                                  "U8 I8 F8_E5M2 F8_E4M3 F8_E8M0 I16 U16 F16 BF16 I32 U32 F32 "
-                                  "C64 F64 I64 U64)", q);
-        }
-        t->dtype = (st_dtype)dt;
-      } else if (which == 2) {
-        if (jp_peek(j) != '[') return jp_expected(j, "'[' (the shape array)");
-        j->p++;
-        jp_ws(j);
-        int nd = 0;
-        if (jp_peek(j) != ']') {
-          for (;;) {
-            if (nd == ST_MAX_RANK)
-              return jp_fail(j, j->p, "shape has more than %d dimensions", ST_MAX_RANK);
-            uint64_t v;
-            if ((st = jp_uint(j, &v)) != EMA_OK) return st;
-            JP_RESERVE(j, h->dims, j->dims_cap, j->dims_n + 1);
-            h->dims[j->dims_n++] = (int64_t)v;
-            nd++;
-            jp_ws(j);
-            if (jp_peek(j) == ',') {
-              j->p++;
-              jp_ws(j);
-              continue;
-            }
-            if (jp_peek(j) == ']') break;
-            return jp_expected(j, "',' or ']' in the shape array");
-          }
-        }
-        j->p++;
-        t->ndim = nd;
-      } else {
-        if (jp_peek(j) != '[') return jp_expected(j, "'[' (the data_offsets array)");
-        size_t arr_at = j->p;
-        j->p++;
-        uint64_t v[2];
-        for (int i = 0; i < 2; i++) {
-          jp_ws(j);
-          if (jp_peek(j) == ']')
-            return jp_fail(j, arr_at, "data_offsets must hold exactly 2 integers, found %d", i);
-          if ((st = jp_uint(j, &v[i])) != EMA_OK) return st;
-          jp_ws(j);
-          if (i == 0) {
-            if (jp_peek(j) != ',') return jp_expected(j, "',' between the two data_offsets");
-            j->p++;
-          }
-        }
-        if (jp_peek(j) == ',')
-          return jp_fail(j, arr_at, "data_offsets must hold exactly 2 integers, found more");
-        if (jp_peek(j) != ']') return jp_expected(j, "']' after the two data_offsets");
-        j->p++;
-        t->begin = v[0];
-        t->end = v[1];
-      }
+      st = which == 1 ? jp_dtype_value(j, t) : which == 2 ? jp_shape_value(j, t) : jp_offsets_value(j, t);
+      if (st != EMA_OK) return st;
       jp_ws(j);
       if (jp_peek(j) == ',') {
         j->p++;

@@ -412,6 +412,7 @@ static void test_hostile(void) {
       {"\"tensors\": [", "\"tensors\": [{\"name\": \"w\"}, ", "a duplicate tensor", EMA_E_FORMAT},
       {"\"dtype\": \"F32\"", "\"dtype\": \"F64\"", "another dtype", EMA_E_MISMATCH},
       {"\"name\": \"w/fast\"", "\"name\": \"w/slow\"", "a missing average", EMA_E_MISMATCH},
+      {"\"ema.policy.k\": \"keep\"", "\"ema.policy.k\": \"copy\"", "another policy", EMA_E_MISMATCH},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     CHECK_MSG(mutate(hx, good, cases[i].from, cases[i].to), "pattern of '%s' not found", cases[i].what);

@@ -3,7 +3,7 @@
 ema.ExponentialMovingAverage against the seeds' TensorFlow runs bit for bit
 (the same printed values as tests/golden/test_seeds.c), the error classes,
 zero-copy views, swap/store/restore, checkpoints, every refusal.
-Run by ctest (tests/pybind/tests.cmake) with EMA_LIBRARY set, or by hand:
+Run by ctest (tests/python/tests.cmake) with EMA_LIBRARY set, or by hand:
   EMA_LIBRARY=build/libema.so /usr/bin/python3 -m pytest -q tests/python
 """
 import gc

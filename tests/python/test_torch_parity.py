@@ -494,3 +494,18 @@ def test_module_is_made_once_and_refreshed_after_updates():
     assert torch.equal(m1.head.weight, e.average("head.weight"))
     assert torch.equal(m1.body[1].running_mean, e.average("body.1.running_mean"))
     assert m1.head.weight.data_ptr() != model.head.weight.data_ptr()
+
+
+def test_diffusers_state_into_an_ema_that_also_averages_buffers():
+    model = make("cnn")
+    peer = ref.DiffusersEMAModel(model.parameters(), decay=0.9, use_ema_warmup=True)
+    e = EMA(model, 0.9, warmup="inverse_power").register()         # buffers averaged too
+    train("cnn", model, 5, lambda step: (peer.step(model.parameters()), e.update()))
+    buffers = e.average("body.1.running_mean")
+    fresh = EMA(model, 0.9, warmup="inverse_power").register()
+    fresh.load_state_dict(peer.state_dict())
+    assert_params(fresh, zip([n for n, _ in model.named_parameters()], peer.shadow_params), "diffusers in")
+    assert not torch.equal(fresh.average("body.1.running_mean"), buffers)   # kept its own (a copy at register)
+    assert torch.equal(fresh.average("body.1.running_mean"), model.body[1].running_mean)
+    with pytest.raises(ema.MismatchError, match="zero_debias"):
+        EMA(model, 0.9, warmup="inverse_power", zero_debias=True).register().load_state_dict(peer.state_dict())

@@ -30,6 +30,12 @@
  *       DIR/snap_evil.safetensors, post-hoc snapshots, the second with
  *       ema.t = "12\x1b[2J\nema: ok".
  *
+ *   tool_fixture bigsnaps DIR MB
+ *       Three post-hoc snapshots of one f32 tensor "w" of MB mebibytes
+ *       (DIR/big_a100, big_a200 with ema.gamma 6.94, big_b200 with 16.97),
+ *       to check that synthesis streams: its memory stays far below the
+ *       snapshots' size.
+ *
  *   tool_fixture snapshots DIR
  *       Post-hoc EMA snapshots of a simulated training run of T_END steps:
  *       weights that converge with noise, tracked by power-function EMAs
@@ -301,13 +307,37 @@ static int write_hostile(const char *dir) {
   return 0;
 }
 
+static int write_bigsnaps(const char *dir, long mb) {
+  size_t n = (size_t)mb * (1u << 20) / 4;
+  float *w = (float *)malloc(n * sizeof *w);
+  if (!w) return 1;
+  static const char *const names[3] = {"big_a100", "big_a200", "big_b200"};
+  static const char *const meta[3][4] = {
+      {"ema.t", "100", "ema.gamma", "6.94"}, {"ema.t", "200", "ema.gamma", "6.94"}, {"ema.t", "200", "ema.gamma", "16.97"}};
+  int rc = 0;
+  for (int k = 0; k < 3 && rc == 0; k++) {
+    for (size_t i = 0; i < n; i++) w[i] = (float)((double)(i % 1000) * 0.001 + k);
+    int64_t shape[1] = {(int64_t)n};
+    ema_file_entry e = {"w", EMA_F32, 1, shape, w};
+    char path[1024], err[512];
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, names[k]);
+    if (ema_file_write(path, &e, 1, meta[k], 2, err, sizeof err) != EMA_OK) {
+      fprintf(stderr, "%s\n", err);
+      rc = 1;
+    }
+  }
+  free(w);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "ckpt") == 0)
     return write_ckpt(argv[2], argc >= 4 && strcmp(argv[3], "--debias") == 0);
   if (argc == 3 && strcmp(argv[1], "ckpt-bank") == 0) return write_bank(argv[2]);
   if (argc == 4 && strcmp(argv[1], "many") == 0) return write_many(atol(argv[2]), argv[3]);
+  if (argc == 4 && strcmp(argv[1], "bigsnaps") == 0) return write_bigsnaps(argv[2], atol(argv[3]));
   if (argc == 3 && strcmp(argv[1], "hostile") == 0) return write_hostile(argv[2]);
   if (argc == 3 && strcmp(argv[1], "snapshots") == 0) return write_snapshots(argv[2]);
-  fprintf(stderr, "usage: tool_fixture ckpt PATH [--debias] | ckpt-bank PATH | many N PATH | hostile DIR | snapshots DIR\n");
+  fprintf(stderr, "usage: tool_fixture ckpt PATH [--debias] | ckpt-bank PATH | many N PATH | hostile DIR | bigsnaps DIR MB | snapshots DIR\n");
   return 2;
 }

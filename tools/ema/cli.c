@@ -192,6 +192,13 @@ int cli_next(cli_parser *p) {
   }
 }
 
+int cli_stop(const cli_parser *p, int id, int *rc) {
+  if (id == CLI_BAD) *rc = EXIT_USAGE;
+  else if (id == CLI_HELP) *rc = cli_print_help(p->cmd);
+  else return 0;
+  return 1;
+}
+
 int cli_parse_double(const char *s, int allow_inf, double *out) {
   while (*s == ' ' || *s == '\t') s++;
   if (!*s || strchr(s, 'x') || strchr(s, 'X')) return 0;

@@ -110,6 +110,15 @@ void cli_parser_init(cli_parser *p, const cli_command *cmd, const cli_option *op
    EXIT_USAGE). */
 int cli_next(cli_parser *p);
 
+/* What a command's option loop does with CLI_BAD (return EXIT_USAGE: the
+   usage error is printed) and CLI_HELP (print the help, return EXIT_OK):
+   1 with *rc set when the command must return *rc now, 0 for any other id.
+     for (int id, rc; (id = cli_next(&p)) != CLI_END;) {
+       if (cli_stop(&p, id, &rc)) return rc;
+       switch (id) { ... }
+     } */
+int cli_stop(const cli_parser *p, int id, int *rc);
+
 /* Strict conversions of an option value; on failure they print a usage error
    naming the option and return 0 (then the caller returns EXIT_USAGE). */
 int cli_double(const cli_parser *p, double *out);

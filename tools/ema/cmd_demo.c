@@ -134,12 +134,9 @@ static int run_demo(const cli_command *cmd, int argc, char **argv) {
   int plot = 1;
   cli_parser p;
   cli_parser_init(&p, cmd, options, argc, argv);
-  for (int id; (id = cli_next(&p)) != CLI_END;) {
+  for (int id, stop_rc; (id = cli_next(&p)) != CLI_END;) {
+    if (cli_stop(&p, id, &stop_rc)) return stop_rc;
     switch (id) {
-      case CLI_BAD:
-        return EXIT_USAGE;
-      case CLI_HELP:
-        return cli_print_help(cmd);
       case CLI_POSITIONAL:
         return cli_usage_error(cmd, "unexpected argument '%s'", p.arg);
       case OPT_EPOCHS:

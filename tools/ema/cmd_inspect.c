@@ -550,12 +550,9 @@ static int run_inspect(const cli_command *cmd, int argc, char **argv) {
   const char *path = NULL, *ema_name_opt = NULL;
   cli_parser p;
   cli_parser_init(&p, cmd, options, argc, argv);
-  for (int id; (id = cli_next(&p)) != CLI_END;) {
+  for (int id, stop_rc; (id = cli_next(&p)) != CLI_END;) {
+    if (cli_stop(&p, id, &stop_rc)) return stop_rc;
     switch (id) {
-      case CLI_BAD:
-        return EXIT_USAGE;
-      case CLI_HELP:
-        return cli_print_help(cmd);
       case CLI_POSITIONAL:
         if (path) return cli_usage_error(cmd, "one checkpoint at a time (got '%s' and '%s')", path, p.arg);
         path = p.arg;

@@ -99,12 +99,8 @@ static int parse_args(const cli_command *cmd, int argc, char **argv, posthoc_arg
   cli_parser_init(&p, cmd, options, argc, argv);
   *rc = EXIT_USAGE;
   for (int id; (id = cli_next(&p)) != CLI_END;) {
+    if (cli_stop(&p, id, rc)) return 0;
     switch (id) {
-      case CLI_BAD:
-        return 0;
-      case CLI_HELP:
-        *rc = cli_print_help(cmd);
-        return 0;
       case CLI_POSITIONAL:
         a->snaps[a->n++] = p.arg;
         break;

@@ -347,12 +347,9 @@ static int run_smooth(const cli_command *cmd, int argc, char **argv) {
   int64_t min_periods = 0;
   cli_parser p;
   cli_parser_init(&p, cmd, options, argc, argv);
-  for (int id; (id = cli_next(&p)) != CLI_END;) {
+  for (int id, stop_rc; (id = cli_next(&p)) != CLI_END;) {
+    if (cli_stop(&p, id, &stop_rc)) return stop_rc;
     switch (id) {
-      case CLI_BAD:
-        return EXIT_USAGE;
-      case CLI_HELP:
-        return cli_print_help(cmd);
       case CLI_POSITIONAL:
         return cli_usage_error(cmd, "unexpected argument '%s' (the input file goes after --input)", p.arg);
       case OPT_INPUT:

@@ -1,4 +1,4 @@
-# tests/pybind/tests.cmake: the Python binding (python/ema) under Debian's
+# tests/python/tests.cmake: the Python binding (python/ema) under Debian's
 # /usr/bin/python3 with python3-pytest, python3-numpy and python3-torch
 # (scripts/deps.sh installs them). Included by tests/CMakeLists.txt.
 #
