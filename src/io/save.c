@@ -133,6 +133,8 @@ static ema_status plan_policies(save_plan *p, const ema_ctx *ctx, const char *fn
    state_only leaves the model tensors out (ema_save_state_buffer). */
 static ema_status plan_build(save_plan *p, const ema_ctx *ctx, const char *fn, char csum[20], int state_only) {
   memset(p, 0, sizeof *p);
+  ema_status ast = ema__async_settle(ctx, fn);
+  if (ast != EMA_OK) return ast;
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE,
                      "%s: the model holds the averages (swapped); call ema_swap() to swap back before saving", fn);
