@@ -209,7 +209,20 @@ _OPTIONAL = {
     "ema_save_writer": (_c_int, [_c_ctx, _c_vp, _c_vp]),
     "ema_save_state_buffer": (_c_int, [_c_ctx, ctypes.POINTER(_c_vp), ctypes.POINTER(_c_sz)]),
     "ema_load_state_buffer": (_c_int, [_c_ctx, _c_vp, _c_sz]),
+    # asynchronous updates (ema/core.h); the callbacks are passed as void *
+    "ema_apply_async": (_c_int, [_c_ctx]),
+    "ema_update_async": (_c_int, [_c_ctx, ctypes.c_int64]),
+    "ema_wait": (_c_int, [_c_ctx]),
+    "ema_apply_async_staged": (_c_int, [_c_ctx, _c_vp, _c_vp]),
+    "ema_update_async_staged": (_c_int, [_c_ctx, ctypes.c_int64, _c_vp, _c_vp]),
+    "ema_staging": (_c_int, [_c_ctx, ctypes.c_char_p, ctypes.POINTER(_c_vp)]),
+    "ema_set_staging_allocator": (_c_int, [_c_ctx, _c_vp, _c_vp, _c_vp]),
 }
+
+# callback types of the asynchronous API
+READY_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+STAGING_ALLOC_FN = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+STAGING_FREE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 
 
 def _needs_sanitizer_runtime(path):

@@ -46,7 +46,7 @@ from ._lib import has as _has
 from .errors import InvalidArgumentError, StateError, StorageChangedError, UnsupportedError
 from .files import write_safetensors
 
-__all__ = ["EMA", "PostHocEMA", "canonical_name"]
+__all__ = ["EMA", "PostHocEMA", "OffloadEMA", "DeviceEMA", "canonical_name"]
 
 canonical_name = _plan.canonical_name
 
@@ -62,6 +62,7 @@ _TERMS = {
 }
 
 
+_OFFLOAD = [()]   # (OffloadEMA,) once ema._torch_offload is imported
 _data_ptr = torch.Tensor.data_ptr
 _requires_grad = torch.Tensor.requires_grad.__get__
 
@@ -148,10 +149,28 @@ class EMA(EvalMixin, CheckpointMixin):
         not to replace storages).
     """
 
+    def __new__(cls, *args, device=None, **kwargs):
+        # EMA(model, ..., device=...) picks where the averages live: device
+        # "cpu" keeps them in host memory behind staging buffers filled by
+        # (device-to-host) copies, updated asynchronously (OffloadEMA); a CUDA
+        # model without device= or with its own device keeps them on the
+        # device (DeviceEMA, torch foreach ops)
+        if cls is EMA and args:
+            from . import _torch_offload as _off
+            kind = _off.pick(args[0], device)
+            if kind == "device":
+                return _off.DeviceEMA(*args, device=device, **kwargs)
+            if kind == "offload":
+                return object.__new__(_off.OffloadEMA)
+        return object.__new__(cls)
+
     def __init__(self, model, decay=None, *, min_decay=0.0, warmup=None, inv_gamma=1.0, power=2 / 3,
                  update_after_step=0, update_every=1, sigma_rel=None, gamma=None, half_life=None,
                  buffers="average", ignore=(), num_updates=None, zero_debias=False, name=None, threads=None,
-                 half_shadows=False, on_replaced="error", check_storage=True):
+                 half_shadows=False, on_replaced="error", check_storage=True, device=None):
+        if device is not None and not isinstance(self, _OFFLOAD[0]):
+            raise InvalidArgumentError(f"device={device!r} is for a model whose averages live elsewhere; "
+                                       f"this EMA keeps them over the model's own (CPU) memory: leave device out")
         if not isinstance(model, torch.nn.Module):
             raise InvalidArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if buffers not in _plan.BUFFER_MODES:
@@ -463,14 +482,23 @@ class EMA(EvalMixin, CheckpointMixin):
         if step % self.update_every:
             self.step = step
             return
+        self._run_update(step)
+        self.step = step
+        self._updates += 1
+
+    def _run_update(self, step):
+        """The library's update for step (after every check)."""
         if self._mode == "tf":
             if self._warmup == "tf":
                 self._ctx.num_updates = step
             self._ctx.apply_all()
         else:
             self._ctx.update(step)
-        self.step = step
-        self._updates += 1
+
+    def wait(self):
+        """Wait for an asynchronous update in flight (EMA(..., device="cpu"));
+        a synchronous EMA has none: returns at once."""
+        return None
 
     def _wraps(self, model):
         """model is a wrapper (DataParallel, torch.compile) of the registered one."""
@@ -554,3 +582,4 @@ class EMA(EvalMixin, CheckpointMixin):
 
 
 from ._torch_posthoc import PostHocEMA  # noqa: E402  (it builds on EMA)
+from ._torch_offload import DeviceEMA, OffloadEMA  # noqa: E402,F401  (they build on EMA)
