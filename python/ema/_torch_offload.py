@@ -61,6 +61,8 @@ def pick(model, device):
     if not isinstance(model, torch.nn.Module):
         return "plain"  # EMA.__init__ says what is wrong
     md = _model_device(model)
+    if md.type == "meta":
+        return "plain"  # no memory to average: EMA.register() says so
     if device is None:
         return "plain" if md.type == "cpu" else "device"
     d = _device(device)
