@@ -154,3 +154,40 @@ def test_device_averages_agree_with_libema_within_rounding():
     ec = DeviceEMA(c, 0.9).register()
     ec.load_state_dict(sd)
     assert torch.equal(ec.average("0.weight"), eb.average("0.weight"))
+
+
+def test_copies_and_pickles_wait_and_keep_the_class():
+    import copy
+    import pickle
+    _, _, ea, eb = run_pair(steps=3, decay=0.9)
+    for other in (copy.deepcopy(eb), pickle.loads(pickle.dumps(eb))):
+        assert isinstance(other, OffloadEMA)
+        same_averages(ea, other)
+
+
+def test_a_failed_ready_callback_is_reported_by_wait_and_applies_nothing():
+    import ctypes
+
+    from ema.errors import EmaError
+    _, b, ea, eb = run_pair(steps=2, decay=0.9)
+    eb.wait()
+    before = {n: eb.average(n) for n in eb.names(averaged=True)}
+
+    class Failing:
+        def synchronize(self):
+            raise RuntimeError("the device-to-host copy failed")
+
+    for dst, src in eb._staging():   # what a CUDA update would do, with an event that fails
+        dst.copy_(src)
+    eb._event = Failing()
+    ctx = eb._ctx
+    st = _lib.lib.ema_apply_async_staged(ctx.h.ptr, ctypes.cast(eb._ready_c, ctypes.c_void_p), None)
+    ctx.h.check(st)
+    eb._pending = True
+    with pytest.raises(EmaError):
+        eb.wait()
+    for n, v in before.items():
+        assert torch.equal(eb.average(n), v), n
+    eb._event = None
+    eb.update()                          # the next update works
+    eb.wait()
