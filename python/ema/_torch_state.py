@@ -309,17 +309,21 @@ def load(ctx, entries, meta, layout=None):
         return
     cached = getattr(ctx, "_load_layout", None)
     if layout is not None and cached is not None and cached[0] is layout:
-        part, offset = cached[1], cached[2]
+        part, offset, runs = cached[1], cached[2], cached[3]
     else:
-        header, offset = {}, 0
-        for key, t in entries.items():
+        header, offset, runs = {}, 0, []
+        for i, (key, t) in enumerate(entries.items()):
             nbytes = t.numel() * t.element_size()
             header[key] = {"dtype": _TORCH_ST[t.dtype], "shape": list(t.shape),
                            "data_offsets": [offset, offset + nbytes]}
+            if runs and runs[-1][2] == t.dtype:
+                runs[-1][1], runs[-1][4] = offset + nbytes, i + 1
+            else:
+                runs.append([offset, offset + nbytes, t.dtype, i, i + 1])
             offset += nbytes
         part = json.dumps(header, separators=(",", ":"))[1:-1]
         if layout is not None:
-            ctx._load_layout = (layout, part, offset)
+            ctx._load_layout = (layout, part, offset, runs)
     text = "{" + part
     if meta:
         text += ("," if part else "") + '"__metadata__":' + json.dumps(
@@ -331,9 +335,15 @@ def load(ctx, entries, meta, layout=None):
     head = struct.pack("<Q", len(h)) + h
     ctypes.memmove(buf.data_ptr(), head, len(head))
     base = 8 + len(h)
-    flat = [t.view(-1).view(torch.uint8) for t in entries.values()]
-    if flat:
-        torch.cat(flat, out=buf[base:base + offset])
+    # one torch.cat per run of one dtype, straight into the buffer seen in that dtype
+    values = list(entries.values())
+    for a, b, dt, i, j in runs:
+        size = values[i].element_size()
+        part_ts = [t if t.dim() == 1 else t.view(-1) for t in values[i:j]]
+        if (base + a) % size == 0:
+            torch.cat(part_ts, out=buf[base + a:base + b].view(dt))
+        else:   # not aligned for that dtype: as bytes
+            torch.cat([t.view(torch.uint8) for t in part_ts], out=buf[base + a:base + b])
     fn = _lib.lib.ema_load_state_buffer if state_only() else _lib.lib.ema_load_buffer
     with ctx.h.lock:
         ctx.h.check(fn(ctx.h.ptr, ctypes.c_void_p(buf.data_ptr()), total))

@@ -16,7 +16,7 @@ static void loader_free(loader *L) {
   free(L->fpol);
   st_close(L->f);
   free(L->items);
-  ema__aligned_free(L->stage);
+  if (!L->stage_borrowed) ema__aligned_free(L->stage);
 }
 
 static int same_shape(const st_tensor *s, const ema_tensor *t) {
@@ -123,6 +123,28 @@ static ema_status read_hashed(loader *L, const st_tensor *s, unsigned char *dst,
   return EMA_OK;
 }
 
+/* A checkpoint in memory is its own staging (the caller's buffer is
+   borrowed, unchanged, for the call): hash every byte in place, in file
+   order, and point the planned items at their bytes. */
+static ema_status stage_in_place(loader *L, const size_t *order, load_sums *sums) {
+  const unsigned char *data = (const unsigned char *)L->buf + L->f->data_start;
+  for (size_t k = 0; k < L->f->n_tensors; k++) {
+    const st_tensor *s = &L->f->tensors[order[k]];
+    size_t nb = (size_t)s->nbytes;
+    ema__xxh64_update(&sums->h, data + s->begin, nb);
+    if (sums->have_legacy) {
+      ckpt_legacy_hash lh;
+      ckpt_legacy_init(&lh);
+      ckpt_legacy_update(&lh, data + s->begin, nb);
+      sums->legacy_sum += ckpt_legacy_term(s->name, &lh);
+    }
+  }
+  for (size_t i = 0; i < L->n; i++) L->items[i].staged = (size_t)L->items[i].src->begin;
+  L->stage = (unsigned char *)(uintptr_t)data;
+  L->stage_borrowed = 1;
+  return EMA_OK;
+}
+
 static int by_offset(size_t a, size_t b, const void *ctx) {
   const st_tensor *t = (const st_tensor *)ctx;
   return t[a].begin < t[b].begin ? -1 : t[a].begin > t[b].begin ? 1 : 0;
@@ -150,17 +172,23 @@ static ema_status plan_staging(loader *L, size_t *place) {
 /* Read the data section once, in file order, staging what the plan needs
    and hashing every byte as it was read; then check the checksums against
    those bytes, and that the file did not change underneath. */
-static ema_status loader_stage(loader *L, load_sums *sums) {
+static ema_status loader_stage(loader *L, load_sums *sums, int in_place) {
   enum { SCRATCH = 1 << 20 };
   size_t nt = L->f->n_tensors;
+  in_place = in_place && L->buf;
   size_t *place = (size_t *)ema__calloc(nt + 1, sizeof *place);
   size_t *order = (size_t *)ema__calloc(nt + 1, sizeof *order);
-  unsigned char *scratch = (unsigned char *)ema__malloc(SCRATCH);
-  ema_status st = place && order && scratch ? EMA_OK : ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
-  if (st == EMA_OK) st = plan_staging(L, place);
+  unsigned char *scratch = in_place ? NULL : (unsigned char *)ema__malloc(SCRATCH);
+  ema_status st = place && order && (scratch || in_place) ? EMA_OK
+                                                          : ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
+  if (st == EMA_OK && !in_place) st = plan_staging(L, place);
   for (size_t i = 0; i < nt && order; i++) order[i] = i;
   if (st == EMA_OK && st_msort(order, nt, by_offset, L->f->tensors) != 0)
     st = ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
+  if (st == EMA_OK && in_place) {
+    st = stage_in_place(L, order, sums);
+    nt = 0; /* nothing to read */
+  }
   for (size_t k = 0; k < nt && st == EMA_OK; k++) {
     size_t i = order[k];
     unsigned char *dst = place[i] == SIZE_MAX ? NULL : L->stage + place[i];
@@ -216,7 +244,7 @@ ema_status load_run(ema_ctx *ctx, const load_src *src, const char *fn, const loa
   load_sums sums;
   if (st == EMA_OK) st = loader_open(L, path, &sums);
   if (st == EMA_OK) st = ops->plan(L);
-  if (st == EMA_OK) st = loader_stage(L, &sums);
+  if (st == EMA_OK) st = loader_stage(L, &sums, ops->in_place);
   if (st == EMA_OK && ops->check) st = ops->check(L);
   if (st == EMA_OK) ops->commit(L); /* nothing below can fail */
   loader_free(L);
@@ -336,7 +364,7 @@ static void resume_commit(loader *L) {
   ctx->last_step = L->last_step;
 }
 
-static const load_ops resume_ops = {resume_plan, resume_check, resume_commit};
+static const load_ops resume_ops = {resume_plan, resume_check, resume_commit, 1};
 
 ema_status ema_load(ema_ctx *ctx, const char *path) {
   load_src src = {path, NULL, 0, 0};
@@ -416,7 +444,7 @@ static void into_model_commit(loader *L) {
   }
 }
 
-static const load_ops into_model_ops = {into_model_plan, NULL, into_model_commit};
+static const load_ops into_model_ops = {into_model_plan, NULL, into_model_commit, 0};
 
 ema_status ema_load_averages_into_model(ema_ctx *ctx, const char *path) {
   load_src src = {path, NULL, 0, 0};

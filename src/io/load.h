@@ -31,6 +31,7 @@ typedef struct loader {
   const void *buf;  /* a checkpoint in memory (NULL: a file) */
   size_t buf_len;
   int state_only;   /* the model tensors are not in it (ema_load_state_buffer) */
+  int stage_borrowed; /* stage points into buf (not ours to free) */
   st_file *f;
   load_item *items;
   size_t n;
@@ -64,6 +65,7 @@ typedef struct load_ops {
   ema_status (*plan)(loader *L);
   ema_status (*check)(loader *L);
   void (*commit)(loader *L);
+  int in_place; /* commit only memcpy's staged bytes: a checkpoint in memory is its own staging */
 } load_ops;
 
 /* Where a checkpoint comes from: path, or buf[0..len) when path is NULL. */
