@@ -207,7 +207,25 @@ _OPTIONAL = {
     "ema_buffer_free": (None, [_c_vp]),
     "ema_load_buffer": (_c_int, [_c_ctx, _c_vp, _c_sz]),
     "ema_save_writer": (_c_int, [_c_ctx, _c_vp, _c_vp]),
+    # asynchronous updates (ema/core.h); callbacks: READY_FN, STAGING_*_FN
+    "ema_apply_async": (_c_int, [_c_ctx]),
+    "ema_update_async": (_c_int, [_c_ctx, ctypes.c_int64]),
+    "ema_wait": (_c_int, [_c_ctx]),
+    "ema_apply_async_staged": (_c_int, [_c_ctx, _c_vp, _c_vp]),
+    "ema_update_async_staged": (_c_int, [_c_ctx, ctypes.c_int64, _c_vp, _c_vp]),
+    "ema_staging": (_c_int, [_c_ctx, _c_str, ctypes.POINTER(_c_vp)]),
+    "ema_staging_at": (_c_int, [_c_ctx, _c_sz, ctypes.POINTER(_c_vp)]),
+    "ema_set_staging_allocator": (_c_int, [_c_ctx, _c_vp, _c_vp, _c_vp]),
 }
+
+# C callback types of the asynchronous API: pass ctypes.cast(fn, c_void_p)
+# (keep a reference to fn for as long as the context may call it).
+# ema_ready_fn: int (*)(void *user), called on the library's update thread.
+READY_FN = ctypes.CFUNCTYPE(_c_int, _c_vp)
+# ema_staging_alloc_fn: void *(*)(void *user, size_t bytes)
+STAGING_ALLOC_FN = ctypes.CFUNCTYPE(_c_vp, _c_vp, _c_sz)
+# ema_staging_free_fn: void (*)(void *user, void *block)
+STAGING_FREE_FN = ctypes.CFUNCTYPE(None, _c_vp, _c_vp)
 
 
 def _needs_sanitizer_runtime(path):
