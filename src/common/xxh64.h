@@ -16,8 +16,8 @@
 
 typedef struct ema__xxh64_state {
   uint64_t acc[4];
-  uint64_t total;          /* bytes consumed so far */
-  unsigned char buf[32];   /* a partial stripe */
+  uint64_t total;        /* bytes consumed so far */
+  unsigned char buf[32]; /* a partial stripe */
   size_t buf_len;
   uint64_t seed;
 } ema__xxh64_state;

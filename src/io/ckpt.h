@@ -50,8 +50,11 @@ void ckpt_quote(char *dst, size_t cap, const char *s);
 ema_status ckpt_fail(const ema_ctx *ctx, ema_status st, const char *fn, const char *err);
 
 /* Metadata being built for a write: fixed keys plus a block per average. */
-enum { CKPT_META_FIXED = 9, CKPT_META_PER_AVG = 10,
-       CKPT_META_CAP = CKPT_META_FIXED + CKPT_META_PER_AVG * EMA_MAX_AVERAGES };
+enum {
+  CKPT_META_FIXED = 9,
+  CKPT_META_PER_AVG = 10,
+  CKPT_META_CAP = CKPT_META_FIXED + CKPT_META_PER_AVG * EMA_MAX_AVERAGES
+};
 typedef struct ckpt_meta {
   st_wmeta m[CKPT_META_CAP];
   char keys[CKPT_META_CAP][64];
@@ -60,7 +63,7 @@ typedef struct ckpt_meta {
 } ckpt_meta;
 
 void ckpt_meta_add(ckpt_meta *mb, const char *key, const char *value); /* value borrowed */
-void ckpt_meta_addf(ckpt_meta *mb, const char *key, double v);          /* "%.17g" */
+void ckpt_meta_addf(ckpt_meta *mb, const char *key, double v);         /* "%.17g" */
 void ckpt_meta_addi(ckpt_meta *mb, const char *key, int64_t v);
 /* ema.averages and the ema.average.<k>.* block of every average. */
 void ckpt_meta_schedules(ckpt_meta *mb, const ema_ctx *ctx);

@@ -70,9 +70,9 @@ typedef struct extract_src {
   float *buf;            /* conversion buffer */
   st_wtensor *w;         /* the output tensors */
   size_t nw, n_avg;
-  const char *name;      /* the average's name */
+  const char *name; /* the average's name */
   size_t nl;
-  char *probe;           /* "<tensor>/<name>" */
+  char *probe; /* "<tensor>/<name>" */
   size_t probe_cap;
 } extract_src;
 

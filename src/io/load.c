@@ -26,8 +26,8 @@ static int same_shape(const st_tensor *s, const ema_tensor *t) {
   return 1;
 }
 
-ema_status load_expect(loader *L, const char *key, ema_tensor *t, ema_dtype want, ema_dtype also, int scalar,
-                       int dest, size_t k, const char *role) {
+ema_status load_expect(loader *L, const char *key, ema_tensor *t, ema_dtype want, ema_dtype also, int scalar, int dest,
+                       size_t k, const char *role) {
   const st_tensor *s = st_find(L->f, key);
   char q[CKPT_QUOTE_CAP], tq[CKPT_QUOTE_CAP];
   ckpt_quote(q, sizeof q, key); /* holds the file's average name */
@@ -42,8 +42,8 @@ ema_status load_expect(loader *L, const char *key, ema_tensor *t, ema_dtype want
     char a[256], b[256];
     st_shape_str(a, sizeof a, s->ndim, s->shape);
     st_shape_str(b, sizeof b, scalar ? 0 : t->ndim, t->shape);
-    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor %s has shape %s in the checkpoint but %s is registered",
-                     L->fn, q, a, b);
+    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor %s has shape %s in the checkpoint but %s is registered", L->fn,
+                     q, a, b);
   }
   load_item *it = &L->items[L->n++];
   it->src = s;
@@ -83,8 +83,8 @@ static ema_status parse_sum(loader *L, const char *key, int *have, uint64_t *out
 static ema_status loader_open(loader *L, const char *path, load_sums *sums) {
   (void)path;
   char err[EMA_ERR_CAP];
-  ema_status st = L->buf ? st_open_mem(L->buf, L->buf_len, &L->f, err, sizeof err)
-                         : st_open(path, &L->f, err, sizeof err);
+  ema_status st =
+      L->buf ? st_open_mem(L->buf, L->buf_len, &L->f, err, sizeof err) : st_open(path, &L->f, err, sizeof err);
   if (st != EMA_OK) return ckpt_fail(L->ctx, st, L->fn, err);
   const char *fmt = st_meta_get(L->f, "libema.format");
   if (fmt && strcmp(fmt, CKPT_FORMAT_VERSION) != 0) {
@@ -197,8 +197,7 @@ ema_status load_run(ema_ctx *ctx, const load_src *src, const char *fn, const loa
     return ema__fail(ctx, EMA_E_STATE, "%s: the model holds the averages (swapped); call ema_swap() first", fn);
   if (ctx->stored)
     return ema__fail(ctx, EMA_E_STATE,
-                     "%s: a stored copy of the model is held; call ema_restore() first so it cannot undo the load",
-                     fn);
+                     "%s: a stored copy of the model is held; call ema_restore() first so it cannot undo the load", fn);
   loader *L = (loader *)ema__calloc(1, sizeof *L);
   if (!L) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
   L->ctx = ctx;
@@ -287,8 +286,7 @@ static ema_status resume_check(loader *L) {
     if (L->items[i].dest == LD_STEPS) {
       int64_t k;
       memcpy(&k, src, 8);
-      if (k < 0)
-        return ema__fail(L->ctx, EMA_E_FORMAT, "%s: tensor %s holds a negative step count", L->fn, q);
+      if (k < 0) return ema__fail(L->ctx, EMA_E_FORMAT, "%s: tensor %s holds a negative step count", L->fn, q);
     } else if (L->items[i].dest == LD_PROD) {
       double p;
       memcpy(&p, src, 8);
@@ -306,13 +304,27 @@ static void resume_commit(loader *L) {
     size_t bytes = (size_t)it->src->nbytes;
     void *dst = NULL;
     switch (it->dest) {
-      case LD_MODEL: dst = it->t->data; break;
-      case LD_SHADOW: dst = it->t->shadow[it->k]; break;
-      case LD_AVERAGE: dst = it->t->average[it->k]; break;
-      case LD_STEPS: dst = &it->t->debias_steps[it->k]; break;
-      case LD_PROD: dst = &it->t->debias_prod[it->k]; break;
-      case LD_KEEP: dst = it->t->average[0]; break; /* shared by every member */
-      default: bytes = 0; break;                    /* LD_KEEP_SAME: checked only */
+      case LD_MODEL:
+        dst = it->t->data;
+        break;
+      case LD_SHADOW:
+        dst = it->t->shadow[it->k];
+        break;
+      case LD_AVERAGE:
+        dst = it->t->average[it->k];
+        break;
+      case LD_STEPS:
+        dst = &it->t->debias_steps[it->k];
+        break;
+      case LD_PROD:
+        dst = &it->t->debias_prod[it->k];
+        break;
+      case LD_KEEP:
+        dst = it->t->average[0];
+        break; /* shared by every member */
+      default:
+        bytes = 0;
+        break; /* LD_KEEP_SAME: checked only */
     }
     if (bytes) memcpy(dst, src, bytes);
   }

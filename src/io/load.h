@@ -44,8 +44,8 @@ typedef struct loader {
 
 /* Find key and check its dtype (want or also) and shape (t's, or a scalar),
    then plan its copy to dest. role names it in messages. */
-ema_status load_expect(loader *L, const char *key, ema_tensor *t, ema_dtype want, ema_dtype also, int scalar,
-                       int dest, size_t k, const char *role);
+ema_status load_expect(loader *L, const char *key, ema_tensor *t, ema_dtype want, ema_dtype also, int scalar, int dest,
+                       size_t k, const char *role);
 
 /* The policies the file records ("ema.policy.<name>") into L->fpol. */
 ema_status load_read_policies(loader *L);

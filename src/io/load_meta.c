@@ -142,8 +142,8 @@ ema_status load_read_state(loader *L) {
                      "ema_set_zero_debias() before tracking",
                      fn, Q(z), ctx->zero_debias);
   if (sch && !ema__schedule_from_name(sch, &kind))
-    return ema__fail(ctx, EMA_E_UNSUPPORTED, "%s: the checkpoint uses decay schedule %s, unknown to this version",
-                     fn, Q(sch));
+    return ema__fail(ctx, EMA_E_UNSUPPORTED, "%s: the checkpoint uses decay schedule %s, unknown to this version", fn,
+                     Q(sch));
   return read_schedules(L);
 }
 
@@ -187,6 +187,7 @@ ema_status load_check_policy(loader *L, size_t i, const char *avg_key) {
                    "%s: tensor %s was saved with policy %s but is registered with policy %s; register it with "
                    "ema_track_policy(..., %s) to load this checkpoint",
                    L->fn, Q(t->name), ema__policy_name(fp), ema__policy_name(t->policy),
-                   fp == EMA_POLICY_KEEP ? "EMA_POLICY_KEEP" : fp == EMA_POLICY_COPY ? "EMA_POLICY_COPY"
-                                                                                    : "EMA_POLICY_AVERAGE");
+                   fp == EMA_POLICY_KEEP   ? "EMA_POLICY_KEEP"
+                   : fp == EMA_POLICY_COPY ? "EMA_POLICY_COPY"
+                                           : "EMA_POLICY_AVERAGE");
 }

@@ -130,23 +130,23 @@ int st_dtype_from_ema(ema_dtype dt);
 /* ------------------------------------------------------------------------ */
 
 typedef struct st_tensor {
-  const char *name;      /* NUL-terminated UTF-8 (no NUL inside); owned by the st_file */
-  size_t name_len;       /* bytes, without the NUL */
+  const char *name; /* NUL-terminated UTF-8 (no NUL inside); owned by the st_file */
+  size_t name_len;  /* bytes, without the NUL */
   st_dtype dtype;
-  int ema_supported;     /* 1 when dtype maps to an ema_dtype */
-  ema_dtype ema;         /* that ema_dtype; EMA_F32 when !ema_supported */
-  int ndim;              /* 0..ST_MAX_RANK */
-  const int64_t *shape;  /* ndim entries, each in [0, ST_MAX_INT]; owned by the st_file */
-  uint64_t count;        /* number of elements */
-  uint64_t nbytes;       /* bytes of data = end - begin */
-  uint64_t begin, end;   /* data_offsets: relative to data_start */
-  uint64_t key_offset;   /* file offset of the name's opening quote (for messages) */
+  int ema_supported;    /* 1 when dtype maps to an ema_dtype */
+  ema_dtype ema;        /* that ema_dtype; EMA_F32 when !ema_supported */
+  int ndim;             /* 0..ST_MAX_RANK */
+  const int64_t *shape; /* ndim entries, each in [0, ST_MAX_INT]; owned by the st_file */
+  uint64_t count;       /* number of elements */
+  uint64_t nbytes;      /* bytes of data = end - begin */
+  uint64_t begin, end;  /* data_offsets: relative to data_start */
+  uint64_t key_offset;  /* file offset of the name's opening quote (for messages) */
 } st_tensor;
 
 typedef struct st_meta {
-  const char *key;       /* NUL-terminated UTF-8; owned by the st_file */
+  const char *key; /* NUL-terminated UTF-8; owned by the st_file */
   size_t key_len;
-  const char *value;     /* NUL-terminated UTF-8; owned by the st_file */
+  const char *value; /* NUL-terminated UTF-8; owned by the st_file */
   size_t value_len;
 } st_meta;
 
@@ -156,13 +156,13 @@ typedef struct st_file {
   size_t n_tensors;
   const st_tensor *tensors; /* in header (file) order */
   size_t n_meta;
-  const st_meta *meta;      /* "__metadata__" entries in header order */
-  int has_metadata;         /* 1 when the header had a "__metadata__" key */
-  uint64_t header_len;      /* N */
-  uint64_t data_start;      /* 8 + N: file offset of the data section */
-  uint64_t data_len;        /* bytes of data = the last end */
-  uint64_t file_size;       /* data_start + data_len */
-  st_file_impl *impl;       /* private */
+  const st_meta *meta; /* "__metadata__" entries in header order */
+  int has_metadata;    /* 1 when the header had a "__metadata__" key */
+  uint64_t header_len; /* N */
+  uint64_t data_start; /* 8 + N: file offset of the data section */
+  uint64_t data_len;   /* bytes of data = the last end */
+  uint64_t file_size;  /* data_start + data_len */
+  st_file_impl *impl;  /* private */
 } st_file;
 
 /* Open and validate the safetensors file at path (borrowed). Reads the
@@ -194,14 +194,13 @@ const char *st_meta_get(const st_file *f, const char *key);
    chunks straight into dst: memory stays bounded by the caller's buffer.
    Errors: EMA_E_INVALID_ARG (NULL, foreign t, cap too small), EMA_E_IO (read
    failed or the file shrank since st_open). */
-ema_status st_read(const st_file *f, const st_tensor *t, void *dst, size_t cap, char *err,
-                   size_t err_cap);
+ema_status st_read(const st_file *f, const st_tensor *t, void *dst, size_t cap, char *err, size_t err_cap);
 
 /* Copy bytes [offset, offset + len) of tensor t into dst; for streaming a
    large tensor through a small buffer. Same errors as st_read, and
    EMA_E_INVALID_ARG when the range is not inside the tensor. */
-ema_status st_read_range(const st_file *f, const st_tensor *t, uint64_t offset, void *dst,
-                         size_t len, char *err, size_t err_cap);
+ema_status st_read_range(const st_file *f, const st_tensor *t, uint64_t offset, void *dst, size_t len, char *err,
+                         size_t err_cap);
 
 /* EMA_OK when the file is still the one st_open opened, unchanged: same
    size, modification and status-change times (fstat of the open file), and
@@ -215,16 +214,16 @@ ema_status st_check_unchanged(const st_file *f, char *err, size_t err_cap);
 /* ------------------------------------------------------------------------ */
 
 typedef struct st_wtensor {
-  const char *name;      /* borrowed; NUL-terminated UTF-8, not "__metadata__" */
+  const char *name; /* borrowed; NUL-terminated UTF-8, not "__metadata__" */
   st_dtype dtype;
-  int ndim;              /* 0..ST_MAX_RANK */
-  const int64_t *shape;  /* borrowed; ndim entries in [0, ST_MAX_INT]; NULL when ndim == 0 */
-  const void *data;      /* borrowed; count * bits / 8 bytes; NULL allowed when that is 0 */
+  int ndim;             /* 0..ST_MAX_RANK */
+  const int64_t *shape; /* borrowed; ndim entries in [0, ST_MAX_INT]; NULL when ndim == 0 */
+  const void *data;     /* borrowed; count * bits / 8 bytes; NULL allowed when that is 0 */
 } st_wtensor;
 
 typedef struct st_wmeta {
-  const char *key;       /* borrowed; NUL-terminated UTF-8 */
-  const char *value;     /* borrowed; NUL-terminated UTF-8 */
+  const char *key;   /* borrowed; NUL-terminated UTF-8 */
+  const char *value; /* borrowed; NUL-terminated UTF-8 */
 } st_wmeta;
 
 /* Write a safetensors file at path holding the n tensors and the n_meta
@@ -245,8 +244,8 @@ typedef struct st_wmeta {
    a header over ST_MAX_HEADER), EMA_E_NOMEM, EMA_E_IO (the message names the
    path and strerror; when only the final directory fsync fails the new file
    is already in place, and the message says so). */
-ema_status st_write(const char *path, const st_wtensor *tensors, size_t n, const st_wmeta *meta,
-                    size_t n_meta, char *err, size_t err_cap);
+ema_status st_write(const char *path, const st_wtensor *tensors, size_t n, const st_wmeta *meta, size_t n_meta,
+                    char *err, size_t err_cap);
 
 /* Like st_write, but the tensor data comes from produce() instead of the
    data pointers (which are ignored): for each tensor in file order, produce
@@ -257,13 +256,13 @@ ema_status st_write(const char *path, const st_wtensor *tensors, size_t n, const
    path is untouched. With produce NULL this is st_write. */
 typedef ema_status (*st_producer)(void *user, size_t index, uint64_t offset, void *dst, size_t len, char *err,
                                   size_t err_cap);
-ema_status st_write_stream(const char *path, const st_wtensor *tensors, size_t n, const st_wmeta *meta,
-                           size_t n_meta, st_producer produce, void *user, char *err, size_t err_cap);
+ema_status st_write_stream(const char *path, const st_wtensor *tensors, size_t n, const st_wmeta *meta, size_t n_meta,
+                           st_producer produce, void *user, char *err, size_t err_cap);
 
 /* The same file image built in memory: *out (free() it) gets *out_len
    bytes. Same validation and errors as st_write, without EMA_E_IO. */
-ema_status st_serialize(const st_wtensor *tensors, size_t n, const st_wmeta *meta, size_t n_meta,
-                        unsigned char **out, size_t *out_len, char *err, size_t err_cap);
+ema_status st_serialize(const st_wtensor *tensors, size_t n, const st_wmeta *meta, size_t n_meta, unsigned char **out,
+                        size_t *out_len, char *err, size_t err_cap);
 
 /* XXH64 (seed 0) of the data section the writer would produce for these
    tensors: their bytes in file order. Same validation as st_serialize. */
@@ -281,14 +280,14 @@ ema_status st_write_sink(const st_wtensor *tensors, size_t n, const st_wmeta *me
 /* ------------------------------------------------------------------------ */
 
 typedef enum st_fault {
-  ST_FAULT_NONE = 0,   /* disarm */
-  ST_FAULT_WRITE,      /* write() fails with ENOSPC once arg bytes were written */
-  ST_FAULT_SHORT,      /* every write() writes at most arg (>= 1) bytes, and every
-                          other call first fails with EINTR: exercises the retry loop */
-  ST_FAULT_FSYNC,      /* fsync() of the temporary file fails with EIO */
-  ST_FAULT_RENAME,     /* rename() fails with EXDEV */
-  ST_FAULT_DIRSYNC,    /* fsync() of the directory fails with EIO */
-  ST_FAULT_OPEN_TEMP   /* creating the temporary file fails with EACCES */
+  ST_FAULT_NONE = 0, /* disarm */
+  ST_FAULT_WRITE,    /* write() fails with ENOSPC once arg bytes were written */
+  ST_FAULT_SHORT,    /* every write() writes at most arg (>= 1) bytes, and every
+                        other call first fails with EINTR: exercises the retry loop */
+  ST_FAULT_FSYNC,    /* fsync() of the temporary file fails with EIO */
+  ST_FAULT_RENAME,   /* rename() fails with EXDEV */
+  ST_FAULT_DIRSYNC,  /* fsync() of the directory fails with EIO */
+  ST_FAULT_OPEN_TEMP /* creating the temporary file fails with EACCES */
 } st_fault;
 
 /* Arm a fault for the next st_write calls on this thread. ST_FAULT_WRITE,

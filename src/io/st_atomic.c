@@ -12,7 +12,7 @@
  * survives.
  */
 #ifndef _GNU_SOURCE
-#  define _GNU_SOURCE /* O_TMPFILE, AT_EMPTY_PATH */
+#define _GNU_SOURCE /* O_TMPFILE, AT_EMPTY_PATH */
 #endif
 #include <dirent.h>
 #include <errno.h>
@@ -136,8 +136,8 @@ static int st_out_put(st_out *o, const void *p, size_t n) {
   return st_write_all(o->fd, p, n);
 }
 
-ema_status st_write(const char *path, const st_wtensor *tensors, size_t n, const st_wmeta *meta,
-                    size_t n_meta, char *err, size_t err_cap) {
+ema_status st_write(const char *path, const st_wtensor *tensors, size_t n, const st_wmeta *meta, size_t n_meta,
+                    char *err, size_t err_cap) {
   return st_write_stream(path, tensors, n, meta, n_meta, NULL, NULL, err, err_cap);
 }
 
@@ -149,12 +149,12 @@ typedef struct st_target {
   const char *path, *base;
   char dir[4096];
   int dfd, fd;
-  int unnamed;        /* fd is an O_TMPFILE file, not yet linked */
-  int named;          /* tmp names a file of ours that must go on failure */
-  char tmp[200];      /* the temporary name */
-  char prefix[160];   /* ".<base>.tmp-<host>-": our temporary names start so */
-  int have_old;       /* a regular file is being replaced ... */
-  struct stat old;    /* ... with this mode and owner */
+  int unnamed;      /* fd is an O_TMPFILE file, not yet linked */
+  int named;        /* tmp names a file of ours that must go on failure */
+  char tmp[200];    /* the temporary name */
+  char prefix[160]; /* ".<base>.tmp-<host>-": our temporary names start so */
+  int have_old;     /* a regular file is being replaced ... */
+  struct stat old;  /* ... with this mode and owner */
   char eb[128];
 } st_target;
 
@@ -259,8 +259,8 @@ static ema_status st_tmp_keep_mode(st_target *T, char *err, size_t cap) {
 }
 
 /* Header and every tensor's bytes, then fsync. */
-static ema_status st_tmp_fill(st_target *T, const st_prep *p, const st_wtensor *tensors, size_t n,
-                              st_producer produce, void *user, char *err, size_t cap) {
+static ema_status st_tmp_fill(st_target *T, const st_prep *p, const st_wtensor *tensors, size_t n, st_producer produce,
+                              void *user, char *err, size_t cap) {
   unsigned char *obuf = ema__malloc((size_t)1 << 16), *chunk = produce ? ema__malloc(ST_PRODUCE_CHUNK) : NULL;
   if (!obuf || (produce && !chunk)) {
     free(obuf);
@@ -328,8 +328,8 @@ static ema_status st_tmp_commit(st_target *T, char *err, size_t cap) {
   return EMA_OK;
 }
 
-ema_status st_write_stream(const char *path, const st_wtensor *tensors, size_t n, const st_wmeta *meta,
-                           size_t n_meta, st_producer produce, void *user, char *err, size_t err_cap) {
+ema_status st_write_stream(const char *path, const st_wtensor *tensors, size_t n, const st_wmeta *meta, size_t n_meta,
+                           st_producer produce, void *user, char *err, size_t err_cap) {
   if (!path || !*path) {
     st_errf(err, err_cap, "st_write: NULL or empty path");
     return EMA_E_INVALID_ARG;

@@ -4,7 +4,7 @@
  * safetensors reader and writer.
  */
 #ifndef _POSIX_C_SOURCE
-#  define _POSIX_C_SOURCE 200809L
+#define _POSIX_C_SOURCE 200809L
 #endif
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,10 +19,9 @@ static const struct {
   const char *name;
   unsigned bits;
 } st_dtypes[ST_DTYPE_COUNT] = {
-  {"BOOL", 8},    {"F4", 4},       {"F6_E2M3", 6},  {"F6_E3M2", 6},  {"U8", 8},
-  {"I8", 8},      {"F8_E5M2", 8},  {"F8_E4M3", 8},  {"F8_E8M0", 8},  {"I16", 16},
-  {"U16", 16},    {"F16", 16},     {"BF16", 16},    {"I32", 32},     {"U32", 32},
-  {"F32", 32},    {"C64", 64},     {"F64", 64},     {"I64", 64},     {"U64", 64},
+    {"BOOL", 8},    {"F4", 4},      {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"U8", 8},   {"I8", 8},    {"F8_E5M2", 8},
+    {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"I16", 16},    {"U16", 16},    {"F16", 16}, {"BF16", 16}, {"I32", 32},
+    {"U32", 32},    {"F32", 32},    {"C64", 64},    {"F64", 64},    {"I64", 64}, {"U64", 64},
 };
 
 const char *st_dtype_name(st_dtype dt) {
@@ -47,13 +46,26 @@ int st_dtype_from_name(const char *name, size_t len) {
 int st_dtype_to_ema(st_dtype dt, ema_dtype *out) {
   ema_dtype e;
   switch (dt) {
-  case ST_F32: e = EMA_F32; break;
-  case ST_F64: e = EMA_F64; break;
-  case ST_F16: e = EMA_F16; break;
-  case ST_BF16: e = EMA_BF16; break;
-  case ST_I32: e = EMA_I32; break;
-  case ST_I64: e = EMA_I64; break;
-  default: return 0;
+    case ST_F32:
+      e = EMA_F32;
+      break;
+    case ST_F64:
+      e = EMA_F64;
+      break;
+    case ST_F16:
+      e = EMA_F16;
+      break;
+    case ST_BF16:
+      e = EMA_BF16;
+      break;
+    case ST_I32:
+      e = EMA_I32;
+      break;
+    case ST_I64:
+      e = EMA_I64;
+      break;
+    default:
+      return 0;
   }
   if (out) *out = e;
   return 1;
@@ -61,12 +73,18 @@ int st_dtype_to_ema(st_dtype dt, ema_dtype *out) {
 
 int st_dtype_from_ema(ema_dtype dt) {
   switch (dt) {
-  case EMA_F32: return ST_F32;
-  case EMA_F64: return ST_F64;
-  case EMA_F16: return ST_F16;
-  case EMA_BF16: return ST_BF16;
-  case EMA_I32: return ST_I32;
-  case EMA_I64: return ST_I64;
+    case EMA_F32:
+      return ST_F32;
+    case EMA_F64:
+      return ST_F64;
+    case EMA_F16:
+      return ST_F16;
+    case EMA_BF16:
+      return ST_BF16;
+    case EMA_I32:
+      return ST_I32;
+    case EMA_I64:
+      return ST_I64;
   }
   return -1;
 }
@@ -151,8 +169,7 @@ int st_add_u64(uint64_t a, uint64_t b, uint64_t *out) {
   return 0;
 }
 
-int st_tensor_size(st_dtype dt, int ndim, const int64_t *shape, uint64_t *count,
-                   uint64_t *nbytes) {
+int st_tensor_size(st_dtype dt, int ndim, const int64_t *shape, uint64_t *count, uint64_t *nbytes) {
   uint64_t c = 1;
   for (int i = 0; i < ndim; i++) {
     if (st_mul_u64(c, (uint64_t)shape[i], &c) != 0) return -1;

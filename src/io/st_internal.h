@@ -12,9 +12,9 @@
 #include "io/safetensors.h"
 
 #if defined(__GNUC__) || defined(__clang__)
-#  define ST_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define ST_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
-#  define ST_PRINTF(f, a)
+#define ST_PRINTF(f, a)
 #endif
 
 #include "common/alloc.h" /* every allocation of src/io goes through it */
@@ -60,23 +60,22 @@ int st_add_u64(uint64_t a, uint64_t b, uint64_t *out);
 /* Product of the shape (left to right, as the reference's checked fold) and
    byte size for dtype. Returns 0; -1 when the count or the bit size
    overflows uint64_t; -2 when the bit size is not a whole number of bytes. */
-int st_tensor_size(st_dtype dt, int ndim, const int64_t *shape, uint64_t *count,
-                   uint64_t *nbytes);
+int st_tensor_size(st_dtype dt, int ndim, const int64_t *shape, uint64_t *count, uint64_t *nbytes);
 
 /* A prepared write (st_write.c): the header bytes and the tensors' order. */
 typedef struct st_prep {
-  unsigned char *head;   /* 8-byte length, then the padded JSON header */
+  unsigned char *head; /* 8-byte length, then the padded JSON header */
   size_t head_len;
-  size_t *order;         /* input indices in file order */
-  uint64_t *nbytes;      /* bytes of each input tensor */
+  size_t *order;    /* input indices in file order */
+  uint64_t *nbytes; /* bytes of each input tensor */
   uint64_t data_len;
 } st_prep;
 
 /* Validate the tensors and metadata and build the header (need_data: a
    tensor with bytes must have a data pointer). Frees nothing of the caller's;
    free p with st_prep_free whatever the result. */
-ema_status st_prepare(const st_wtensor *t, size_t n, const st_wmeta *m, size_t nm, int need_data, st_prep *p,
-                      char *err, size_t cap);
+ema_status st_prepare(const st_wtensor *t, size_t n, const st_wmeta *m, size_t nm, int need_data, st_prep *p, char *err,
+                      size_t cap);
 void st_prep_free(st_prep *p);
 
 /* ------------------------------------------------------------------------ */
@@ -90,7 +89,7 @@ typedef struct st_header {
   st_meta *meta;
   size_t n_meta;
   int has_metadata;
-  uint64_t meta_offset; /* file offset of the "__metadata__" object */
+  uint64_t meta_offset;       /* file offset of the "__metadata__" object */
   uint64_t *meta_key_offsets; /* file offset of each metadata key */
   char *pool;
   int64_t *dims;
@@ -101,8 +100,8 @@ typedef struct st_header {
    caller zeroes first and frees with st_header_free whatever the result.
    Checks the grammar only (see safetensors.h); duplicate tensor names and
    offsets are checked by the caller. EMA_E_FORMAT or EMA_E_NOMEM. */
-ema_status st_parse_header(const unsigned char *json, size_t len, uint64_t base, st_header *h,
-                           char *err, size_t err_cap);
+ema_status st_parse_header(const unsigned char *json, size_t len, uint64_t base, st_header *h, char *err,
+                           size_t err_cap);
 void st_header_free(st_header *h);
 
 /* Size of the message buffers of the reader and the validator. */

@@ -62,8 +62,7 @@ static ema_status jp_fail(jp *j, size_t at, const char *fmt, ...) {
   int r = vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   if (r < 0) msg[0] = '\0';
-  st_errf(j->err, j->err_cap, "invalid safetensors header at byte %llu: %s",
-          (unsigned long long)(j->base + at), msg);
+  st_errf(j->err, j->err_cap, "invalid safetensors header at byte %llu: %s", (unsigned long long)(j->base + at), msg);
   return EMA_E_FORMAT;
 }
 
@@ -142,46 +141,63 @@ static ema_status jp_unicode(jp *j, unsigned char enc[4], size_t *k) {
     return jp_fail(j, j->p, "invalid \\u escape: expected 4 hexadecimal digits");
   size_t esc_at = j->p;
   j->p += 6;
-  if (cp >= 0xDC00 && cp <= 0xDFFF)
-    return jp_fail(j, esc_at, "invalid \\u escape: lone low surrogate \\u%04X", cp);
+  if (cp >= 0xDC00 && cp <= 0xDFFF) return jp_fail(j, esc_at, "invalid \\u escape: lone low surrogate \\u%04X", cp);
   if (cp >= 0xD800 && cp <= 0xDBFF) {
     unsigned lo;
-    if (j->p + 6 > j->len || j->s[j->p] != '\\' || j->s[j->p + 1] != 'u' ||
-        jp_hex4(j->s + j->p + 2, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
+    if (j->p + 6 > j->len || j->s[j->p] != '\\' || j->s[j->p + 1] != 'u' || jp_hex4(j->s + j->p + 2, &lo) != 0 ||
+        lo < 0xDC00 || lo > 0xDFFF)
       return jp_fail(j, esc_at,
                      "invalid \\u escape: high surrogate \\u%04X is not followed by a "
-                     "\\u escape of a low surrogate (DC00-DFFF)", cp);
+                     "\\u escape of a low surrogate (DC00-DFFF)",
+                     cp);
     j->p += 6;
     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
   }
-  if (cp == 0)
-    return jp_fail(j, esc_at, "\\u0000 is not allowed in names, keys or values");
+  if (cp == 0) return jp_fail(j, esc_at, "\\u0000 is not allowed in names, keys or values");
   *k = jp_utf8(cp, enc);
   return EMA_OK;
 }
 
 /* The escape sequence at j->p (a backslash), decoded into enc[0..*k). */
 static ema_status jp_escape(jp *j, unsigned char enc[4], size_t *k) {
-  if (j->p + 1 >= j->len)
-    return jp_fail(j, j->p, "unterminated escape sequence at end of header");
+  if (j->p + 1 >= j->len) return jp_fail(j, j->p, "unterminated escape sequence at end of header");
   unsigned e = j->s[j->p + 1];
   unsigned char one = 0;
   switch (e) {
-  case '"': one = '"'; break;
-  case '\\': one = '\\'; break;
-  case '/': one = '/'; break;
-  case 'b': one = '\b'; break;
-  case 'f': one = '\f'; break;
-  case 'n': one = '\n'; break;
-  case 'r': one = '\r'; break;
-  case 't': one = '\t'; break;
-  case 'u': return jp_unicode(j, enc, k);
-  default: {
-    char f[32];
-    jp_found(j, j->p + 1, f, sizeof f);
-    return jp_fail(j, j->p, "invalid escape: expected one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t "
-                            "\\uXXXX after the backslash, found %s", f);
-  }
+    case '"':
+      one = '"';
+      break;
+    case '\\':
+      one = '\\';
+      break;
+    case '/':
+      one = '/';
+      break;
+    case 'b':
+      one = '\b';
+      break;
+    case 'f':
+      one = '\f';
+      break;
+    case 'n':
+      one = '\n';
+      break;
+    case 'r':
+      one = '\r';
+      break;
+    case 't':
+      one = '\t';
+      break;
+    case 'u':
+      return jp_unicode(j, enc, k);
+    default: {
+      char f[32];
+      jp_found(j, j->p + 1, f, sizeof f);
+      return jp_fail(j, j->p,
+                     "invalid escape: expected one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t "
+                     "\\uXXXX after the backslash, found %s",
+                     f);
+    }
   }
   enc[0] = one;
   *k = 1;
@@ -197,8 +213,7 @@ static ema_status jp_string(jp *j, char **out, size_t *out_len) {
   size_t room = j->pool_cap - j->pool_used, o = 0;
   for (;;) {
     if (j->p >= j->len)
-      return jp_fail(j, j->p, "unterminated string (it starts at byte %llu)",
-                     (unsigned long long)(j->base + start));
+      return jp_fail(j, j->p, "unterminated string (it starts at byte %llu)", (unsigned long long)(j->base + start));
     unsigned c = j->s[j->p];
     if (c == '"') {
       j->p++;
@@ -214,15 +229,16 @@ static ema_status jp_string(jp *j, char **out, size_t *out_len) {
       o += k;
       continue;
     }
-    if (c < 0x20)
-      return jp_fail(j, j->p, "raw control character 0x%02x in a string (must be escaped)", c);
+    if (c < 0x20) return jp_fail(j, j->p, "raw control character 0x%02x in a string (must be escaped)", c);
     if (c < 0x80) {
       k = 1;
     } else {
       k = st_utf8_seq(j->s + j->p, j->len - j->p);
       if (k == 0)
-        return jp_fail(j, j->p, "invalid UTF-8 (byte 0x%02x starts no well-formed sequence: "
-                                "overlong, surrogate, above U+10FFFF, truncated or stray)", c);
+        return jp_fail(j, j->p,
+                       "invalid UTF-8 (byte 0x%02x starts no well-formed sequence: "
+                       "overlong, surrogate, above U+10FFFF, truncated or stray)",
+                       c);
     }
     if (o + k >= room) return jp_nomem(j); /* cannot happen: decoded <= raw */
     memcpy(dst + o, j->s + j->p, k);
@@ -237,9 +253,7 @@ static ema_status jp_string(jp *j, char **out, size_t *out_len) {
 
 static void jp_keep(jp *j, size_t len) { j->pool_used += len + 1; }
 
-static int jp_is(const char *s, size_t len, const char *lit) {
-  return strlen(lit) == len && memcmp(s, lit, len) == 0;
-}
+static int jp_is(const char *s, size_t len, const char *lit) { return strlen(lit) == len && memcmp(s, lit, len) == 0; }
 
 /* Parse a non-negative integer at j->p. */
 static ema_status jp_uint(jp *j, uint64_t *out) {
@@ -278,16 +292,16 @@ static int jp_newcap(size_t cap, size_t need, size_t elem, size_t *out) {
 
 /* Make array arr (with capacity cap) hold need items, or return EMA_E_NOMEM
    from the calling function. */
-#define JP_RESERVE(j, arr, cap, need)                                           \
-  do {                                                                          \
-    if ((need) > (cap)) {                                                       \
-      size_t ncap_;                                                             \
+#define JP_RESERVE(j, arr, cap, need)                                               \
+  do {                                                                              \
+    if ((need) > (cap)) {                                                           \
+      size_t ncap_;                                                                 \
       if (jp_newcap((cap), (need), sizeof *(arr), &ncap_) != 0) return jp_nomem(j); \
-      void *q_ = ema__realloc((arr), ncap_ * sizeof *(arr));                         \
-      if (!q_) return jp_nomem(j);                                              \
-      (arr) = q_;                                                               \
-      (cap) = ncap_;                                                            \
-    }                                                                           \
+      void *q_ = ema__realloc((arr), ncap_ * sizeof *(arr));                        \
+      if (!q_) return jp_nomem(j);                                                  \
+      (arr) = q_;                                                                   \
+      (cap) = ncap_;                                                                \
+    }                                                                               \
   } while (0)
 
 /* The value of "dtype" into t. */
@@ -302,9 +316,11 @@ static ema_status jp_dtype_value(jp *j, st_tensor *t) {
   if (dt < 0) {
     char q[128];
     st_quote(q, sizeof q, v, vlen);
-    return jp_fail(j, v_at, "unknown dtype %s (expected one of BOOL F4 F6_E2M3 F6_E3M2 "
-                            "U8 I8 F8_E5M2 F8_E4M3 F8_E8M0 I16 U16 F16 BF16 I32 U32 F32 "
-                            "C64 F64 I64 U64)", q);
+    return jp_fail(j, v_at,
+                   "unknown dtype %s (expected one of BOOL F4 F6_E2M3 F6_E3M2 "
+                   "U8 I8 F8_E5M2 F8_E4M3 F8_E8M0 I16 U16 F16 BF16 I32 U32 F32 "
+                   "C64 F64 I64 U64)",
+                   q);
   }
   t->dtype = (st_dtype)dt;
   return EMA_OK;
@@ -320,8 +336,7 @@ static ema_status jp_shape_value(jp *j, st_tensor *t) {
   int nd = 0;
   if (jp_peek(j) != ']') {
     for (;;) {
-      if (nd == ST_MAX_RANK)
-        return jp_fail(j, j->p, "shape has more than %d dimensions", ST_MAX_RANK);
+      if (nd == ST_MAX_RANK) return jp_fail(j, j->p, "shape has more than %d dimensions", ST_MAX_RANK);
       uint64_t v;
       if ((st = jp_uint(j, &v)) != EMA_OK) return st;
       JP_RESERVE(j, h->dims, j->dims_cap, j->dims_n + 1);
@@ -351,8 +366,7 @@ static ema_status jp_offsets_value(jp *j, st_tensor *t) {
   uint64_t v[2];
   for (int i = 0; i < 2; i++) {
     jp_ws(j);
-    if (jp_peek(j) == ']')
-      return jp_fail(j, arr_at, "data_offsets must hold exactly 2 integers, found %d", i);
+    if (jp_peek(j) == ']') return jp_fail(j, arr_at, "data_offsets must hold exactly 2 integers, found %d", i);
     if ((st = jp_uint(j, &v[i])) != EMA_OK) return st;
     jp_ws(j);
     if (i == 0) {
@@ -360,8 +374,7 @@ static ema_status jp_offsets_value(jp *j, st_tensor *t) {
       j->p++;
     }
   }
-  if (jp_peek(j) == ',')
-    return jp_fail(j, arr_at, "data_offsets must hold exactly 2 integers, found more");
+  if (jp_peek(j) == ',') return jp_fail(j, arr_at, "data_offsets must hold exactly 2 integers, found more");
   if (jp_peek(j) != ']') return jp_expected(j, "']' after the two data_offsets");
   j->p++;
   t->begin = v[0];
@@ -400,18 +413,24 @@ static ema_status jp_tensor(jp *j, const char *name, size_t name_len, size_t key
       size_t klen;
       if ((st = jp_string(j, &key, &klen)) != EMA_OK) return st;
       /* field keys are not kept: the pool space is reused */
-      int which = jp_is(key, klen, "dtype") ? 1 : jp_is(key, klen, "shape") ? 2
-                : jp_is(key, klen, "data_offsets") ? 3 : 0;
+      int which = jp_is(key, klen, "dtype")          ? 1
+                  : jp_is(key, klen, "shape")        ? 2
+                  : jp_is(key, klen, "data_offsets") ? 3
+                                                     : 0;
       if (which == 0) {
         char q[128];
         st_quote(q, sizeof q, key, klen);
-        return jp_fail(j, fkey_at, "unknown field %s in a tensor entry (expected \"dtype\", "
-                                   "\"shape\" or \"data_offsets\")", q);
+        return jp_fail(j, fkey_at,
+                       "unknown field %s in a tensor entry (expected \"dtype\", "
+                       "\"shape\" or \"data_offsets\")",
+                       q);
       }
       int *seen = which == 1 ? &seen_dtype : which == 2 ? &seen_shape : &seen_offsets;
       if (*seen)
         return jp_fail(j, fkey_at, "duplicate field \"%s\" in a tensor entry",
-                       which == 1 ? "dtype" : which == 2 ? "shape" : "data_offsets");
+                       which == 1   ? "dtype"
+                       : which == 2 ? "shape"
+                                    : "data_offsets");
       *seen = 1;
       jp_ws(j);
       if (jp_peek(j) != ':') return jp_expected(j, "':'");
@@ -486,8 +505,8 @@ static ema_status jp_metadata(jp *j) {
   return EMA_OK;
 }
 
-ema_status st_parse_header(const unsigned char *json, size_t len, uint64_t base, st_header *h,
-                           char *err, size_t err_cap) {
+ema_status st_parse_header(const unsigned char *json, size_t len, uint64_t base, st_header *h, char *err,
+                           size_t err_cap) {
   jp j;
   memset(&j, 0, sizeof j);
   j.s = json;
@@ -559,8 +578,7 @@ ema_status st_parse_header(const unsigned char *json, size_t len, uint64_t base,
     goto out;
   }
   /* Point each tensor at its dims now that the dims array stopped moving. */
-  for (size_t i = 0; i < h->n_tensors; i++)
-    h->tensors[i].shape = h->tensors[i].ndim ? h->dims + j.dim_index[i] : NULL;
+  for (size_t i = 0; i < h->n_tensors; i++) h->tensors[i].shape = h->tensors[i].ndim ? h->dims + j.dim_index[i] : NULL;
   st = EMA_OK;
 out:
   free(j.dim_index);

@@ -6,7 +6,7 @@
  * it was opened.
  */
 #ifndef _POSIX_C_SOURCE
-#  define _POSIX_C_SOURCE 200809L
+#define _POSIX_C_SOURCE 200809L
 #endif
 #include <errno.h>
 #include <fcntl.h>
@@ -20,19 +20,18 @@
 #include "io/st_internal.h"
 
 struct st_file_impl {
-  int fd;                    /* -1 for memory files */
-  const unsigned char *mem;  /* memory files: the whole file */
-  char *path;                /* for messages; NULL for memory files */
-  struct stat sb;            /* the file as opened (st_check_unchanged) */
+  int fd;                   /* -1 for memory files */
+  const unsigned char *mem; /* memory files: the whole file */
+  char *path;               /* for messages; NULL for memory files */
+  struct stat sb;           /* the file as opened (st_check_unchanged) */
   st_header h;
-  size_t *by_name;           /* tensor indices sorted by name */
+  size_t *by_name; /* tensor indices sorted by name */
 };
 
 typedef struct st_file_full {
   st_file pub;
   struct st_file_impl impl;
 } st_file_full;
-
 
 static _Thread_local void (*st_test_read_hook)(void *);
 static _Thread_local void *st_test_read_user;
@@ -49,8 +48,7 @@ static uint64_t st_le64(const unsigned char *b) {
 }
 
 /* Parse and validate (st_validate.c); on success fill a new st_file_full. */
-static ema_status st_build(const unsigned char *hdr, uint64_t n, uint64_t file_size, char *msg,
-                           st_file_full **out) {
+static ema_status st_build(const unsigned char *hdr, uint64_t n, uint64_t file_size, char *msg, st_file_full **out) {
   st_file_full *f = ema__calloc(1, sizeof *f);
   if (!f) {
     snprintf(msg, ST_MSG, "out of memory");
@@ -80,11 +78,9 @@ static ema_status st_build(const unsigned char *hdr, uint64_t n, uint64_t file_s
 }
 
 /* The checks on the 8-byte length, shared by both entry points. */
-static ema_status st_check_len(uint64_t size, const unsigned char *first8, uint64_t *n,
-                               char *msg) {
+static ema_status st_check_len(uint64_t size, const unsigned char *first8, uint64_t *n, char *msg) {
   if (size < 8) {
-    snprintf(msg, ST_MSG,
-             "invalid safetensors file: %llu bytes, too short for the 8-byte header length",
+    snprintf(msg, ST_MSG, "invalid safetensors file: %llu bytes, too short for the 8-byte header length",
              (unsigned long long)size);
     return EMA_E_FORMAT;
   }
@@ -149,8 +145,7 @@ static int st_pread_all(int fd, void *dst, size_t len, uint64_t off) {
   return 0;
 }
 
-static ema_status st_io_error(char *err, size_t err_cap, const char *path, const char *what,
-                              uint64_t off) {
+static ema_status st_io_error(char *err, size_t err_cap, const char *path, const char *what, uint64_t off) {
   char eb[128];
   if (errno == 0)
     st_errf(err, err_cap,
@@ -203,8 +198,7 @@ ema_status st_open(const char *path, st_file **out, char *err, size_t err_cap) {
   unsigned char *hdr = ema__malloc(n ? (size_t)n : 1);
   char *pcopy = ema__malloc(strlen(path) + 1);
   if (!hdr || !pcopy) {
-    st_errf(err, err_cap, "%s: out of memory for a header of %llu bytes", path,
-            (unsigned long long)n);
+    st_errf(err, err_cap, "%s: out of memory for a header of %llu bytes", path, (unsigned long long)n);
     free(hdr);
     free(pcopy);
     close(fd);
@@ -275,24 +269,22 @@ const char *st_meta_get(const st_file *f, const char *key) {
   return NULL;
 }
 
-ema_status st_read_range(const st_file *f, const st_tensor *t, uint64_t offset, void *dst,
-                         size_t len, char *err, size_t err_cap) {
+ema_status st_read_range(const st_file *f, const st_tensor *t, uint64_t offset, void *dst, size_t len, char *err,
+                         size_t err_cap) {
   if (!f || !f->impl || !t || (!dst && len)) {
     st_errf(err, err_cap, "st_read: NULL argument");
     return EMA_E_INVALID_ARG;
   }
   uintptr_t base = (uintptr_t)f->tensors, tp = (uintptr_t)t;
-  if (tp < base || (tp - base) % sizeof(st_tensor) != 0 ||
-      (tp - base) / sizeof(st_tensor) >= f->n_tensors) {
+  if (tp < base || (tp - base) % sizeof(st_tensor) != 0 || (tp - base) / sizeof(st_tensor) >= f->n_tensors) {
     st_errf(err, err_cap, "st_read: the tensor does not belong to this file");
     return EMA_E_INVALID_ARG;
   }
   if (offset > t->nbytes || len > t->nbytes - offset) {
     char q[128];
     st_quote(q, sizeof q, t->name, t->name_len);
-    st_errf(err, err_cap, "st_read: bytes [%llu, %llu) are outside tensor %s of %llu bytes",
-            (unsigned long long)offset, (unsigned long long)offset + len, q,
-            (unsigned long long)t->nbytes);
+    st_errf(err, err_cap, "st_read: bytes [%llu, %llu) are outside tensor %s of %llu bytes", (unsigned long long)offset,
+            (unsigned long long)offset + len, q, (unsigned long long)t->nbytes);
     return EMA_E_INVALID_ARG;
   }
   if (len == 0) return EMA_OK;
@@ -316,9 +308,7 @@ ema_status st_read_range(const st_file *f, const st_tensor *t, uint64_t offset, 
   return EMA_OK;
 }
 
-static int st_same_time(struct timespec a, struct timespec b) {
-  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
-}
+static int st_same_time(struct timespec a, struct timespec b) { return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec; }
 
 ema_status st_check_unchanged(const st_file *f, char *err, size_t err_cap) {
   if (!f || !f->impl) {
@@ -341,20 +331,19 @@ ema_status st_check_unchanged(const st_file *f, char *err, size_t err_cap) {
   else if (stat(im->path, &named) != 0 || named.st_ino != im->sb.st_ino || named.st_dev != im->sb.st_dev)
     what = "the file at that path (replaced or removed)";
   if (what) {
-    st_errf(err, err_cap, "%s: the file changed while it was being read (%s changed); nothing was loaded",
-            im->path, what);
+    st_errf(err, err_cap, "%s: the file changed while it was being read (%s changed); nothing was loaded", im->path,
+            what);
     return EMA_E_IO;
   }
   return EMA_OK;
 }
 
-ema_status st_read(const st_file *f, const st_tensor *t, void *dst, size_t cap, char *err,
-                   size_t err_cap) {
+ema_status st_read(const st_file *f, const st_tensor *t, void *dst, size_t cap, char *err, size_t err_cap) {
   if (t && cap < t->nbytes) {
     char q[128];
     st_quote(q, sizeof q, t->name, t->name_len);
-    st_errf(err, err_cap, "st_read: tensor %s needs %llu bytes, the buffer holds %zu", q,
-            (unsigned long long)t->nbytes, cap);
+    st_errf(err, err_cap, "st_read: tensor %s needs %llu bytes, the buffer holds %zu", q, (unsigned long long)t->nbytes,
+            cap);
     return EMA_E_INVALID_ARG;
   }
   return st_read_range(f, t, 0, dst, t ? (size_t)t->nbytes : 0, err, err_cap);

@@ -60,8 +60,7 @@ static ema_status st_check_dups(const st_header *h, const size_t *names, const s
       snprintf(msg, ST_MSG,
                "invalid safetensors header at byte %llu: duplicate __metadata__ key %s (first "
                "at byte %llu)",
-               (unsigned long long)h->meta_key_offsets[mk[i + 1]], q,
-               (unsigned long long)h->meta_key_offsets[mk[i]]);
+               (unsigned long long)h->meta_key_offsets[mk[i + 1]], q, (unsigned long long)h->meta_key_offsets[mk[i]]);
       return EMA_E_FORMAT;
     }
   }
@@ -80,22 +79,20 @@ static ema_status st_check_offsets(st_tensor *t, uint64_t *start, char *msg) {
       snprintf(msg, ST_MSG,
                "invalid safetensors header: tensor %s (entry at byte %llu) has data_offsets "
                "[%llu, %llu] that end before they begin",
-               q, (unsigned long long)t->key_offset, (unsigned long long)t->begin,
-               (unsigned long long)t->end);
+               q, (unsigned long long)t->key_offset, (unsigned long long)t->begin, (unsigned long long)t->end);
     else if (t->begin > *start)
       snprintf(msg, ST_MSG,
                "invalid safetensors header: tensor %s (entry at byte %llu) has data_offsets "
                "[%llu, %llu] but the tensors before it end at %llu: a hole of %llu bytes "
                "(offsets must be contiguous from 0)",
-               q, (unsigned long long)t->key_offset, (unsigned long long)t->begin,
-               (unsigned long long)t->end, (unsigned long long)*start,
-               (unsigned long long)(t->begin - *start));
+               q, (unsigned long long)t->key_offset, (unsigned long long)t->begin, (unsigned long long)t->end,
+               (unsigned long long)*start, (unsigned long long)(t->begin - *start));
     else
       snprintf(msg, ST_MSG,
                "invalid safetensors header: tensor %s (entry at byte %llu) has data_offsets "
                "[%llu, %llu] overlapping the tensor before it, which ends at %llu",
-               q, (unsigned long long)t->key_offset, (unsigned long long)t->begin,
-               (unsigned long long)t->end, (unsigned long long)*start);
+               q, (unsigned long long)t->key_offset, (unsigned long long)t->begin, (unsigned long long)t->end,
+               (unsigned long long)*start);
     return EMA_E_FORMAT;
   }
   *start = t->end;
@@ -118,9 +115,8 @@ static ema_status st_check_offsets(st_tensor *t, uint64_t *start, char *msg) {
     snprintf(msg, ST_MSG,
              "invalid safetensors header: tensor %s (entry at byte %llu) has data_offsets "
              "[%llu, %llu] (%llu bytes) but shape %s of dtype %s takes %llu bytes",
-             q, (unsigned long long)t->key_offset, (unsigned long long)t->begin,
-             (unsigned long long)t->end, (unsigned long long)(t->end - t->begin), sh,
-             st_dtype_name(t->dtype), (unsigned long long)t->nbytes);
+             q, (unsigned long long)t->key_offset, (unsigned long long)t->begin, (unsigned long long)t->end,
+             (unsigned long long)(t->end - t->begin), sh, st_dtype_name(t->dtype), (unsigned long long)t->nbytes);
     return EMA_E_FORMAT;
   }
   t->ema_supported = st_dtype_to_ema(t->dtype, &t->ema);
@@ -134,8 +130,7 @@ ema_status st_validate(st_header *h, uint64_t data_len, size_t **by_name, char *
   ema_status st = EMA_OK;
 
   if (!(names = st_iota(n)) || !(off = st_iota(n)) || !(mk = st_iota(h->n_meta)) ||
-      st_msort(names, n, st_cmp_name, h->tensors) != 0 ||
-      st_msort(off, n, st_cmp_off, h->tensors) != 0 ||
+      st_msort(names, n, st_cmp_name, h->tensors) != 0 || st_msort(off, n, st_cmp_off, h->tensors) != 0 ||
       st_msort(mk, h->n_meta, st_cmp_meta, h->meta) != 0) {
     snprintf(msg, ST_MSG, "out of memory while validating a header of %zu tensors", n);
     st = EMA_E_NOMEM;
@@ -151,8 +146,7 @@ ema_status st_validate(st_header *h, uint64_t data_len, size_t **by_name, char *
       snprintf(msg, ST_MSG,
                "invalid safetensors file: %llu bytes follow the last tensor (the tensors cover "
                "%llu data bytes, the file has %llu)",
-               (unsigned long long)(data_len - start), (unsigned long long)start,
-               (unsigned long long)data_len);
+               (unsigned long long)(data_len - start), (unsigned long long)start, (unsigned long long)data_len);
     else
       snprintf(msg, ST_MSG,
                "invalid safetensors file: truncated: the tensors need %llu data bytes, the "
@@ -170,4 +164,3 @@ out:
     free(names);
   return st;
 }
-

@@ -6,7 +6,7 @@
  * atomic file writing is in st_atomic.c.
  */
 #ifndef _POSIX_C_SOURCE
-#  define _POSIX_C_SOURCE 200809L
+#define _POSIX_C_SOURCE 200809L
 #endif
 #include <errno.h>
 #include <fcntl.h>
@@ -76,21 +76,35 @@ static void sb_str(st_buf *b, const char *s, size_t n) {
     const char *esc = NULL;
     char u[7];
     switch (c) {
-    case '"': esc = "\\\""; break;
-    case '\\': esc = "\\\\"; break;
-    case '\b': esc = "\\b"; break;
-    case '\f': esc = "\\f"; break;
-    case '\n': esc = "\\n"; break;
-    case '\r': esc = "\\r"; break;
-    case '\t': esc = "\\t"; break;
-    default:
-      if (c < 0x20) {
-        memcpy(u, "\\u00", 4);
-        u[4] = hex[c >> 4];
-        u[5] = hex[c & 15];
-        u[6] = '\0';
-        esc = u;
-      }
+      case '"':
+        esc = "\\\"";
+        break;
+      case '\\':
+        esc = "\\\\";
+        break;
+      case '\b':
+        esc = "\\b";
+        break;
+      case '\f':
+        esc = "\\f";
+        break;
+      case '\n':
+        esc = "\\n";
+        break;
+      case '\r':
+        esc = "\\r";
+        break;
+      case '\t':
+        esc = "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          memcpy(u, "\\u00", 4);
+          u[4] = hex[c >> 4];
+          u[5] = hex[c & 15];
+          u[6] = '\0';
+          esc = u;
+        }
     }
     if (esc) {
       sb_put(b, s + i - run, run);
@@ -128,8 +142,7 @@ static int st_cmp_wmeta(size_t a, size_t b, const void *ctx) {
   return st_bytes_cmp(m[a].key, strlen(m[a].key), m[b].key, strlen(m[b].key));
 }
 
-static ema_status st_bad(char *err, size_t cap, const char *what, const char *s, size_t i,
-                         const char *why) {
+static ema_status st_bad(char *err, size_t cap, const char *what, const char *s, size_t i, const char *why) {
   char q[128];
   if (s)
     st_quote(q, sizeof q, s, strlen(s));
@@ -213,8 +226,7 @@ static ema_status st_check_tensor(const st_wtensor *w, size_t i, int need_data, 
   if (need_data && p->nbytes[i] > 0 && !w->data) {
     return st_bad(err, cap, "tensor", w->name, i, "NULL data");
   }
-  if (st_add_u64(p->data_len, p->nbytes[i], &p->data_len) != 0 ||
-      p->data_len > ST_MAX_INT) {
+  if (st_add_u64(p->data_len, p->nbytes[i], &p->data_len) != 0 || p->data_len > ST_MAX_INT) {
     return st_bad(err, cap, "tensor", w->name, i, "the data would exceed 2^53 bytes");
   }
   return EMA_OK;
@@ -230,8 +242,8 @@ static ema_status st_check_meta(const st_wmeta *m, size_t i, char *err, size_t c
   return EMA_OK;
 }
 
-ema_status st_prepare(const st_wtensor *t, size_t n, const st_wmeta *m, size_t nm, int need_data, st_prep *p,
-                      char *err, size_t cap) {
+ema_status st_prepare(const st_wtensor *t, size_t n, const st_wmeta *m, size_t nm, int need_data, st_prep *p, char *err,
+                      size_t cap) {
   memset(p, 0, sizeof *p);
   if ((n && !t) || (nm && !m)) {
     st_errf(err, cap, "safetensors writer: NULL tensor or metadata array");
@@ -276,8 +288,8 @@ ema_status st_prepare(const st_wtensor *t, size_t n, const st_wmeta *m, size_t n
   if (b.oom) goto nomem;
   uint64_t hl = (uint64_t)b.len - 8;
   if (hl > ST_MAX_HEADER) {
-    st_errf(err, cap, "safetensors writer: the header would be %llu bytes, over the cap of %u",
-            (unsigned long long)hl, ST_MAX_HEADER);
+    st_errf(err, cap, "safetensors writer: the header would be %llu bytes, over the cap of %u", (unsigned long long)hl,
+            ST_MAX_HEADER);
     st = EMA_E_INVALID_ARG;
     goto fail;
   }
@@ -298,8 +310,8 @@ fail:
   return st;
 }
 
-ema_status st_serialize(const st_wtensor *tensors, size_t n, const st_wmeta *meta, size_t n_meta,
-                        unsigned char **out, size_t *out_len, char *err, size_t err_cap) {
+ema_status st_serialize(const st_wtensor *tensors, size_t n, const st_wmeta *meta, size_t n_meta, unsigned char **out,
+                        size_t *out_len, char *err, size_t err_cap) {
   if (!out || !out_len) {
     st_errf(err, err_cap, "st_serialize: NULL argument");
     return EMA_E_INVALID_ARG;
@@ -366,4 +378,3 @@ ema_status st_write_sink(const st_wtensor *tensors, size_t n, const st_wmeta *me
   st_prep_free(&p);
   return st;
 }
-

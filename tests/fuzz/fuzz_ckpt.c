@@ -32,7 +32,7 @@
 #include "ema/ema.h"
 
 #ifndef FUZZ_MODE
-#  define FUZZ_MODE 1
+#define FUZZ_MODE 1
 #endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -40,12 +40,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Each mode uses some of the helpers below. */
 #define FUZZ_MAYBE_UNUSED __attribute__((unused))
 
-#define FUZZ_ASSERT(c)                                                      \
-  do {                                                                      \
-    if (!(c)) {                                                             \
+#define FUZZ_ASSERT(c)                                                             \
+  do {                                                                             \
+    if (!(c)) {                                                                    \
       fprintf(stderr, "fuzz_ckpt: property failed: %s (line %d)\n", #c, __LINE__); \
-      abort();                                                              \
-    }                                                                       \
+      abort();                                                                     \
+    }                                                                              \
   } while (0)
 
 typedef struct model {
@@ -126,13 +126,14 @@ static void one_line(const char *msg) {
 }
 
 static int load_status_ok(ema_status st) {
-  return st == EMA_E_FORMAT || st == EMA_E_MISMATCH || st == EMA_E_NOMEM || st == EMA_E_UNSUPPORTED ||
-         st == EMA_E_IO || st == EMA_E_INVALID_ARG;
+  return st == EMA_E_FORMAT || st == EMA_E_MISMATCH || st == EMA_E_NOMEM || st == EMA_E_UNSUPPORTED || st == EMA_E_IO ||
+         st == EMA_E_INVALID_ARG;
 }
 
 /* Call load on a fresh context; check the oracle. */
-FUZZ_MAYBE_UNUSED static void check_load(unsigned cfg, ema_status (*load)(ema_ctx *, const void *, size_t, const char *),
-                       const void *buf, size_t len, const char *path, int resume) {
+FUZZ_MAYBE_UNUSED static void check_load(unsigned cfg,
+                                         ema_status (*load)(ema_ctx *, const void *, size_t, const char *),
+                                         const void *buf, size_t len, const char *path, int resume) {
   model m;
   ema_ctx *ctx = build(&m, cfg);
   if (!ctx) return;

@@ -59,7 +59,7 @@ static inline void io_spit(const char *path, const void *buf, size_t len) {
 /* Every byte a load may change: model values and all averages of every
    member, and the decay / num_updates / last step. *len gets the size. */
 static inline unsigned char *io_snapshot(const ema_ctx *ctx, const char *const *names, size_t n, const size_t *bytes,
-                                  size_t *len) {
+                                         size_t *len) {
   size_t total = 3 * sizeof(double);
   size_t members = ema_bank_size(ctx);
   for (size_t i = 0; i < n; i++) total += bytes[i] * members;
@@ -72,8 +72,10 @@ static inline unsigned char *io_snapshot(const ema_ctx *ctx, const char *const *
     ema_dtype dt;
     for (size_t k = 0; k < members; k++) {
       const void *a = ema_bank_average(ctx, names[i], k, &dt);
-      if (a) memcpy(p, a, bytes[i]);
-      else memset(p, 0xEE, bytes[i]);
+      if (a)
+        memcpy(p, a, bytes[i]);
+      else
+        memset(p, 0xEE, bytes[i]);
       p += bytes[i];
     }
   }

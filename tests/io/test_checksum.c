@@ -52,8 +52,8 @@ static void test_new_file_xxh64(void) {
     ema_ctx *c2 = legacy_build(&m2, 1, 1);
     legacy_model before = m2;
     ema_status st = ema_load(c2, io_path("flip.st"));
-    refused += st == EMA_E_FORMAT && strstr(ema_last_error(c2), "checksum") != NULL &&
-               memcmp(&before, &m2, sizeof m2) == 0;
+    refused +=
+        st == EMA_E_FORMAT && strstr(ema_last_error(c2), "checksum") != NULL && memcmp(&before, &m2, sizeof m2) == 0;
     ema_free(c2);
   }
   CHECK_MSG(refused == tried, "%d of %d flips refused", refused, tried);
@@ -75,7 +75,8 @@ static void same_state(const ema_ctx *a, const legacy_model *ma, const ema_ctx *
 }
 
 static void test_legacy_loads(int debias) {
-  const char *file = debias ? EMA_TEST_DATA_DIR "/io/data/legacy_debias.st" : EMA_TEST_DATA_DIR "/io/data/legacy_plain.st";
+  const char *file =
+      debias ? EMA_TEST_DATA_DIR "/io/data/legacy_debias.st" : EMA_TEST_DATA_DIR "/io/data/legacy_plain.st";
   legacy_model ma, mb;
   ema_ctx *a = legacy_build(&ma, debias, 5); /* what the old library saved */
   ema_ctx *b = legacy_build(&mb, debias, 1); /* a context further behind */

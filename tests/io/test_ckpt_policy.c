@@ -141,8 +141,8 @@ int main(void) {
       w[i] = (st_wtensor){t->name, t->dtype, t->ndim, t->shape, buf + sf->data_start + t->begin};
     }
     for (size_t i = 0; i < sf->n_meta; i++)
-      m[nm++] = (st_wmeta){sf->meta[i].key,
-                           strcmp(sf->meta[i].key, "ema.policy.step") == 0 ? "frozen\n" : sf->meta[i].value};
+      m[nm++] =
+          (st_wmeta){sf->meta[i].key, strcmp(sf->meta[i].key, "ema.policy.step") == 0 ? "frozen\n" : sf->meta[i].value};
     unsigned char *out = NULL;
     size_t olen = 0;
     CHECK(st_serialize(w, nw, m, nm, &out, &olen, NULL, 0) == EMA_OK);

@@ -188,7 +188,10 @@ static void test_metadata(void) {
   refused("libema.format", "2\r\nok", EMA_E_FORMAT, "\\x0D");
   refused("ema.average.0.name", "E\x07MA", EMA_E_MISMATCH, "\\x07");
   refused("ema.zero_debias", "1\n", EMA_E_MISMATCH, NULL);
-  refused("ema.average.1.schedule", "\xc2\x9b" "2J", EMA_E_UNSUPPORTED, "\\xC2\\x9B");
+  refused("ema.average.1.schedule",
+          "\xc2\x9b"
+          "2J",
+          EMA_E_UNSUPPORTED, "\\xC2\\x9B");
   refused("libema.xxh64", "zz\n", EMA_E_FORMAT, "\\x0A");
   /* 5: out of range, and numbers only strtod would take */
   refused("ema.num_updates", "99999999999999999999", EMA_E_FORMAT, "99999999999999999999");
@@ -326,8 +329,8 @@ static void test_stale_temps(void) {
   }
   CHECK_MSG(left == 0, "%d temporary files left by %d killed saves", left, trials);
   CHECK_MSG(loadable == trials, "%d of %d files after a kill are whole", loadable, trials);
-  printf("figures: %d saves killed at 0-18 ms (O_TMPFILE): %d temporary files left, %d of %d targets whole\n",
-         trials, left, loadable, trials);
+  printf("figures: %d saves killed at 0-18 ms (O_TMPFILE): %d temporary files left, %d of %d targets whole\n", trials,
+         left, loadable, trials);
   ema_free(ctx);
   free(big);
 }

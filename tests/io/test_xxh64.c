@@ -27,10 +27,10 @@ static void test_vectors(void) {
     size_t len;
     uint64_t seed, want;
   } v[] = {
-      {0, 0, 0xEF46DB3751D8E999ull},    {1, 0, 0xE934A84ADB052768ull},
-      {1, PRIME32, 0x5014607643A9B4C3ull}, {14, 0, 0x8282DCC4994E35C8ull},
-      {14, PRIME32, 0xC3BD6BF63DEB6DF0ull}, {222, 0, 0xB641AE8CB691C174ull},
-      {222, PRIME32, 0x20CB8AB7AE10C14Aull}, {2367, 0, 0xA82418DDEC0EA581ull},
+      {0, 0, 0xEF46DB3751D8E999ull},          {1, 0, 0xE934A84ADB052768ull},
+      {1, PRIME32, 0x5014607643A9B4C3ull},    {14, 0, 0x8282DCC4994E35C8ull},
+      {14, PRIME32, 0xC3BD6BF63DEB6DF0ull},   {222, 0, 0xB641AE8CB691C174ull},
+      {222, PRIME32, 0x20CB8AB7AE10C14Aull},  {2367, 0, 0xA82418DDEC0EA581ull},
       {2367, PRIME32, 0xA36A93C18052673Aull},
   };
   for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
