@@ -764,8 +764,10 @@ EMA_API int ema_threads(const ema_ctx *ctx);
      itself; ema_wait sets no message then. The callback must not call
      libema on the context otherwise (other calls would race with the
      caller's thread on the error message).
-   Sharded saves and loads (ema/dist.h) do not wait yet: call ema_wait
-   first. */
+   Sharded saves and loads (ema/dist.h) wait but leave a failure of the
+   update for the next call, so that every rank takes part in their
+   collective steps; the averages they see are then the ones before the
+   failed update (a failed update applies nothing). */
 
 /* Start the asynchronous twin of ema_apply (see above). */
 EMA_API ema_status ema_apply_async(ema_ctx *ctx);

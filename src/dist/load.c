@@ -231,6 +231,9 @@ static ema_status run(loader *L) {
 
 static ema_status load(ema_ctx *ctx, const char *dir, const ema_comm *comm, int for_model, const char *fn) {
   if (!ctx) return EMA_E_INVALID_ARG;
+  /* wait for an asynchronous update in flight; a failure of it stays for the
+     next local call, so that no rank leaves the collective steps alone */
+  ema__async_quiesce(ctx);
   ema__clear_error(ctx);
   ema_status st = dc_check(ctx, comm, fn);
   if (st != EMA_OK) return st;

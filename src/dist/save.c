@@ -312,6 +312,8 @@ static ema_status commit(saver *S) {
 
 ema_status ema_save_sharded(const ema_ctx *ctx, const char *dir, const ema_comm *comm) {
   if (!ctx) return EMA_E_INVALID_ARG;
+  /* wait for an asynchronous update in flight (as ema_load_sharded does) */
+  ema__async_quiesce(ctx);
   ema__clear_error(ctx);
   ema_status st = dc_check(ctx, comm, fn);
   if (st != EMA_OK) return st;
