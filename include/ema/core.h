@@ -713,6 +713,111 @@ EMA_API ema_status ema_set_threads(ema_ctx *ctx, int n);
 EMA_API int ema_threads(const ema_ctx *ctx);
 
 /* ------------------------------------------------------------------------ */
+/* Asynchronous updates (since 0.2.0)                                        */
+/* ------------------------------------------------------------------------ */
+
+/* The EMA off the critical path. ema_apply_async(ctx) is ema_apply and
+   ema_update_async(ctx, step) is ema_update, except that they return as
+   soon as the parameters are captured: the call copies every averaged
+   tensor into staging buffers owned by the context (a copy at memory speed,
+   on the context's threads), advances the EMA's state (debias counters,
+   ema_last_step) and hands the update from staging to a thread of the
+   context, which runs it with the context's workers in place of the
+   caller; the trainer may change its parameters as soon as the call
+   returns. The averages equal those of the synchronous call bit for bit
+   (every dtype pair, schedule, bank, thread count and ISA).
+   Threads: the update thread plays the caller's part, so an update uses
+   ema_threads(ctx) threads besides the trainer's: ema_set_threads(ctx, 1)
+   keeps it to one core.
+   Memory: on the first use, the staging (the model bytes of every AVERAGE
+   tensor, each rounded up to 64, in one block from the staging allocator)
+   and per-tensor tables (about 600 bytes a tensor); one thread, started
+   on the first asynchronous call and stopped by ema_free. The block is
+   reused, and reallocated only when tracked tensors need more.
+   Errors of the two calls: those of ema_apply / ema_update (nothing is
+   started then), EMA_E_NOMEM (staging or the thread; nothing changed), and
+   the failure of the previous asynchronous update, if it was not collected
+   yet (then nothing else is done).
+
+   Every other call waits or is refused:
+   - waits for the update in flight, then runs (and returns the update's
+     failure instead, when it failed and was not yet collected, doing
+     nothing else): ema_apply, ema_apply_some, ema_update, the async calls
+     themselves, ema_wait, ema_swap, ema_store, ema_copy_to, ema_restore,
+     ema_save, ema_save_buffer, ema_save_writer, ema_load, ema_load_buffer,
+     ema_load_averages_into_model(_buffer), ema_snapshot, ema_track,
+     ema_track_policy, ema_untrack, ema_retarget, ema_bank_add,
+     ema_set_threads, ema_staging, ema_staging_at,
+     ema_set_staging_allocator;
+   - waits, leaving a failure for the next call: ema_average,
+     ema_bank_average (a pointer they return may be read once they
+     returned; a pointer kept from before must not be read while an update
+     is in flight), ema_free;
+   - runs at once, without waiting (they do not touch the averages or
+     anything the update reads): getters (ema_count, ema_tensor_info,
+     ema_decay, ema_last_step, ema_bank_size, ...), ema_set_decay,
+     ema_set_num_updates, ema_set_schedule, ema_set_name,
+     ema_bank_set_active, ema_set_half_shadows, ema_set_zero_debias
+     (they take effect from the next update), ema_last_error;
+   - refused with EMA_E_STATE: ema_wait (and any waiting call) made from
+     inside the ready callback, on the update thread, which would wait for
+     itself; ema_wait sets no message then. The callback must not call
+     libema on the context otherwise (other calls would race with the
+     caller's thread on the error message).
+   Sharded saves and loads (ema/dist.h) do not wait yet: call ema_wait
+   first. */
+
+/* Start the asynchronous twin of ema_apply (see above). */
+EMA_API ema_status ema_apply_async(ema_ctx *ctx);
+
+/* Start the asynchronous twin of ema_update(ctx, step) (see above). */
+EMA_API ema_status ema_update_async(ema_ctx *ctx, int64_t step);
+
+/* Wait for the asynchronous update in flight (none: returns at once) and
+   return its status: EMA_OK, or its failure with the detail in
+   ema_last_error(ctx). A failed update applied nothing: the averages,
+   debias counters and last step are as before it was started. A failure
+   is reported once, by this call or by the next call that waits. */
+EMA_API ema_status ema_wait(ema_ctx *ctx);
+
+/* Called on the update thread before an update from caller-filled staging
+   reads it (wait there for a device-to-host copy, e.g. an event). Return 0
+   when the staging holds the values; anything else abandons the update,
+   which is then reported by ema_wait as EMA_E_IO. It must not call libema
+   on the context. */
+typedef int (*ema_ready_fn)(void *user);
+
+/* Like ema_apply_async / ema_update_async, but the caller has filled the
+   staging of every AVERAGE tensor (ema_staging) with the parameters, in
+   the model dtype, or will have when ready(user) returns; nothing is
+   captured. ready may be NULL (the staging is filled already). */
+EMA_API ema_status ema_apply_async_staged(ema_ctx *ctx, ema_ready_fn ready, void *user);
+EMA_API ema_status ema_update_async_staged(ema_ctx *ctx, int64_t step, ema_ready_fn ready, void *user);
+
+/* The staging buffer of an AVERAGE tensor, by name or by registration index
+   (as ema_tensor_info): numel elements of the model dtype, owned by ctx.
+   Waits first (fill it only after this returned), allocates the staging
+   on first use. *ptr stays valid until the next ema_track,
+   ema_track_policy, ema_untrack, ema_set_staging_allocator or ema_free
+   (the slices of unchanged tensors usually keep their address; ask again).
+   Errors: EMA_E_INVALID_ARG (NULL name or ptr; a COPY or KEEP tensor, which
+   has no staging), EMA_E_NOT_FOUND, EMA_E_NOMEM. */
+EMA_API ema_status ema_staging(ema_ctx *ctx, const char *name, void **ptr);
+EMA_API ema_status ema_staging_at(ema_ctx *ctx, size_t i, void **ptr);
+
+/* Where staging memory comes from (pinned host memory for device copies):
+   alloc(user, bytes) returns a block (NULL when it cannot: EMA_E_NOMEM),
+   release(user, block) gives it back; any alignment works, 64 bytes is
+   fastest. Both NULL restores the library's allocator. Waits first, then
+   gives the current staging back (with the allocator that made it); the
+   next use allocates with the new one. user is borrowed until ema_free or
+   the next call. Errors: EMA_E_INVALID_ARG (only one of alloc and release). */
+typedef void *(*ema_staging_alloc_fn)(void *user, size_t bytes);
+typedef void (*ema_staging_free_fn)(void *user, void *block);
+EMA_API ema_status ema_set_staging_allocator(ema_ctx *ctx, ema_staging_alloc_fn alloc, ema_staging_free_fn release,
+                                             void *user);
+
+/* ------------------------------------------------------------------------ */
 /* Diagnostics                                                               */
 /* ------------------------------------------------------------------------ */
 

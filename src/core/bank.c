@@ -42,7 +42,8 @@ static ema_status check_member(ema_ctx *ctx, const char *name, const ema_schedul
 ema_status ema_bank_add(ema_ctx *ctx, const char *name, const ema_schedule *s, size_t *index) {
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
-  ema_status st = check_member(ctx, name, s);
+  ema_status st = ema__async_settle(ctx, "ema_bank_add");
+  if (st == EMA_OK) st = check_member(ctx, name, s);
   if (st != EMA_OK) return st;
   size_t k = ctx->n_avg, total = 0;
   /* One region of the new member's own arena for the shadows of every

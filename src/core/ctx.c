@@ -126,6 +126,7 @@ ema_status ema_create(ema_ctx **out, double decay) {
 
 void ema_free(ema_ctx *ctx) {
   if (!ctx) return;
+  ema__async_free(ctx); /* waits for an update in flight */
   ema__pool_free(ctx->pool);
   free(ctx->run_items);
   free(ctx->run_factors);
@@ -203,6 +204,8 @@ ema_status ema_set_threads(ema_ctx *ctx, int n) {
   if (n < 0 || n > EMA_MAX_THREADS)
     return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_set_threads: %d threads asked; use 0 (default) or 1 to %d", n,
                      EMA_MAX_THREADS);
+  ema_status ast = ema__async_settle(ctx, "ema_set_threads");
+  if (ast != EMA_OK) return ast;
   int want = n == 0 ? ema__default_threads() : n;
   if (want == ctx->threads) return EMA_OK;
   ema_pool *np = NULL;

@@ -15,6 +15,7 @@
 
 const void *ema_average(const ema_ctx *ctx, const char *name, ema_dtype *dtype) {
   if (!ctx || !name) return NULL;
+  ema__async_quiesce(ctx);
   const ema_tensor *t = ema__find(ctx, name);
   if (!t || t->policy == EMA_POLICY_COPY) return NULL;
   if (dtype) *dtype = t->sdtype;
@@ -23,6 +24,7 @@ const void *ema_average(const ema_ctx *ctx, const char *name, ema_dtype *dtype) 
 
 const void *ema_bank_average(const ema_ctx *ctx, const char *name, size_t k, ema_dtype *dtype) {
   if (!ctx || !name || k >= ctx->n_avg) return NULL;
+  ema__async_quiesce(ctx);
   const ema_tensor *t = ema__find(ctx, name);
   if (!t || t->policy == EMA_POLICY_COPY) return NULL;
   if (dtype) *dtype = t->sdtype;
@@ -87,6 +89,8 @@ static ema_run_item *add_item(ema_ctx *ctx, ema_tensor *t, int op, unsigned char
 ema_status ema_swap(ema_ctx *ctx) {
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
+  ema_status ast = ema__async_settle(ctx, "ema_swap");
+  if (ast != EMA_OK) return ast;
   if (!ctx->swapped) {
     ema_status st = ensure_buffer(ctx, &ctx->swap_buf, &ctx->swap_cap, side_bytes(ctx, 1), "ema_swap");
     if (st != EMA_OK) return st;
@@ -112,6 +116,8 @@ int ema_is_swapped(const ema_ctx *ctx) { return ctx ? ctx->swapped : 0; }
 ema_status ema_store(ema_ctx *ctx) {
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
+  ema_status ast = ema__async_settle(ctx, "ema_store");
+  if (ast != EMA_OK) return ast;
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE, "ema_store: the model holds the averages (swapped); call ema_swap() first");
   if (ctx->stored)
@@ -134,6 +140,8 @@ ema_status ema_store(ema_ctx *ctx) {
 ema_status ema_copy_to(ema_ctx *ctx) {
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
+  ema_status ast = ema__async_settle(ctx, "ema_copy_to");
+  if (ast != EMA_OK) return ast;
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE, "ema_copy_to: the model holds the averages (swapped); call ema_swap() first");
   size_t n = 0;
@@ -151,6 +159,8 @@ ema_status ema_copy_to(ema_ctx *ctx) {
 ema_status ema_restore(ema_ctx *ctx) {
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
+  ema_status ast = ema__async_settle(ctx, "ema_restore");
+  if (ast != EMA_OK) return ast;
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE, "ema_restore: the context is swapped; call ema_swap() to swap back instead");
   if (!ctx->stored) return ema__fail(ctx, EMA_E_STATE, "ema_restore: nothing is stored; call ema_store() first");

@@ -90,6 +90,7 @@ struct ema_ctx {
   struct ema_run_item *run_items;                     /* scratch, cap entries */
   ema_coef *run_factors;                              /* scratch, cap * EMA_MAX_AVERAGES zero-debias divisors */
   ema_coef coef_om[EMA_PAIR_COUNT][EMA_MAX_AVERAGES]; /* 1 - d of the current update, per pair */
+  struct ema_async *async;                            /* async.c: staging, driver thread; NULL until used */
   char err[EMA_ERR_CAP];
 };
 
@@ -138,6 +139,18 @@ static inline int ema__decay_ok(double d) { return d >= 0.0 && d <= 1.0; }
 int ema__gamma_ok(double g);
 /* Free the registry's memory (names, tensors, index, arenas); ema_free. */
 void ema__registry_free(ema_ctx *ctx);
+
+/* Asynchronous updates (async.c). settle: wait for the update in flight and
+   collect its failure (then set as ctx's message, naming fn); every call
+   that observes or changes the averages starts with it. quiesce: only wait
+   (the failure stays for the next call); for calls that return no status. */
+ema_status ema__async_settle(const ema_ctx *ctx, const char *fn);
+void ema__async_quiesce(const ema_ctx *ctx);
+void ema__async_free(ema_ctx *ctx); /* ema_free: wait, stop the thread, free staging */
+/* The synchronous updates without their run (update.c): validate, advance
+   the debias counters (and last_step), build *n items in ctx->run_items. */
+ema_status ema__apply_begin(ema_ctx *ctx, const char *fn, size_t *n);
+ema_status ema__update_begin(ema_ctx *ctx, int64_t step, const char *fn, size_t *n);
 
 /* Checks shared by track and load (UTF-8: common/utf8.h). */
 int ema__is_float_dtype(ema_dtype d);

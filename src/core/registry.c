@@ -247,7 +247,8 @@ static void commit_tensor(ema_ctx *ctx, const track_args *a, char *name_copy, em
 static ema_status track(ema_ctx *ctx, track_args *a) {
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
-  ema_status st = check_track(ctx, a);
+  ema_status st = ema__async_settle(ctx, a->fn);
+  if (st == EMA_OK) st = check_track(ctx, a);
   if (st == EMA_OK) st = grow_registry(ctx, a->fn);
   if (st != EMA_OK) return st;
   size_t *nindex = NULL, ncap_index = ctx->index_cap;
@@ -344,7 +345,8 @@ ema_status ema_retarget(ema_ctx *ctx, const char *name, void *data) {
   if (!data && t->numel)
     return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_retarget: tensor '%s' has %zu elements but data is NULL", name,
                      t->numel);
-  ema_status st = refuse_busy(ctx, "ema_retarget");
+  ema_status st = ema__async_settle(ctx, "ema_retarget");
+  if (st == EMA_OK) st = refuse_busy(ctx, "ema_retarget");
   if (st != EMA_OK) return st;
   t->data = data;
   return EMA_OK;
@@ -356,7 +358,8 @@ ema_status ema_untrack(ema_ctx *ctx, const char *name) {
   if (!name) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_untrack: name is NULL");
   ema_tensor *t = ema__find(ctx, name);
   if (!t) return ema__fail(ctx, EMA_E_NOT_FOUND, "ema_untrack: no tensor named '%s' is tracked", name);
-  ema_status st = refuse_busy(ctx, "ema_untrack");
+  ema_status st = ema__async_settle(ctx, "ema_untrack");
+  if (st == EMA_OK) st = refuse_busy(ctx, "ema_untrack");
   if (st != EMA_OK) return st;
   size_t i = (size_t)(t - ctx->tensors);
   if (t->pair >= 0) ctx->n_averaged--;

@@ -92,19 +92,27 @@ static ema_status require_constant(ema_ctx *ctx, const char *fn) {
   return EMA_OK;
 }
 
-ema_status ema_apply(ema_ctx *ctx) {
-  if (!ctx) return EMA_E_INVALID_ARG;
-  ema__clear_error(ctx);
+ema_status ema__apply_begin(ema_ctx *ctx, const char *fn, size_t *n) {
   if (ctx->swapped)
-    return ema__fail(ctx, EMA_E_STATE,
-                     "ema_apply: the model holds the averages (swapped); call ema_swap() to swap back first");
-  ema_status rc = require_constant(ctx, "ema_apply");
+    return ema__fail(ctx, EMA_E_STATE, "%s: the model holds the averages (swapped); call ema_swap() to swap back first",
+                     fn);
+  ema_status rc = require_constant(ctx, fn);
   if (rc != EMA_OK) return rc;
   float d[EMA_MAX_AVERAGES];
   tf_coefs(ctx, d);
-  size_t n = 0;
+  *n = 0;
   for (size_t i = 0; i < ctx->count; i++)
-    if (ctx->tensors[i].pair >= 0) add_update(ctx, &ctx->tensors[i], d, &n);
+    if (ctx->tensors[i].pair >= 0) add_update(ctx, &ctx->tensors[i], d, n);
+  return EMA_OK;
+}
+
+ema_status ema_apply(ema_ctx *ctx) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  size_t n = 0;
+  ema_status rc = ema__async_settle(ctx, "ema_apply");
+  if (rc == EMA_OK) rc = ema__apply_begin(ctx, "ema_apply", &n);
+  if (rc != EMA_OK) return rc;
   ema__run(ctx, ctx->run_items, n);
   return EMA_OK;
 }
@@ -114,6 +122,8 @@ ema_status ema_apply_some(ema_ctx *ctx, const char *const *names, size_t n) {
   ema__clear_error(ctx);
   if (n == 0) return EMA_OK;
   if (!names) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_apply_some: names is NULL with n = %zu", n);
+  ema_status ast = ema__async_settle(ctx, "ema_apply_some");
+  if (ast != EMA_OK) return ast;
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE,
                      "ema_apply_some: the model holds the averages (swapped); call ema_swap() to swap back first");
@@ -161,20 +171,17 @@ ema_status ema_apply_some(ema_ctx *ctx, const char *const *names, size_t n) {
 /* Step-driven updates                                                      */
 /* ------------------------------------------------------------------------ */
 
-ema_status ema_update(ema_ctx *ctx, int64_t step) {
-  if (!ctx) return EMA_E_INVALID_ARG;
-  ema__clear_error(ctx);
+ema_status ema__update_begin(ema_ctx *ctx, int64_t step, const char *fn, size_t *nitems) {
   if (ctx->swapped)
-    return ema__fail(ctx, EMA_E_STATE,
-                     "ema_update: the model holds the averages (swapped); call ema_swap() to swap back first");
+    return ema__fail(ctx, EMA_E_STATE, "%s: the model holds the averages (swapped); call ema_swap() to swap back first",
+                     fn);
   if (step <= ctx->last_step || step < 1)
-    return ema__fail(ctx, EMA_E_INVALID_ARG,
-                     "ema_update: step %lld must be >= 1 and larger than the previous update's step %lld",
-                     (long long)step, (long long)ctx->last_step);
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: step %lld must be >= 1 and larger than the previous update's step %lld",
+                     fn, (long long)step, (long long)ctx->last_step);
   double d[EMA_MAX_AVERAGES];
   for (size_t a = 0; a < ctx->n_avg; a++) {
     if (ema_schedule_decay(&ctx->avg[a].sched, ctx->last_step, step, &d[a]) != EMA_OK)
-      return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_update: the schedule of average '%s' is invalid", ctx->avg[a].name);
+      return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: the schedule of average '%s' is invalid", fn, ctx->avg[a].name);
   }
   unsigned copy_mask = 0;
   for (size_t a = 0; a < ctx->n_avg; a++) {
@@ -196,7 +203,18 @@ ema_status ema_update(ema_ctx *ctx, int64_t step) {
       factor[a] = ema__coef_from_f64(1.0 - t->debias_prod[a], t->pair);
     }
   }
-  ema__run(ctx, ctx->run_items, n);
   ctx->last_step = step;
+  *nitems = n;
+  return EMA_OK;
+}
+
+ema_status ema_update(ema_ctx *ctx, int64_t step) {
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  size_t n = 0;
+  ema_status rc = ema__async_settle(ctx, "ema_update");
+  if (rc == EMA_OK) rc = ema__update_begin(ctx, step, "ema_update", &n);
+  if (rc != EMA_OK) return rc;
+  ema__run(ctx, ctx->run_items, n);
   return EMA_OK;
 }

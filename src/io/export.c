@@ -17,6 +17,8 @@ ema_status ema_snapshot(const ema_ctx *ctx, size_t k, const char *path) {
   ema__clear_error(ctx);
   if (!path || !*path) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: path is NULL or empty", fn);
   if (k >= ctx->n_avg) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: there is no average %zu", fn, k);
+  ema_status ast = ema__async_settle(ctx, fn);
+  if (ast != EMA_OK) return ast;
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE, "%s: the model holds the averages (swapped); call ema_swap() first", fn);
   st_wtensor *w = (st_wtensor *)ema__calloc(ctx->count + 1, sizeof *w);

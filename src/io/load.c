@@ -191,6 +191,8 @@ ema_status load_run(ema_ctx *ctx, const load_src *src, const char *fn, const loa
   ema__clear_error(ctx);
   const char *path = src->path;
   if (!src->buf && (!path || !*path)) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: path is NULL or empty", fn);
+  ema_status ast = ema__async_settle(ctx, fn);
+  if (ast != EMA_OK) return ast;
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE, "%s: the model holds the averages (swapped); call ema_swap() first", fn);
   if (ctx->stored)

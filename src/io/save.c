@@ -132,6 +132,8 @@ static ema_status plan_policies(save_plan *p, const ema_ctx *ctx, const char *fn
 /* Build the plan of ctx's checkpoint (the checks every save makes). */
 static ema_status plan_build(save_plan *p, const ema_ctx *ctx, const char *fn, char csum[20]) {
   memset(p, 0, sizeof *p);
+  ema_status ast = ema__async_settle(ctx, fn);
+  if (ast != EMA_OK) return ast;
   if (ctx->swapped)
     return ema__fail(ctx, EMA_E_STATE,
                      "%s: the model holds the averages (swapped); call ema_swap() to swap back before saving", fn);

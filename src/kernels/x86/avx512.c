@@ -80,8 +80,9 @@ EMA_INLINE __m512 load_f16(const void *p, __mmask16 m) {
   return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
 }
 
-/* the all-lanes mask spelt out: GCC's -O0 macro for _mm512_cvtps_ph passes -1 as a mask */
-EMA_INLINE __m256i to_f16(__m512 x) { return _mm512_maskz_cvtps_ph((__mmask16)0xFFFF, x, _MM_FROUND_TO_NEAREST_INT); }
+/* the maskz form: at -O0 the plain one is a macro passing -1 as the mask (a
+   -Wsign-conversion warning in our file) */
+EMA_INLINE __m256i to_f16(__m512 x) { return _mm512_maskz_cvtps_ph(FULL, x, _MM_FROUND_TO_NEAREST_INT); }
 
 EMA_INLINE void store_f16(void *p, __m512 x, __mmask16 m) { _mm256_mask_storeu_epi16(p, m, to_f16(x)); }
 
