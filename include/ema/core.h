@@ -656,6 +656,13 @@ EMA_API ema_status ema_save(const ema_ctx *ctx, const char *path);
 EMA_API ema_status ema_save_buffer(const ema_ctx *ctx, void **buf, size_t *len);
 EMA_API void ema_buffer_free(void *buf); /* NULL is a no-op. Since 0.2.0. */
 
+/* The EMA state alone into a new buffer (free it with ema_buffer_free): what
+   ema_save_buffer writes without the model tensors (the averages, the
+   zero-debias tensors, KEEP's frozen copies, the metadata; its XXH64 covers
+   these tensors). Not a checkpoint ema_load takes: for ema_load_state_buffer
+   (the Python binding's state_dict). Since 0.2.0. */
+EMA_API ema_status ema_save_state_buffer(const ema_ctx *ctx, void **buf, size_t *len);
+
 /* Receives the checkpoint in pieces, in order: return 0 to go on, anything
    else to stop the save (it then fails with EMA_E_IO). data is valid only
    during the call. */
@@ -679,6 +686,11 @@ EMA_API ema_status ema_load(ema_ctx *ctx, const char *path);
 /* The same from a checkpoint in memory: buf[0..len) is borrowed for the call
    only. Same validation and guarantees as ema_load. Since 0.2.0. */
 EMA_API ema_status ema_load_buffer(ema_ctx *ctx, const void *buf, size_t len);
+
+/* ema_load_buffer of the EMA state alone (ema_save_state_buffer's bytes, or a
+   whole checkpoint): the averages and EMA state come back; the model tensors
+   are neither needed nor changed. Same validation and guarantees. Since 0.2.0. */
+EMA_API ema_status ema_load_state_buffer(ema_ctx *ctx, const void *buf, size_t len);
 
 /* TensorFlow's variables_to_restore(): each average of the active member in
    the file lands in its model tensor (rounded to the model dtype when the

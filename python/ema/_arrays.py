@@ -167,6 +167,8 @@ def torch_view(ptr, code, shape, owner):
     if not ptr:
         return torch.zeros(shape, dtype=torch_dtype(code))
     a = np.asarray(_Mem(ptr, code, shape, owner, False))
+    if code == _lib.BF16:
+        a = a.view(np.int16)  # torch.from_numpy takes no uint16 (1.13); the bits are viewed as bf16 below
     t = torch.from_numpy(a)  # holds a reference to a, which holds owner
     if code == _lib.BF16:
         t = t.view(torch.bfloat16)

@@ -207,6 +207,8 @@ _OPTIONAL = {
     "ema_buffer_free": (None, [_c_vp]),
     "ema_load_buffer": (_c_int, [_c_ctx, _c_vp, _c_sz]),
     "ema_save_writer": (_c_int, [_c_ctx, _c_vp, _c_vp]),
+    "ema_save_state_buffer": (_c_int, [_c_ctx, ctypes.POINTER(_c_vp), ctypes.POINTER(_c_sz)]),
+    "ema_load_state_buffer": (_c_int, [_c_ctx, _c_vp, _c_sz]),
     # asynchronous updates (ema/core.h); callbacks: READY_FN, STAGING_*_FN
     "ema_apply_async": (_c_int, [_c_ctx]),
     "ema_update_async": (_c_int, [_c_ctx, ctypes.c_int64]),

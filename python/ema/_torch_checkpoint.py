@@ -25,7 +25,7 @@ class _Spec:
     __slots__ = ("shape", "dtype")
 
     def __init__(self, t):
-        self.shape, self.dtype = tuple(t.shape), t.dtype
+        self.shape, self.dtype = t.shape, t.dtype   # a torch.Size: compared with v.shape at C speed
 
     def is_floating_point(self):
         return self.dtype.is_floating_point
@@ -71,19 +71,28 @@ class CheckpointMixin:
             raise MismatchError(_formats.key_mismatch("the EMA state", missing, unexpected))
         if missing and any(not isinstance(template[k], torch.Tensor) for k in missing):
             template, _ = self._collect(ctx, slots)   # the current values of the missing keys
-        entries = {s.name: _plan.memory_view(s.tensor.detach(), s.perm) for s in slots}
+        # the library loads the state alone (the model is untouched) or a whole
+        # checkpoint, whose model tensors are the current values
+        entries = {} if _state.state_only() else {s.name: _plan.memory_view(s.tensor.detach(), s.perm)
+                                                  for s in slots}
+        exact = not entries   # the entries match the template: keys, order, dtypes, shapes
         for key, want in template.items():
             v = tensors.get(key, want)
             if not isinstance(v, torch.Tensor):
                 raise MismatchError(f"{key!r} in the EMA state is not a tensor")
-            if tuple(v.shape) != tuple(want.shape):
+            if v.shape != want.shape:
                 raise MismatchError(f"{key!r} has shape {tuple(v.shape)} in the EMA state but "
                                     f"{tuple(want.shape)} is needed")
-            v = v.detach().to("cpu")
-            if v.dtype != want.dtype and v.is_floating_point() and want.is_floating_point():
-                v = v.to(want.dtype)
+            v = v.detach()
+            if v.device.type != "cpu":
+                v = v.to("cpu")
+            if v.dtype != want.dtype:
+                if v.is_floating_point() and want.is_floating_point():
+                    v = v.to(want.dtype)
+                else:
+                    exact = False
             entries[key] = v.contiguous()
-        _state.load(ctx, entries, meta)
+        _state.load(ctx, entries, meta, template if exact else None)
 
     def _spec(self, ctx, slots):
         """{key: torch.empty(shape, dtype)} of ctx's EMA state (what a load

@@ -168,8 +168,10 @@ def dict_sizes(dicts):
     return list(map(len, dicts))
 
 
-def plan(model, buffers, ignore, skipped):
-    """[Slot] to register. skipped (a list) receives (model name, reason)."""
+def plan(model, buffers, ignore, skipped, any_device=False):
+    """[Slot] to register. skipped (a list) receives (model name, reason).
+    any_device: tensors may live on any device (the offloaded EMA copies
+    them; otherwise libema reads their memory, which must be host memory)."""
     tensors, aliases = walk(model)
     slots, names = [], {}
     for where, container, attr, t, role, persistent in tensors:
@@ -197,7 +199,7 @@ def plan(model, buffers, ignore, skipped):
                 f"{where!r} and {names[name]!r} have the same canonical name {name!r} "
                 f"(after stripping 'module.' / '_orig_mod.')")
         names[name] = where
-        check_tensor(t, where)
+        check_tensor(t, where, any_device)
         try:
             perm = dense_permutation(t)
         except InvalidArgumentError as e:
@@ -209,12 +211,12 @@ def plan(model, buffers, ignore, skipped):
     return slots
 
 
-def check_tensor(t, where):
-    if t.device.type != "cpu":
+def check_tensor(t, where, any_device=False):
+    if t.device.type != "cpu" and not any_device:
         raise InvalidArgumentError(
-            f"{where!r} is on {t.device}; this libema build averages host (CPU) memory and will not "
-            f"copy tensors between devices behind your back: keep the model on the CPU, or keep "
-            f"the EMA of a CPU copy yourself")
+            f"{where!r} is on {t.device}; this EMA averages host (CPU) memory in place: for a model "
+            f"on a device, EMA(model, ..., device='cpu') keeps the averages in host memory (copied "
+            f"asynchronously) and EMA(model, ...) without device= keeps them on the model's device")
     if t.layout != torch.strided:
         raise InvalidArgumentError(f"{where!r} has layout {t.layout}; only dense (strided) tensors can be averaged")
 

@@ -53,10 +53,17 @@ def _tmpdir():
     return tempfile.TemporaryDirectory(prefix="libema-", dir=d)
 
 
+def state_only():
+    """The library saves and loads the EMA state without the model tensors."""
+    return _lib.has("ema_save_state_buffer") and _lib.has("ema_load_state_buffer")
+
+
 def collect(ctx, skip):
     """({key: new tensor}, {metadata}) of ctx's checkpoint, without the keys
     in skip (the model's own tensors) and the checksums."""
     ctx.check_storage()
+    if state_only():
+        return _collect_state(ctx, skip)
     if in_memory() and (not _lib.has("ema_save_writer") or _small_tensors(ctx)):
         return _collect_buffer(ctx, skip)
     if _lib.has("ema_save_writer"):
@@ -200,32 +207,134 @@ def _collect_buffer(ctx, skip):
         lib.ema_buffer_free(buf)
 
 
-def load(ctx, entries, meta):
+class _Owner:
+    """Frees a buffer of the library when the last tensor viewing it is gone
+    (held by the ctypes array that torch.frombuffer keeps alive)."""
+
+    __slots__ = ("ptr",)
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+    def __del__(self):
+        _lib.lib.ema_buffer_free(self.ptr)
+
+
+def _collect_state(ctx, skip):
+    """The EMA state from one ema_save_state_buffer: every tensor a zero-copy
+    view of the library's buffer (one copy of the state in all, made by the
+    library; the buffer is freed with the last view). A run of tensors of
+    one dtype becomes views by one torch.split; the header's tensor part is
+    parsed once per registration (only its metadata changes between calls)."""
+    buf, n = ctypes.c_void_p(), ctypes.c_size_t()
+    with ctx.h.lock:
+        ctx.h.check(_lib.lib.ema_save_state_buffer(ctx.h.ptr, ctypes.byref(buf), ctypes.byref(n)))
+    owner = _Owner(buf.value)
+    raw = (ctypes.c_uint8 * n.value).from_address(buf.value)
+    raw._owner = owner   # the array (kept by every view) keeps the buffer
+    hlen = struct.unpack_from("<Q", raw, 0)[0]
+    text = bytes(raw[8:8 + hlen]).decode("utf-8")
+    meta, runs = _layout(ctx, text, skip)
+    data = torch.frombuffer(raw, dtype=torch.uint8)
+    base = 8 + hlen
+    out = {}
+    # torch.save refuses views of one storage as several dtypes: the dtype
+    # with the most bytes stays a view of the buffer, the others are copied
+    major = max(((end - a0, dt) for a0, end, dt, *_ in runs), key=lambda x: x[0], default=(0, None))[1]
+    for a0, end, dt, size, counts, keys, shaped in runs:
+        span = data[base + a0:base + end]
+        if dt is not major or (base + a0) % size:   # another dtype, or not aligned for a view
+            span = span.clone()
+        parts = torch.split(span.view(dt), counts)
+        out.update(zip(keys, parts))
+        for i, shape in shaped:
+            out[keys[i]] = parts[i].view(shape)
+    return out, meta
+
+
+_META_HEAD = '{"__metadata__":'
+_DECODER = json.JSONDecoder()
+
+
+def _layout(ctx, text, skip):
+    """({metadata}, runs) of a state buffer's header text; runs: (start, end,
+    dtype, element size, [element counts], [keys], [(index, shape)] of the
+    tensors that are not 1-D), for runs of one dtype back to back."""
+    tail = None
+    if text.startswith(_META_HEAD):
+        meta, at = _DECODER.raw_decode(text, len(_META_HEAD))
+        tail = text[at:]
+        cached = getattr(ctx, "_state_layout", None)
+        if cached is not None and cached[0] == tail and cached[1] == skip:
+            return _carried_meta(meta), cached[2]
+        header = json.loads("{" + tail[1:]) if tail.startswith(",") else {}
+    else:
+        header = json.loads(text)
+        meta = header.pop("__metadata__", {})
+    items = sorted(((inf["data_offsets"][0], inf["data_offsets"][1], key, inf["dtype"], inf["shape"])
+                    for key, inf in header.items() if key not in skip))
+    runs = []
+    i = 0
+    while i < len(items):
+        a0, end, _, dname, _ = items[i]
+        j = i + 1
+        while j < len(items) and items[j][3] == dname and items[j][0] == end:
+            end = items[j][1]
+            j += 1
+        dt = torch_dtype(dname)
+        size = torch.empty(0, dtype=dt).element_size()
+        run = items[i:j]
+        runs.append((a0, end, dt, size, [(b - a) // size for a, b, *_ in run], [r[2] for r in run],
+                     [(k, r[4]) for k, r in enumerate(run) if len(r[4]) != 1]))
+        i = j
+    if tail is not None:
+        ctx._state_layout = (tail, frozenset(skip), runs)
+    return _carried_meta(meta), runs
+
+
+def _carried_meta(meta):
+    return {k: v for k, v in meta.items() if _carried(k)}
+
+
+def load(ctx, entries, meta, layout=None):
     """ema_load of a checkpoint holding entries {key: contiguous tensor} and
-    meta {str: str}."""
+    meta {str: str}. layout: an object that stands for the keys, dtypes and
+    shapes of entries, in order (the caller checked them against it): the
+    header's tensor part is then built once per layout."""
     if not in_memory():
         with _tmpdir() as d:
             p = os.path.join(d, "state.safetensors")
             write_safetensors(p, entries, meta)
             ctx.load(p)
         return
-    header, offset = {}, 0
-    for key, t in entries.items():
-        nbytes = t.numel() * t.element_size()
-        header[key] = {"dtype": _TORCH_ST[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
+    cached = getattr(ctx, "_load_layout", None)
+    if layout is not None and cached is not None and cached[0] is layout:
+        part, offset = cached[1], cached[2]
+    else:
+        header, offset = {}, 0
+        for key, t in entries.items():
+            nbytes = t.numel() * t.element_size()
+            header[key] = {"dtype": _TORCH_ST[t.dtype], "shape": list(t.shape),
+                           "data_offsets": [offset, offset + nbytes]}
+            offset += nbytes
+        part = json.dumps(header, separators=(",", ":"))[1:-1]
+        if layout is not None:
+            ctx._load_layout = (layout, part, offset)
+    text = "{" + part
     if meta:
-        header["__metadata__"] = {str(k): str(v) for k, v in meta.items()}
-    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        text += ("," if part else "") + '"__metadata__":' + json.dumps(
+            {str(k): str(v) for k, v in meta.items()}, separators=(",", ":"))
+    h = (text + "}").encode("utf-8")
     h += b" " * (-len(h) % 8)
     total = 8 + len(h) + offset
     buf = torch.empty(total, dtype=torch.uint8)
     head = struct.pack("<Q", len(h)) + h
     ctypes.memmove(buf.data_ptr(), head, len(head))
     base = 8 + len(h)
-    flat = [t.reshape(-1).view(torch.uint8) for t in entries.values() if t.numel()]
+    flat = [t.view(-1).view(torch.uint8) for t in entries.values()]
     if flat:
         torch.cat(flat, out=buf[base:base + offset])
+    fn = _lib.lib.ema_load_state_buffer if state_only() else _lib.lib.ema_load_buffer
     with ctx.h.lock:
-        ctx.h.check(_lib.lib.ema_load_buffer(ctx.h.ptr, ctypes.c_void_p(buf.data_ptr()), total))
+        ctx.h.check(fn(ctx.h.ptr, ctypes.c_void_p(buf.data_ptr()), total))
     ctx.after_load(meta)

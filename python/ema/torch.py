@@ -46,7 +46,7 @@ from ._lib import has as _has
 from .errors import InvalidArgumentError, StateError, StorageChangedError, UnsupportedError
 from .files import write_safetensors
 
-__all__ = ["EMA", "PostHocEMA", "canonical_name"]
+__all__ = ["EMA", "PostHocEMA", "OffloadEMA", "DeviceEMA", "canonical_name"]
 
 canonical_name = _plan.canonical_name
 
@@ -55,11 +55,16 @@ _TERMS = {
     "ema_swap": "restore()", "ema_restore": "restore()", "ema_store": "store()", "ema_copy_to": "copy_to()",
     "ema_track": "register()", "ema_track_state": "register()", "ema_track_policy": "register()",
     "ema_retarget": "reregister()", "ema_apply": "update()", "ema_update": "update()",
-    "ema_save": "save()", "ema_load": "load()", "ema_set_name": "name=", "ema_set_zero_debias": "zero_debias=",
+    "ema_save": "save()", "ema_load": "load()", "ema_save_state_buffer": "state_dict()",
+    "ema_load_state_buffer": "load_state_dict()", "ema_set_name": "name=", "ema_set_zero_debias": "zero_debias=",
     "ema_add_average": "decay=(...)", "ema_bank_add": "decay=(...)",
     "ema_set_active_average": "apply_shadow(member=...)", "ema_bank_set_active": "apply_shadow(member=...)",
 }
 
+
+_OFFLOAD = [()]   # (OffloadEMA,) once ema._torch_offload is imported
+_data_ptr = torch.Tensor.data_ptr
+_requires_grad = torch.Tensor.requires_grad.__get__
 
 _POLICY = {_plan.AVERAGE: _lib.POLICY_AVERAGE, _plan.COPY: _lib.POLICY_COPY, _plan.KEEP: _lib.POLICY_KEEP}
 _KEEP = []
@@ -144,10 +149,28 @@ class EMA(EvalMixin, CheckpointMixin):
         not to replace storages).
     """
 
+    def __new__(cls, *args, device=None, **kwargs):
+        # EMA(model, ..., device=...) picks where the averages live: device
+        # "cpu" keeps them in host memory behind staging buffers filled by
+        # (device-to-host) copies, updated asynchronously (OffloadEMA); a CUDA
+        # model without device= or with its own device keeps them on the
+        # device (DeviceEMA, torch foreach ops)
+        if cls is EMA and args:
+            from . import _torch_offload as _off
+            kind = _off.pick(args[0], device)
+            if kind == "device":
+                return _off.DeviceEMA(*args, device=device, **kwargs)
+            if kind == "offload":
+                return object.__new__(_off.OffloadEMA)
+        return object.__new__(cls)
+
     def __init__(self, model, decay=None, *, min_decay=0.0, warmup=None, inv_gamma=1.0, power=2 / 3,
                  update_after_step=0, update_every=1, sigma_rel=None, gamma=None, half_life=None,
                  buffers="average", ignore=(), num_updates=None, zero_debias=False, name=None, threads=None,
-                 half_shadows=False, on_replaced="error", check_storage=True):
+                 half_shadows=False, on_replaced="error", check_storage=True, device=None):
+        if device is not None and not isinstance(self, _OFFLOAD[0]):
+            raise InvalidArgumentError(f"device={device!r} is for a model whose averages live elsewhere; "
+                                       f"this EMA keeps them over the model's own (CPU) memory: leave device out")
         if not isinstance(model, torch.nn.Module):
             raise InvalidArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if buffers not in _plan.BUFFER_MODES:
@@ -299,7 +322,7 @@ class EMA(EvalMixin, CheckpointMixin):
         self._by_name = {s.name: s for s in slots}
         self._by_alias = {a: s for s in slots for a in s.aliases}
         dicts = list({id(s.container): s.container for s in slots}.values())
-        self._entries = (dicts, list(map(id, chain.from_iterable(map(dict.values, dicts)))))
+        self._entries = (dicts, list(chain.from_iterable(map(dict.values, dicts))))
         self._quick = ([s.container for s in slots], [s.attr for s in slots],
                        [s.tensor for s in slots], [s.ptr for s in slots])
         swapped = [s for s in slots if s.policy != _plan.COPY]   # averaged and kept tensors
@@ -321,7 +344,7 @@ class EMA(EvalMixin, CheckpointMixin):
         """Slots whose tensor was replaced (identity and data_ptr; full=True
         also dtype and shape)."""
         conts, attrs, tensors, ptrs = self._quick
-        if list(map(torch.Tensor.data_ptr, tensors)) == ptrs and self._same_entries():
+        if list(map(_data_ptr, tensors)) == ptrs and self._same_entries():
             if not full:
                 return []
             return [s for s in self._slots if s.tensor.dtype != s.dtype or s.tensor.shape != s.shape]
@@ -334,21 +357,36 @@ class EMA(EvalMixin, CheckpointMixin):
         quick test compares each container's values (a C-level list
         comparison by identity); when one differs (an unregistered entry
         reassigned, say), the exact test per tensor decides."""
-        dicts, ids = self._entries
-        if list(map(id, chain.from_iterable(map(dict.values, dicts)))) == ids:
+        dicts, values = self._entries
+        now = list(chain.from_iterable(map(dict.values, dicts)))
+        if len(now) == len(values) and all(map(operator.is_, now, values)):
             return True
         conts, attrs, tensors, _ = self._quick
         if all(map(operator.is_, map(dict.get, conts, attrs), tensors)):
-            self._entries = (dicts, list(map(id, chain.from_iterable(map(dict.values, dicts)))))
+            self._entries = (dicts, now)
             return True
         return False
+
+    def _unchanged(self):
+        """The per-update check, every test a C-level pass over a list (no
+        Python code per tensor): the data_ptr and requires_grad of every
+        registered tensor, the identity of every entry of the dicts that
+        hold them, the sizes of the module tree's dicts and the identity of
+        its submodules. True when nothing changed since register(); False
+        sends update() to the exact checks (_verify), which say what did."""
+        conts, attrs, tensors, ptrs = self._quick
+        return (list(map(_data_ptr, tensors)) == ptrs
+                and list(map(_requires_grad, self._rg_tensors)) == self._rg_flags
+                and self._same_entries()
+                and _plan.dict_sizes(self._dicts) == self._sizes
+                and all(map(operator.is_, map(dict.get, *self._links[:2]), self._links[2])))
 
     def _structure_changed(self):
         """A sentence saying how the model changed since register(), or None.
         The quick test compares requires_grad of every registered parameter,
         the size of every module's parameter/buffer/submodule dict and the
         identity of every submodule."""
-        flags = list(map(operator.attrgetter("requires_grad"), self._rg_tensors))
+        flags = list(map(_requires_grad, self._rg_tensors))
         if (flags == self._rg_flags and _plan.dict_sizes(self._dicts) == self._sizes
                 and all(map(operator.is_, map(dict.get, *self._links[:2]), self._links[2]))):
             return None
@@ -428,7 +466,7 @@ class EMA(EvalMixin, CheckpointMixin):
         if self._stored:
             raise StateError("update() while a copy_to() is pending: call restore() first")
         self._refuse_if_other_applied("update()")
-        if self.check_storage:
+        if self.check_storage and not self._unchanged():
             self._verify(full=False)
         if step is None:
             step = self.step + 1
@@ -444,14 +482,23 @@ class EMA(EvalMixin, CheckpointMixin):
         if step % self.update_every:
             self.step = step
             return
+        self._run_update(step)
+        self.step = step
+        self._updates += 1
+
+    def _run_update(self, step):
+        """The library's update for step (after every check)."""
         if self._mode == "tf":
             if self._warmup == "tf":
                 self._ctx.num_updates = step
             self._ctx.apply_all()
         else:
             self._ctx.update(step)
-        self.step = step
-        self._updates += 1
+
+    def wait(self):
+        """Wait for an asynchronous update in flight (EMA(..., device="cpu"));
+        a synchronous EMA has none: returns at once."""
+        return None
 
     def _wraps(self, model):
         """model is a wrapper (DataParallel, torch.compile) of the registered one."""
@@ -535,3 +582,4 @@ class EMA(EvalMixin, CheckpointMixin):
 
 
 from ._torch_posthoc import PostHocEMA  # noqa: E402  (it builds on EMA)
+from ._torch_offload import DeviceEMA, OffloadEMA  # noqa: E402,F401  (they build on EMA)

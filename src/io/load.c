@@ -210,6 +210,7 @@ ema_status load_run(ema_ctx *ctx, const load_src *src, const char *fn, const loa
   L->what = what;
   L->buf = path ? NULL : src->buf;
   L->buf_len = src->len;
+  L->state_only = src->state_only;
   L->items = (load_item *)ema__calloc(ctx->count * (1 + 4 * ctx->n_avg) + 1, sizeof *L->items);
   ema_status st = L->items ? EMA_OK : ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
   load_sums sums;
@@ -251,7 +252,8 @@ static ema_status resume_plan(loader *L) {
     if (!probe) return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
     st = load_check_policy(L, i, probe);
     free(probe);
-    if (st == EMA_OK) st = load_expect(L, t->name, t, t->dtype, t->dtype, 0, LD_MODEL, 0, "model values");
+    if (st == EMA_OK && !L->state_only)
+      st = load_expect(L, t->name, t, t->dtype, t->dtype, 0, LD_MODEL, 0, "model values");
     if (st == EMA_OK && t->policy == EMA_POLICY_KEEP) st = resume_keep(L, t);
     if (t->policy != EMA_POLICY_AVERAGE) continue;
     for (size_t k = 0; k < L->n_avg && st == EMA_OK; k++) {
@@ -337,7 +339,7 @@ static void resume_commit(loader *L) {
 static const load_ops resume_ops = {resume_plan, resume_check, resume_commit};
 
 ema_status ema_load(ema_ctx *ctx, const char *path) {
-  load_src src = {path, NULL, 0};
+  load_src src = {path, NULL, 0, 0};
   return load_run(ctx, &src, "ema_load", &resume_ops);
 }
 
@@ -346,8 +348,17 @@ ema_status ema_load_buffer(ema_ctx *ctx, const void *buf, size_t len) {
     ema__clear_error(ctx);
     return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_load_buffer: buf is NULL");
   }
-  load_src src = {NULL, buf, len};
+  load_src src = {NULL, buf, len, 0};
   return load_run(ctx, &src, "ema_load_buffer", &resume_ops);
+}
+
+ema_status ema_load_state_buffer(ema_ctx *ctx, const void *buf, size_t len) {
+  if (ctx && !buf) {
+    ema__clear_error(ctx);
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_load_state_buffer: buf is NULL");
+  }
+  load_src src = {NULL, buf, len, 1};
+  return load_run(ctx, &src, "ema_load_state_buffer", &resume_ops);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -408,7 +419,7 @@ static void into_model_commit(loader *L) {
 static const load_ops into_model_ops = {into_model_plan, NULL, into_model_commit};
 
 ema_status ema_load_averages_into_model(ema_ctx *ctx, const char *path) {
-  load_src src = {path, NULL, 0};
+  load_src src = {path, NULL, 0, 0};
   return load_run(ctx, &src, "ema_load_averages_into_model", &into_model_ops);
 }
 
@@ -417,6 +428,6 @@ ema_status ema_load_averages_into_model_buffer(ema_ctx *ctx, const void *buf, si
     ema__clear_error(ctx);
     return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_load_averages_into_model_buffer: buf is NULL");
   }
-  load_src src = {NULL, buf, len};
+  load_src src = {NULL, buf, len, 0};
   return load_run(ctx, &src, "ema_load_averages_into_model_buffer", &into_model_ops);
 }

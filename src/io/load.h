@@ -30,6 +30,7 @@ typedef struct loader {
   const char *what; /* "'<path>'" or "the buffer", for messages */
   const void *buf;  /* a checkpoint in memory (NULL: a file) */
   size_t buf_len;
+  int state_only;   /* the model tensors are not in it (ema_load_state_buffer) */
   st_file *f;
   load_item *items;
   size_t n;
@@ -70,6 +71,7 @@ typedef struct load_src {
   const char *path;
   const void *buf;
   size_t len;
+  int state_only; /* the model tensors are neither expected nor loaded */
 } load_src;
 
 ema_status load_run(ema_ctx *ctx, const load_src *src, const char *fn, const load_ops *ops);

@@ -129,8 +129,9 @@ static ema_status plan_policies(save_plan *p, const ema_ctx *ctx, const char *fn
   return EMA_OK;
 }
 
-/* Build the plan of ctx's checkpoint (the checks every save makes). */
-static ema_status plan_build(save_plan *p, const ema_ctx *ctx, const char *fn, char csum[20]) {
+/* Build the plan of ctx's checkpoint (the checks every save makes);
+   state_only leaves the model tensors out (ema_save_state_buffer). */
+static ema_status plan_build(save_plan *p, const ema_ctx *ctx, const char *fn, char csum[20], int state_only) {
   memset(p, 0, sizeof *p);
   ema_status ast = ema__async_settle(ctx, fn);
   if (ast != EMA_OK) return ast;
@@ -147,7 +148,7 @@ static ema_status plan_build(save_plan *p, const ema_ctx *ctx, const char *fn, c
     return ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
   for (size_t i = 0; i < ctx->count; i++) {
     const ema_tensor *t = &ctx->tensors[i];
-    plan_add(p, t->name, t->dtype, t, t->data, 0);
+    if (!state_only) plan_add(p, t->name, t->dtype, t, t->data, 0);
     if (t->policy == EMA_POLICY_KEEP) {
       ema_status st = plan_keep(p, ctx, t, fn);
       if (st != EMA_OK) return st;
@@ -169,7 +170,7 @@ ema_status ema_save(const ema_ctx *ctx, const char *path) {
   if (!path || !*path) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: path is NULL or empty", fn);
   save_plan p;
   char csum[20];
-  ema_status st = plan_build(&p, ctx, fn, csum);
+  ema_status st = plan_build(&p, ctx, fn, csum, 0);
   if (st == EMA_OK) {
     char err[EMA_ERR_CAP];
     st = st_write(path, p.w, p.n, p.all_meta, p.n_meta, err, sizeof err);
@@ -179,8 +180,7 @@ ema_status ema_save(const ema_ctx *ctx, const char *path) {
   return st;
 }
 
-ema_status ema_save_buffer(const ema_ctx *ctx, void **buf, size_t *len) {
-  static const char *fn = "ema_save_buffer";
+static ema_status save_buffer(const ema_ctx *ctx, void **buf, size_t *len, const char *fn, int state_only) {
   if (buf) *buf = NULL;
   if (len) *len = 0;
   if (!ctx) return EMA_E_INVALID_ARG;
@@ -188,7 +188,7 @@ ema_status ema_save_buffer(const ema_ctx *ctx, void **buf, size_t *len) {
   if (!buf || !len) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: buf and len must not be NULL", fn);
   save_plan p;
   char csum[20];
-  ema_status st = plan_build(&p, ctx, fn, csum);
+  ema_status st = plan_build(&p, ctx, fn, csum, state_only);
   if (st == EMA_OK) {
     char err[EMA_ERR_CAP];
     unsigned char *out = NULL;
@@ -203,6 +203,14 @@ ema_status ema_save_buffer(const ema_ctx *ctx, void **buf, size_t *len) {
   }
   plan_free(&p);
   return st;
+}
+
+ema_status ema_save_buffer(const ema_ctx *ctx, void **buf, size_t *len) {
+  return save_buffer(ctx, buf, len, "ema_save_buffer", 0);
+}
+
+ema_status ema_save_state_buffer(const ema_ctx *ctx, void **buf, size_t *len) {
+  return save_buffer(ctx, buf, len, "ema_save_state_buffer", 1);
 }
 
 void ema_buffer_free(void *buf) { free(buf); }
@@ -227,7 +235,7 @@ ema_status ema_save_writer(const ema_ctx *ctx, ema_writer fn, void *user) {
   if (!fn) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: the writer callback is NULL", name);
   save_plan p;
   char csum[20];
-  ema_status st = plan_build(&p, ctx, name, csum);
+  ema_status st = plan_build(&p, ctx, name, csum, 0);
   if (st == EMA_OK) {
     char err[EMA_ERR_CAP];
     writer_sink w = {fn, user};

@@ -6,6 +6,7 @@
    model as they were. */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
@@ -141,6 +142,59 @@ static void test_load_buffer(int debias) {
   ema_free(c);
 }
 
+/* The state alone: no model tensor in it; loading it into another context
+   brings the averages and EMA state of a full load, and leaves that
+   context's model values as they were; truncations change nothing. */
+static void test_state_buffer(int debias) {
+  legacy_model ma, mb, mc;
+  ema_ctx *a = legacy_build(&ma, debias, 5), *b = legacy_build(&mb, debias, 2), *c = legacy_build(&mc, debias, 2);
+  CHECK(a && b && c);
+  if (!a || !b || !c) return;
+  void *st = NULL, *full = NULL;
+  size_t slen = 0, flen = 0;
+  CHECK_ST(a, ema_save_state_buffer(a, &st, &slen), EMA_OK);
+  CHECK_ST(a, ema_save_buffer(a, &full, &flen), EMA_OK);
+  CHECK(st && slen > 0 && slen < flen);
+  /* the header names no model tensor ("w", "h", "b", "step") as a key */
+  uint64_t hlen = 0;
+  memcpy(&hlen, st, 8);
+  CHECK(hlen < slen);
+  char *head = (char *)calloc(1, (size_t)hlen + 1);
+  CHECK(head != NULL);
+  if (head && hlen < slen) {
+    memcpy(head, (const char *)st + 8, (size_t)hlen);
+    CHECK(!strstr(head, "\"w\":") && strstr(head, "\"w/"));
+  }
+  free(head);
+  snap before;
+  take(&before, b, &mb);
+  int bad = 0;
+  for (size_t n = 0; n < slen; n++)
+    if (ema_load_state_buffer(b, st, n) != EMA_E_FORMAT || !same(&before, b, &mb)) bad++;
+  CHECK_MSG(bad == 0, "%d truncations of the state buffer not refused cleanly (of %zu)", bad, slen);
+  CHECK(ema_load_buffer(b, st, slen) == EMA_E_MISMATCH && same(&before, b, &mb)); /* not a checkpoint */
+  legacy_model keep = mb;
+  CHECK_ST(b, ema_load_state_buffer(b, st, slen), EMA_OK);
+  CHECK(memcmp(&keep, &mb, sizeof mb) == 0); /* the model is untouched */
+  CHECK_ST(c, ema_load_buffer(c, full, flen), EMA_OK);
+  mc = mb; /* c's model got a's values: compare the EMA side only */
+  snap fromfull;
+  take(&fromfull, c, &mc);
+  CHECK(same(&fromfull, b, &mb));
+  CHECK(ema_num_updates(b) == ema_num_updates(c) && ema_last_step(b) == ema_last_step(c));
+  CHECK_ST(b, ema_load_state_buffer(b, full, flen), EMA_OK); /* a whole checkpoint: its state only */
+  CHECK(memcmp(&keep, &mb, sizeof mb) == 0);
+  CHECK(ema_load_state_buffer(b, NULL, 5) == EMA_E_INVALID_ARG);
+  CHECK(ema_save_state_buffer(b, NULL, &slen) == EMA_E_INVALID_ARG);
+  free(before.s);
+  free(fromfull.s);
+  ema_buffer_free(st);
+  ema_buffer_free(full);
+  ema_free(a);
+  ema_free(b);
+  ema_free(c);
+}
+
 static void test_save_alloc_failures(void) {
   legacy_model m;
   ema_ctx *ctx = legacy_build(&m, 1, 3);
@@ -171,6 +225,8 @@ int main(void) {
   test_same_bytes(1);
   test_load_buffer(0);
   test_load_buffer(1);
+  test_state_buffer(0);
+  test_state_buffer(1);
   test_save_alloc_failures();
   io_rmdir();
   return check_report("test_memory");
