@@ -64,18 +64,18 @@ extern "C" {
 #endif
 
 #define EMA_VERSION_MAJOR 0
-#define EMA_VERSION_MINOR 1
+#define EMA_VERSION_MINOR 2
 #define EMA_VERSION_PATCH 0
 /* MAJOR*10000 + MINOR*100 + PATCH, as ZSTD_VERSION_NUMBER. */
 #define EMA_VERSION_NUMBER \
   (EMA_VERSION_MAJOR * 10000 + EMA_VERSION_MINOR * 100 + EMA_VERSION_PATCH)
-#define EMA_VERSION_STRING "0.1.0"
+#define EMA_VERSION_STRING "0.2.0"
 
 /* Runtime twins of the macros above: compare them with the macros to check
    that the header you compiled against matches the library you linked.
    Thread-safe; never fail. */
 EMA_API unsigned    ema_version_number(void);
-EMA_API const char *ema_version_string(void); /* static text, e.g. "0.1.0" */
+EMA_API const char *ema_version_string(void); /* static text, e.g. "0.2.0" */
 
 /* ------------------------------------------------------------------------ */
 /* Status codes and dtypes (values are frozen: never renumbered or reused)   */

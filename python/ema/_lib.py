@@ -23,7 +23,7 @@ import threading
 from . import errors as _errors
 
 EXPECTED_MAJOR = 0
-MIN_VERSION = 100  # 0.1.0
+MIN_VERSION = 200  # 0.2.0: the bank, policy and buffer names
 
 # ema_dtype values (frozen)
 F32, F64, F16, BF16, I32, I64 = 0, 1, 2, 3, 4, 5
@@ -314,7 +314,7 @@ def _load():
         raise ImportError(
             f"ema: the library at {path} lacks {', '.join(missing[:5])}"
             f"{' ...' if len(missing) > 5 else ''}: it is older than this binding needs "
-            f"(0.1.0 or newer with major version {EXPECTED_MAJOR})")
+            f"(0.2.0 or newer with major version {EXPECTED_MAJOR})")
     v = lib.ema_version_number()
     if v // 10000 != EXPECTED_MAJOR or v < MIN_VERSION:
         raise ImportError(
