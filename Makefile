@@ -6,7 +6,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMA_WERROR=ON
 
-.PHONY: all demo test test-python-install fuzz build build-asan build-tsan test-tsan deps-build deps-test clean install
+.PHONY: all demo test format-check test-python-install fuzz build build-asan build-tsan test-tsan deps-build deps-test clean install
 
 all: build
 
@@ -44,7 +44,7 @@ test-tsan: build-tsan
 # under ASan+UBSan, then every test in the plain build (its summary is last).
 FUZZ_SECONDS ?= 60
 
-test: deps-test build build-asan test-tsan
+test: deps-test format-check build build-asan test-tsan
 	@sh tests/fuzz/run_bounded.sh $(FUZZ_SECONDS) > build/fuzz.log 2>&1 \
 	  || { tail -n 40 build/fuzz.log; echo "fuzzing failed: see build/fuzz.log"; exit 1; }
 	@grep -E "^stat::number_of_executed_units|^Done" build/fuzz.log || tail -n 5 build/fuzz.log
@@ -60,6 +60,10 @@ test: deps-test build build-asan test-tsan
 # the checkout, its tests run against the installed copy, and a wheel built.
 test-python-install: deps-test
 	sh tests/python/venv_install.sh
+
+# Every tracked C source as .clang-format says (`sh scripts/check_format.sh --fix` mends).
+format-check: deps-test
+	@sh scripts/check_format.sh
 
 fuzz: deps-test
 	sh tests/fuzz/run_bounded.sh $(FUZZ_SECONDS)

@@ -39,13 +39,13 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-#define TRY(ctx, call)                                                        \
-  do {                                                                        \
-    ema_status st_ = (call);                                                  \
-    if (st_ != EMA_OK) {                                                      \
-      fprintf(stderr, "bench_async: %s: %s\n", #call, ema_last_error(ctx));    \
-      exit(1);                                                                \
-    }                                                                         \
+#define TRY(ctx, call)                                                      \
+  do {                                                                      \
+    ema_status st_ = (call);                                                \
+    if (st_ != EMA_OK) {                                                    \
+      fprintf(stderr, "bench_async: %s: %s\n", #call, ema_last_error(ctx)); \
+      exit(1);                                                              \
+    }                                                                       \
   } while (0)
 
 enum { N = 128 };
@@ -74,14 +74,21 @@ int main(int argc, char **argv) {
   int threads = 1, steps = 6, rounds = 2, quick = 0;
   double compute_ms = 400;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--layout") && i + 1 < argc) lname = argv[++i];
-    else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--compute-ms") && i + 1 < argc) compute_ms = atof(argv[++i]);
-    else if (!strcmp(argv[i], "--quick")) quick = 1;
+    if (!strcmp(argv[i], "--layout") && i + 1 < argc)
+      lname = argv[++i];
+    else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+      threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+      steps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+      rounds = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--compute-ms") && i + 1 < argc)
+      compute_ms = atof(argv[++i]);
+    else if (!strcmp(argv[i], "--quick"))
+      quick = 1;
     else {
-      fprintf(stderr, "usage: bench_async [--layout L] [--threads N] [--steps S] [--rounds R] [--compute-ms MS] [--quick]\n");
+      fprintf(stderr,
+              "usage: bench_async [--layout L] [--threads N] [--steps S] [--rounds R] [--compute-ms MS] [--quick]\n");
       return 2;
     }
   }
@@ -150,8 +157,8 @@ int main(int argc, char **argv) {
   printf("bench_async: layout %s (%zu tensors, %zu float32), ema threads %d, isa %s, compute %d x 4 MFLOP\n", lname,
          count, total, threads, ema_isa(), reps);
   for (int m = 0; m < 4; m++)
-    printf("  %-6s median step %8.2f ms  ratio to none %.3f  (the EMA call itself: %.2f ms)\n", names[m],
-           med[m] * 1e3, med[m] / med[0], cmed[m] * 1e3);
+    printf("  %-6s median step %8.2f ms  ratio to none %.3f  (the EMA call itself: %.2f ms)\n", names[m], med[m] * 1e3,
+           med[m] / med[0], cmed[m] * 1e3);
   ema_free(ctx);
   for (size_t t = 0; t < count; t++) free(p[t]);
   free(p);

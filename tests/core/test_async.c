@@ -49,11 +49,20 @@ static void fill(model *m, int t, int salt) {
   for (int64_t i = 0; i < m->numel[t]; i++) {
     float x = randf() + (float)salt * 0.01f;
     switch (m->dtype[t]) {
-      case EMA_F32: ((float *)m->data[t])[i] = x; break;
-      case EMA_F64: ((double *)m->data[t])[i] = (double)x * 1.000001; break;
-      case EMA_F16: ((uint16_t *)m->data[t])[i] = ema_f32_to_f16(x); break;
-      case EMA_BF16: ((uint16_t *)m->data[t])[i] = ema_f32_to_bf16(x); break;
-      default: break;
+      case EMA_F32:
+        ((float *)m->data[t])[i] = x;
+        break;
+      case EMA_F64:
+        ((double *)m->data[t])[i] = (double)x * 1.000001;
+        break;
+      case EMA_F16:
+        ((uint16_t *)m->data[t])[i] = ema_f32_to_f16(x);
+        break;
+      case EMA_BF16:
+        ((uint16_t *)m->data[t])[i] = ema_f32_to_bf16(x);
+        break;
+      default:
+        break;
     }
   }
 }
@@ -409,11 +418,11 @@ static void test_allocator(void) {
 static void test_args(void) {
   CHECK(ema_apply_async(NULL) == EMA_E_INVALID_ARG && ema_update_async(NULL, 1) == EMA_E_INVALID_ARG);
   CHECK(ema_wait(NULL) == EMA_E_INVALID_ARG && ema_apply_async_staged(NULL, NULL, NULL) == EMA_E_INVALID_ARG);
-  CHECK(ema_staging(NULL, "a", NULL) == EMA_E_INVALID_ARG && ema_set_staging_allocator(NULL, NULL, NULL, NULL) ==
-                                                                                           EMA_E_INVALID_ARG);
+  CHECK(ema_staging(NULL, "a", NULL) == EMA_E_INVALID_ARG &&
+        ema_set_staging_allocator(NULL, NULL, NULL, NULL) == EMA_E_INVALID_ARG);
   ema_ctx *ctx = NULL;
   CHECK(ema_create(&ctx, 0.5) == EMA_OK);
-  CHECK_ST(ctx, ema_wait(ctx), EMA_OK); /* nothing in flight */
+  CHECK_ST(ctx, ema_wait(ctx), EMA_OK);        /* nothing in flight */
   CHECK_ST(ctx, ema_apply_async(ctx), EMA_OK); /* nothing tracked: a no-op update */
   float w[4] = {1, 2, 3, 4}, st[4] = {0}, kp[2] = {5, 6};
   int64_t four = 4, two = 2;

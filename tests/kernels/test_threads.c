@@ -42,11 +42,20 @@ static void fill(model *m, int t, int salt) {
   for (int64_t i = 0; i < m->numel[t]; i++) {
     float x = randf() + (float)salt * 0.01f;
     switch (m->dtype[t]) {
-      case EMA_F32: ((float *)m->data[t])[i] = x; break;
-      case EMA_F64: ((double *)m->data[t])[i] = (double)x * 1.000001; break;
-      case EMA_F16: ((uint16_t *)m->data[t])[i] = ema_f32_to_f16(x); break;
-      case EMA_BF16: ((uint16_t *)m->data[t])[i] = ema_f32_to_bf16(x); break;
-      default: break;
+      case EMA_F32:
+        ((float *)m->data[t])[i] = x;
+        break;
+      case EMA_F64:
+        ((double *)m->data[t])[i] = (double)x * 1.000001;
+        break;
+      case EMA_F16:
+        ((uint16_t *)m->data[t])[i] = ema_f32_to_f16(x);
+        break;
+      case EMA_BF16:
+        ((uint16_t *)m->data[t])[i] = ema_f32_to_bf16(x);
+        break;
+      default:
+        break;
     }
   }
 }
@@ -232,8 +241,8 @@ int main(void) {
           size_t len;
           unsigned char *got = run_script(isas[i], threads, debias, same, bank, &len);
           CHECK_MSG(len == ref_len && memcmp(got, ref, len) == 0,
-                    "isa %s, %d threads, zero_debias %d, half shadows %d, bank %d differ from ref on 1 thread",
-                    isas[i], threads, debias, same, bank);
+                    "isa %s, %d threads, zero_debias %d, half shadows %d, bank %d differ from ref on 1 thread", isas[i],
+                    threads, debias, same, bank);
           free(got);
         }
       }
