@@ -6,7 +6,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMA_WERROR=ON
 
-.PHONY: all demo test test-python-install fuzz build build-asan deps-build deps-test clean install
+.PHONY: all demo test format-check test-python-install fuzz build build-asan build-tsan test-tsan deps-build deps-test clean install
 
 all: build
 
@@ -27,11 +27,24 @@ build-asan: deps-test
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEMA_WERROR=ON -DEMA_SANITIZE=ON >/dev/null
 	cmake --build build-asan -j $(JOBS)
 
+# ThreadSanitizer: the threaded and asynchronous tests (worker pool,
+# dynamic claiming, async updates), with their smaller matrices
+# (EMA_TEST_QUICK); about two minutes on two cores.
+TSAN_TESTS = test_async test_threads test_bank
+
+build-tsan: deps-test
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMA_WERROR=ON -DEMA_TSAN=ON -DEMA_BUILD_TOOLS=OFF >/dev/null
+	cmake --build build-tsan -j $(JOBS) --target $(TSAN_TESTS)
+
+test-tsan: build-tsan
+	EMA_TEST_QUICK=1 TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
+	  ctest --test-dir build-tsan --output-on-failure -j $(JOBS) -R '^($(subst $(eval) ,|,$(TSAN_TESTS)))$$'
+
 # The safetensors fuzzer for FUZZ_SECONDS, the valgrind runs, every test
 # under ASan+UBSan, then every test in the plain build (its summary is last).
 FUZZ_SECONDS ?= 60
 
-test: deps-test build build-asan
+test: deps-test format-check build build-asan test-tsan
 	@sh tests/fuzz/run_bounded.sh $(FUZZ_SECONDS) > build/fuzz.log 2>&1 \
 	  || { tail -n 40 build/fuzz.log; echo "fuzzing failed: see build/fuzz.log"; exit 1; }
 	@grep -E "^stat::number_of_executed_units|^Done" build/fuzz.log || tail -n 5 build/fuzz.log
@@ -48,6 +61,10 @@ test: deps-test build build-asan
 test-python-install: deps-test
 	sh tests/python/venv_install.sh
 
+# Every tracked C source as .clang-format says (`sh scripts/check_format.sh --fix` mends).
+format-check: deps-test
+	@sh scripts/check_format.sh
+
 fuzz: deps-test
 	sh tests/fuzz/run_bounded.sh $(FUZZ_SECONDS)
 
@@ -55,4 +72,4 @@ install: build
 	cmake --install build
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz

@@ -28,13 +28,13 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-#define TRY(ctx, call)                                                                             \
-  do {                                                                                             \
-    ema_status st_ = (call);                                                                       \
-    if (st_ != EMA_OK) {                                                                           \
-      fprintf(stderr, "bench_bank: %s: %s\n", #call, ema_last_error(ctx));                           \
-      exit(1);                                                                                     \
-    }                                                                                              \
+#define TRY(ctx, call)                                                     \
+  do {                                                                     \
+    ema_status st_ = (call);                                               \
+    if (st_ != EMA_OK) {                                                   \
+      fprintf(stderr, "bench_bank: %s: %s\n", #call, ema_last_error(ctx)); \
+      exit(1);                                                             \
+    }                                                                      \
   } while (0)
 
 int main(int argc, char **argv) {
@@ -42,10 +42,14 @@ int main(int argc, char **argv) {
   int k = 3, reps = 11;
   int threads[8] = {1, 2}, n_threads = 2;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--params") && i + 1 < argc) params = strtoull(argv[++i], NULL, 10);
-    else if (!strcmp(argv[i], "--tensors") && i + 1 < argc) tensors = strtoull(argv[++i], NULL, 10);
-    else if (!strcmp(argv[i], "--k") && i + 1 < argc) k = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+    if (!strcmp(argv[i], "--params") && i + 1 < argc)
+      params = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--tensors") && i + 1 < argc)
+      tensors = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--k") && i + 1 < argc)
+      k = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+      reps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--quick")) {
       params = 1 << 20;
       reps = 3;

@@ -28,8 +28,9 @@ typedef struct spec {
 
 static int gpt2(spec *s, int64_t scale) {
   int n = 0;
-#define T(nm, a, b, nd) (snprintf(s[n].name, sizeof s[n].name, "%s", nm), s[n].ndim = nd, \
-                        s[n].shape[0] = (a) / scale > 0 ? (a) / scale : 1, s[n].shape[1] = b, n++)
+#define T(nm, a, b, nd)                                                                                                \
+  (snprintf(s[n].name, sizeof s[n].name, "%s", nm), s[n].ndim = nd, s[n].shape[0] = (a) / scale > 0 ? (a) / scale : 1, \
+   s[n].shape[1] = b, n++)
   T("wte.weight", 50257, 768, 2);
   T("wpe.weight", 1024, 768, 2);
   for (int l = 0; l < 12; l++) {
@@ -37,10 +38,12 @@ static int gpt2(spec *s, int64_t scale) {
       const char *n;
       int64_t a, b;
       int nd;
-    } L[] = {{"ln_1.weight", 768, 0, 1},          {"ln_1.bias", 768, 0, 1},          {"attn.c_attn.weight", 768, 2304, 2},
-             {"attn.c_attn.bias", 2304, 0, 1},    {"attn.c_proj.weight", 768, 768, 2}, {"attn.c_proj.bias", 768, 0, 1},
-             {"ln_2.weight", 768, 0, 1},          {"ln_2.bias", 768, 0, 1},          {"mlp.c_fc.weight", 768, 3072, 2},
-             {"mlp.c_fc.bias", 3072, 0, 1},       {"mlp.c_proj.weight", 3072, 768, 2}, {"mlp.c_proj.bias", 768, 0, 1}};
+    } L[] = {{"ln_1.weight", 768, 0, 1},           {"ln_1.bias", 768, 0, 1},
+             {"attn.c_attn.weight", 768, 2304, 2}, {"attn.c_attn.bias", 2304, 0, 1},
+             {"attn.c_proj.weight", 768, 768, 2},  {"attn.c_proj.bias", 768, 0, 1},
+             {"ln_2.weight", 768, 0, 1},           {"ln_2.bias", 768, 0, 1},
+             {"mlp.c_fc.weight", 768, 3072, 2},    {"mlp.c_fc.bias", 3072, 0, 1},
+             {"mlp.c_proj.weight", 3072, 768, 2},  {"mlp.c_proj.bias", 768, 0, 1}};
     for (size_t i = 0; i < sizeof L / sizeof L[0]; i++) {
       char nm[64];
       snprintf(nm, sizeof nm, "h.%d.%s", l, L[i].n);
@@ -75,8 +78,8 @@ static void report(int world, const char *what, double *t, int reps, double byte
   double mb = peak_mb(), max_mb;
   MPI_Allreduce(&mb, &max_mb, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   if (rank == 0)
-    printf("world %d  %-22s best %7.3f s  median %7.3f s  %6.2f GB/s  peak RSS per rank %7.0f MB\n", world, what,
-           t[0], t[reps / 2], bytes / t[0] / 1e9, max_mb);
+    printf("world %d  %-22s best %7.3f s  median %7.3f s  %6.2f GB/s  peak RSS per rank %7.0f MB\n", world, what, t[0],
+           t[reps / 2], bytes / t[0] / 1e9, max_mb);
 }
 
 static void check(ema_status st, const ema_ctx *ctx, const char *what) {

@@ -92,7 +92,7 @@ int main(int argc, char **argv) {
       for (int i = 0; i < N; i++) g += 2.0 * (pred[i] - y[i]) * x_at(i, j) / N;
       w[j - lo] -= (float)(0.05 * g);
     }
-    ema_set_num_updates(ema, step); /* TensorFlow's warm-up: the caller owns the step */
+    ema_set_num_updates(ema, step);                                 /* TensorFlow's warm-up: the caller owns the step */
     if ((st = ema_apply(ema)) != EMA_OK) die("ema_apply", st, ema); /* local: no communication */
   }
 

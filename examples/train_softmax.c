@@ -74,13 +74,13 @@ static void evaluate(double *loss, double *acc) {
   *acc = (double)right / TEST;
 }
 
-#define TRY(call)                                                                  \
-  do {                                                                             \
-    ema_status st_ = (call);                                                       \
-    if (st_ != EMA_OK) {                                                           \
+#define TRY(call)                                                                           \
+  do {                                                                                      \
+    ema_status st_ = (call);                                                                \
+    if (st_ != EMA_OK) {                                                                    \
       fprintf(stderr, "%s: %s (%s)\n", #call, ema_status_string(st_), ema_last_error(ctx)); \
-      return 1;                                                                    \
-    }                                                                              \
+      return 1;                                                                             \
+    }                                                                                       \
   } while (0)
 
 int main(void) {

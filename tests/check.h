@@ -8,35 +8,34 @@
 
 static int check_passed_ = 0, check_failed_ = 0;
 
-#define CHECK(cond)                                                             \
-  do {                                                                          \
-    if (cond) {                                                                 \
-      check_passed_++;                                                          \
-    } else {                                                                    \
-      check_failed_++;                                                          \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
-    }                                                                           \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (cond) {                                                                \
+      check_passed_++;                                                         \
+    } else {                                                                   \
+      check_failed_++;                                                         \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                          \
   } while (0)
 
-#define CHECK_MSG(cond, ...)                                                    \
-  do {                                                                          \
-    if (cond) {                                                                 \
-      check_passed_++;                                                          \
-    } else {                                                                    \
-      check_failed_++;                                                          \
-      fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);   \
-      fprintf(stderr, __VA_ARGS__);                                             \
-      fputc('\n', stderr);                                                      \
-    }                                                                           \
+#define CHECK_MSG(cond, ...)                                                   \
+  do {                                                                         \
+    if (cond) {                                                                \
+      check_passed_++;                                                         \
+    } else {                                                                   \
+      check_failed_++;                                                         \
+      fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
+      fprintf(stderr, __VA_ARGS__);                                            \
+      fputc('\n', stderr);                                                     \
+    }                                                                          \
   } while (0)
 
 /* Status check that prints the status and the context's last error. */
-#define CHECK_ST(ctx, call, want)                                               \
-  do {                                                                          \
-    ema_status st_ = (call);                                                    \
-    CHECK_MSG(st_ == (want), "%s -> %d (%s), want %d; last error: %s", #call,   \
-              (int)st_, ema_status_string(st_), (int)(want),                    \
-              ema_last_error(ctx));                                             \
+#define CHECK_ST(ctx, call, want)                                                                               \
+  do {                                                                                                          \
+    ema_status st_ = (call);                                                                                    \
+    CHECK_MSG(st_ == (want), "%s -> %d (%s), want %d; last error: %s", #call, (int)st_, ema_status_string(st_), \
+              (int)(want), ema_last_error(ctx));                                                                \
   } while (0)
 
 static int check_report(const char *name) {

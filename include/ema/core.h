@@ -50,32 +50,31 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #if defined(EMA_STATIC_DEFINE)
-#  define EMA_API
+#define EMA_API
 #elif defined(_WIN32)
-#  if defined(EMA_BUILDING_LIBRARY)
-#    define EMA_API __declspec(dllexport)
-#  else
-#    define EMA_API __declspec(dllimport)
-#  endif
-#elif defined(__GNUC__) || defined(__clang__)
-#  define EMA_API __attribute__((visibility("default")))
+#if defined(EMA_BUILDING_LIBRARY)
+#define EMA_API __declspec(dllexport)
 #else
-#  define EMA_API
+#define EMA_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) || defined(__clang__)
+#define EMA_API __attribute__((visibility("default")))
+#else
+#define EMA_API
 #endif
 
 #define EMA_VERSION_MAJOR 0
-#define EMA_VERSION_MINOR 1
+#define EMA_VERSION_MINOR 2
 #define EMA_VERSION_PATCH 0
 /* MAJOR*10000 + MINOR*100 + PATCH, as ZSTD_VERSION_NUMBER. */
-#define EMA_VERSION_NUMBER \
-  (EMA_VERSION_MAJOR * 10000 + EMA_VERSION_MINOR * 100 + EMA_VERSION_PATCH)
-#define EMA_VERSION_STRING "0.1.0"
+#define EMA_VERSION_NUMBER (EMA_VERSION_MAJOR * 10000 + EMA_VERSION_MINOR * 100 + EMA_VERSION_PATCH)
+#define EMA_VERSION_STRING "0.2.0"
 
 /* Runtime twins of the macros above: compare them with the macros to check
    that the header you compiled against matches the library you linked.
    Thread-safe; never fail. */
-EMA_API unsigned    ema_version_number(void);
-EMA_API const char *ema_version_string(void); /* static text, e.g. "0.1.0" */
+EMA_API unsigned ema_version_number(void);
+EMA_API const char *ema_version_string(void); /* static text, e.g. "0.2.0" */
 
 /* ------------------------------------------------------------------------ */
 /* Status codes and dtypes (values are frozen: never renumbered or reused)   */
@@ -84,27 +83,27 @@ EMA_API const char *ema_version_string(void); /* static text, e.g. "0.1.0" */
 /* The status table: X(name, value, text) for every status, in value order.
    It generates the ema_status enum, ema_status_string() and ema_status_name();
    a program may expand it too (libuv's UV_ERRNO_MAP). Values are frozen. */
-#define EMA_STATUS_MAP(X)                                                                  \
-  X(EMA_OK, 0, "ok")                                                                       \
-  /* NULL where not allowed, decay outside [0,1], bad shape/option */                      \
-  X(EMA_E_INVALID_ARG, 1, "invalid argument")                                              \
-  /* a dtype that cannot be averaged (integer, bool) */                                    \
-  X(EMA_E_DTYPE, 2, "dtype cannot be averaged")                                            \
-  /* an allocation failed; nothing was changed */                                          \
-  X(EMA_E_NOMEM, 3, "out of memory")                                                       \
-  /* no tensor (or bank member) of that name, or an index out of range */                  \
-  X(EMA_E_NOT_FOUND, 4, "no tensor of that name, or an index out of range")                \
-  /* that name is already registered */                                                    \
-  X(EMA_E_EXISTS, 5, "name already registered")                                            \
-  /* not allowed now (apply/save while swapped, restore without store) */                  \
-  X(EMA_E_STATE, 6, "not allowed in the current state")                                    \
-  /* open/read/write/fsync/rename failed */                                                \
-  X(EMA_E_IO, 7, "input/output error")                                                     \
-  /* not a valid checkpoint: truncated, corrupt, hostile */                                \
-  X(EMA_E_FORMAT, 8, "not a valid checkpoint")                                             \
-  /* checkpoint lacks a tensor or has another dtype/shape */                               \
-  X(EMA_E_MISMATCH, 9, "checkpoint does not match the registered tensors")                 \
-  /* a feature this build of the library does not provide */                               \
+#define EMA_STATUS_MAP(X)                                                   \
+  X(EMA_OK, 0, "ok")                                                        \
+  /* NULL where not allowed, decay outside [0,1], bad shape/option */       \
+  X(EMA_E_INVALID_ARG, 1, "invalid argument")                               \
+  /* a dtype that cannot be averaged (integer, bool) */                     \
+  X(EMA_E_DTYPE, 2, "dtype cannot be averaged")                             \
+  /* an allocation failed; nothing was changed */                           \
+  X(EMA_E_NOMEM, 3, "out of memory")                                        \
+  /* no tensor (or bank member) of that name, or an index out of range */   \
+  X(EMA_E_NOT_FOUND, 4, "no tensor of that name, or an index out of range") \
+  /* that name is already registered */                                     \
+  X(EMA_E_EXISTS, 5, "name already registered")                             \
+  /* not allowed now (apply/save while swapped, restore without store) */   \
+  X(EMA_E_STATE, 6, "not allowed in the current state")                     \
+  /* open/read/write/fsync/rename failed */                                 \
+  X(EMA_E_IO, 7, "input/output error")                                      \
+  /* not a valid checkpoint: truncated, corrupt, hostile */                 \
+  X(EMA_E_FORMAT, 8, "not a valid checkpoint")                              \
+  /* checkpoint lacks a tensor or has another dtype/shape */                \
+  X(EMA_E_MISMATCH, 9, "checkpoint does not match the registered tensors")  \
+  /* a feature this build of the library does not provide */                \
   X(EMA_E_UNSUPPORTED, 10, "not supported by this build")
 
 #define EMA__STATUS_ENUMERATOR(name, value, text) name = value,
@@ -242,8 +241,8 @@ EMA_API const char *ema_last_error(const ema_ctx *ctx);
    dtype, bad ndim or shape, NULL data for a non-empty tensor), EMA_E_DTYPE
    (integer dtype), EMA_E_EXISTS (name taken), EMA_E_NOMEM, EMA_E_STATE
    (while swapped or while a stored copy is held). */
-EMA_API ema_status ema_track(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype,
-                             int ndim, const int64_t *shape);
+EMA_API ema_status ema_track(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype, int ndim,
+                             const int64_t *shape);
 
 /* What the library does with a registered tensor (its "policy"). Values are
    frozen.
@@ -266,11 +265,7 @@ EMA_API ema_status ema_track(ema_ctx *ctx, const char *name, void *data, ema_dty
      the tensor, rounded up to 64 bytes.
    ema_apply, ema_apply_some and ema_update never touch COPY or KEEP
    tensors. Since 0.2.0. */
-typedef enum ema_policy {
-  EMA_POLICY_AVERAGE = 0,
-  EMA_POLICY_COPY = 1,
-  EMA_POLICY_KEEP = 2
-} ema_policy;
+typedef enum ema_policy { EMA_POLICY_AVERAGE = 0, EMA_POLICY_COPY = 1, EMA_POLICY_KEEP = 2 } ema_policy;
 
 /* Register a tensor with a policy (see ema_policy). EMA_POLICY_AVERAGE is
    ema_track(). Same rules for name, data and shape as ema_track(); names
@@ -282,8 +277,8 @@ typedef enum ema_policy {
    KEEP one copy of the tensor in member 0's arena, rounded up to 64
    bytes.
    Since 0.2.0 (EMA_POLICY_COPY was ema_track_state() in 0.1). */
-EMA_API ema_status ema_track_policy(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype,
-                                    int ndim, const int64_t *shape, ema_policy policy);
+EMA_API ema_status ema_track_policy(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype, int ndim,
+                                    const int64_t *shape, ema_policy policy);
 
 /* Number of registered tensors (every policy), 0 for NULL. Never fails. */
 EMA_API size_t ema_count(const ema_ctx *ctx);
@@ -295,8 +290,8 @@ EMA_API size_t ema_count(const ema_ctx *ctx);
    Errors: EMA_E_INVALID_ARG (NULL ctx), EMA_E_NOT_FOUND (i out of range).
    Changed in 0.2.0: the last argument was `int *averaged` (1 for averaged
    tensors): test `policy == EMA_POLICY_AVERAGE` instead. */
-EMA_API ema_status ema_tensor_info(const ema_ctx *ctx, size_t i, const char **name, void **data,
-                                   ema_dtype *dtype, int *ndim, int64_t *shape, ema_policy *policy);
+EMA_API ema_status ema_tensor_info(const ema_ctx *ctx, size_t i, const char **name, void **data, ema_dtype *dtype,
+                                   int *ndim, int64_t *shape, ema_policy *policy);
 
 /* Point the registered tensor `name` at new memory of the same dtype and
    shape (borrowed, as in ema_track), keeping its averages: for a framework
@@ -438,7 +433,7 @@ EMA_API ema_status ema_schedule_decay(const ema_schedule *s, int64_t from_step, 
      dt steps (t-dt, t]; 1 <= dt <= t; 0 when dt == t.
    Errors: EMA_E_INVALID_ARG for a NULL output or an argument out of range. */
 #ifndef EMA_POWER_SIGMA_REL_MAX
-#  define EMA_POWER_SIGMA_REL_MAX 0.28867513459481287 /* sqrt(1/12): gamma 0 */
+#define EMA_POWER_SIGMA_REL_MAX 0.28867513459481287 /* sqrt(1/12): gamma 0 */
 #endif
 EMA_API ema_status ema_power_sigma_rel(double gamma, double *sigma_rel);
 EMA_API ema_status ema_power_gamma(double sigma_rel, double *gamma);
@@ -776,8 +771,10 @@ EMA_API int ema_threads(const ema_ctx *ctx);
      itself; ema_wait sets no message then. The callback must not call
      libema on the context otherwise (other calls would race with the
      caller's thread on the error message).
-   Sharded saves and loads (ema/dist.h) do not wait yet: call ema_wait
-   first. */
+   Sharded saves and loads (ema/dist.h) wait but leave a failure of the
+   update for the next call, so that every rank takes part in their
+   collective steps; the averages they see are then the ones before the
+   failed update (a failed update applies nothing). */
 
 /* Start the asynchronous twin of ema_apply (see above). */
 EMA_API ema_status ema_apply_async(ema_ctx *ctx);
@@ -859,8 +856,8 @@ EMA_API ema_status ema_convert(void *dst, ema_dtype dst_dtype, const void *src, 
 /* ------------------------------------------------------------------------ */
 
 /* deprecated: removed before 1.0, use ema_track_policy(..., EMA_POLICY_COPY) */
-EMA_API ema_status ema_track_state(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype,
-                                   int ndim, const int64_t *shape);
+EMA_API ema_status ema_track_state(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype, int ndim,
+                                   const int64_t *shape);
 /* deprecated: removed before 1.0, use ema_bank_add */
 EMA_API ema_status ema_add_average(ema_ctx *ctx, const char *name, const ema_schedule *s, size_t *index);
 /* deprecated: removed before 1.0, use ema_bank_size */

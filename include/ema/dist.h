@@ -46,8 +46,8 @@ extern "C" {
    dies, is the communication library's business: MPI aborts the job).
    The struct is borrowed by the calls that take it. */
 typedef struct ema_comm {
-  int rank; /* 0 .. size-1 */
-  int size; /* >= 1 */
+  int rank;   /* 0 .. size-1 */
+  int size;   /* >= 1 */
   void *user; /* passed to every function below */
   /* Every rank sends len bytes; recv (size * len bytes) gets rank r's block
      at r * len, on every rank. */
@@ -76,8 +76,7 @@ typedef struct ema_comm {
    Errors: those of ema_track, EMA_E_INVALID_ARG for a box outside the
    global shape or NULL shapes with ndim > 0. */
 EMA_API ema_status ema_track_shard(ema_ctx *ctx, const char *name, void *data, ema_dtype dtype, int ndim,
-                                   const int64_t *global_shape, const int64_t *offsets,
-                                   const int64_t *local_shape);
+                                   const int64_t *global_shape, const int64_t *offsets, const int64_t *local_shape);
 
 /* The global shape and offsets of tensor name (each EMA_MAX_DIMS entries;
    NULL to skip); *sharded gets 1 for ema_track_shard tensors, 0 for
@@ -129,8 +128,8 @@ typedef void (*ema_progress_fn)(void *user, uint64_t done, uint64_t total);
    writes, bit for bit. Streams chunk by chunk. progress may be NULL.
    Errors: EMA_E_INVALID_ARG, EMA_E_IO, EMA_E_FORMAT, EMA_E_MISMATCH,
    EMA_E_NOMEM; out is untouched on failure. */
-EMA_API ema_status ema_consolidate(const char *dir, const char *out, ema_progress_fn progress, void *user,
-                                   char *err, size_t errcap);
+EMA_API ema_status ema_consolidate(const char *dir, const char *out, ema_progress_fn progress, void *user, char *err,
+                                   size_t errcap);
 
 /* Write the averages of the sharded checkpoint in dir as model weights in
    Hugging Face's layout in outdir (created when missing): every average

@@ -37,9 +37,9 @@ typedef struct ema_file_tensor {
   int supported;          /* 1 when the dtype is one of ema_dtype */
   ema_dtype dtype;        /* that dtype (EMA_F32 when !supported) */
   int ndim;
-  const int64_t *shape;   /* ndim entries */
-  uint64_t numel;         /* product of the shape */
-  uint64_t nbytes;        /* bytes of data */
+  const int64_t *shape; /* ndim entries */
+  uint64_t numel;       /* product of the shape */
+  uint64_t nbytes;      /* bytes of data */
 } ema_file_tensor;
 
 /* Open path (borrowed). *out gets the file, or NULL on failure.
@@ -89,8 +89,8 @@ typedef struct ema_file_entry {
    UTF-8 strings laid out as meta[2*i], meta[2*i+1]; NULL when n_meta is 0.
    Errors: EMA_E_INVALID_ARG (bad or duplicate names, bad shapes),
    EMA_E_NOMEM, EMA_E_IO. The message starts with the function's name. */
-EMA_API ema_status ema_file_write(const char *path, const ema_file_entry *tensors, size_t n,
-                                  const char *const *meta, size_t n_meta, char *err, size_t errcap);
+EMA_API ema_status ema_file_write(const char *path, const ema_file_entry *tensors, size_t n, const char *const *meta,
+                                  size_t n_meta, char *err, size_t errcap);
 
 /* Produces the bytes of tensor `index` (into tensors[] of
    ema_file_write_stream) from byte `offset`, len bytes (at most 1 MiB) into
@@ -105,8 +105,8 @@ typedef ema_status (*ema_file_producer)(void *user, size_t index, uint64_t offse
    size. An error from produce aborts the write and leaves any previous file
    at path untouched; its message is kept, after "ema_file_write_stream: ". */
 EMA_API ema_status ema_file_write_stream(const char *path, const ema_file_entry *tensors, size_t n,
-                                         const char *const *meta, size_t n_meta, ema_file_producer produce,
-                                         void *user, char *err, size_t errcap);
+                                         const char *const *meta, size_t n_meta, ema_file_producer produce, void *user,
+                                         char *err, size_t errcap);
 
 /* Turn a checkpoint written by ema_save into a plain inference file: every
    average "<n>/<ema>" is written as "<n>", rounded to the model tensor's

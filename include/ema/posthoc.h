@@ -11,7 +11,6 @@
 extern "C" {
 #endif
 
-
 /*
  * Power-function EMA profiles and post-hoc EMA synthesis (src/posthoc/;
  * Karras et al. 2024, the EDM2 paper, section 3 and appendix C). The
@@ -127,8 +126,7 @@ EMA_API ema_status ema_power_decay(double gamma, int64_t t, int64_t dt, double *
    - out: receives the value on success, untouched on failure.
    Errors: EMA_E_INVALID_ARG for a NULL out, an argument out of range, or a
    result that overflows (times so small that 1/t overflows). */
-EMA_API ema_status ema_power_inner(double t_a, double gamma_a, double t_b, double gamma_b,
-                                   double *out);
+EMA_API ema_status ema_power_inner(double t_a, double gamma_a, double t_b, double gamma_b, double *out);
 
 /* ------------------------------------------------------------------------ */
 /* Post-hoc synthesis                                                        */
@@ -200,11 +198,9 @@ typedef struct ema_posthoc_info {
    whose sum is not positive; EMA_E_NOMEM when the work memory (about
    2 n_used^2 doubles) cannot be allocated. A failed call writes nothing
    but err. */
-EMA_API ema_status ema_posthoc_solve(size_t n, const double *t, const double *gamma,
-                                     double t_r, double gamma_r, double max_cond,
-                                     unsigned flags, double *coef, ema_posthoc_info *info,
-                                     char *err, size_t errcap);
-
+EMA_API ema_status ema_posthoc_solve(size_t n, const double *t, const double *gamma, double t_r, double gamma_r,
+                                     double max_cond, unsigned flags, double *coef, ema_posthoc_info *info, char *err,
+                                     size_t errcap);
 
 /* ------------------------------------------------------------------------ */
 /* Post-hoc synthesis from snapshot files (experimental, since 0.2.0)        */
@@ -235,22 +231,22 @@ typedef struct ema_posthoc_target {
   double *coef;       /* optional (NULL): n_snapshots doubles receiving the
                          coefficient of each snapshot (0 for those unused) */
   /* outputs */
-  double gamma_used;      /* the exponent synthesised */
-  int64_t step_used;      /* the step synthesised at */
-  ema_posthoc_info info;  /* residual, condition number, snapshots used */
+  double gamma_used;     /* the exponent synthesised */
+  int64_t step_used;     /* the step synthesised at */
+  ema_posthoc_info info; /* residual, condition number, snapshots used */
 } ema_posthoc_target;
 
 /* Options of ema_posthoc_synthesize(); start from ema_posthoc_options_init. */
 typedef struct ema_posthoc_options {
-  double max_cond;      /* refuse a Gram matrix with a larger condition number;
-                           0: EMA_POSTHOC_DEFAULT_MAX_COND; +INFINITY: no check */
-  double max_residual;  /* refuse a fit with a larger relative residual;
-                           0: EMA_POSTHOC_DEFAULT_MAX_RESIDUAL; +INFINITY: no check */
-  unsigned flags;       /* flags of ema_posthoc_solve; init sets EMA_POSTHOC_NORMALIZE */
-  int64_t *snapshot_t;  /* optional (NULL): n_snapshots entries receiving each
-                           snapshot's ema.t (written on success) */
+  double max_cond;        /* refuse a Gram matrix with a larger condition number;
+                             0: EMA_POSTHOC_DEFAULT_MAX_COND; +INFINITY: no check */
+  double max_residual;    /* refuse a fit with a larger relative residual;
+                             0: EMA_POSTHOC_DEFAULT_MAX_RESIDUAL; +INFINITY: no check */
+  unsigned flags;         /* flags of ema_posthoc_solve; init sets EMA_POSTHOC_NORMALIZE */
+  int64_t *snapshot_t;    /* optional (NULL): n_snapshots entries receiving each
+                             snapshot's ema.t (written on success) */
   double *snapshot_gamma; /* optional (NULL): each snapshot's exponent */
-  uint64_t reserved[8]; /* must be 0 */
+  uint64_t reserved[8];   /* must be 0 */
 } ema_posthoc_options;
 
 /* Defaults: max_cond 0, max_residual 0 (the defaults above), flags
@@ -300,9 +296,8 @@ EMA_API void ema_posthoc_options_init(ema_posthoc_options *opts);
    writing (a read or write error) leaves each output either complete or as
    it was, and the call returns the first error.
    Thread-safe (nothing shared between calls). Experimental, since 0.2.0. */
-EMA_API ema_status ema_posthoc_synthesize(const char *const *snapshots, size_t n_snapshots,
-                                          ema_posthoc_target *targets, size_t n_targets,
-                                          const ema_posthoc_options *opts, char *err, size_t errcap);
+EMA_API ema_status ema_posthoc_synthesize(const char *const *snapshots, size_t n_snapshots, ema_posthoc_target *targets,
+                                          size_t n_targets, const ema_posthoc_options *opts, char *err, size_t errcap);
 
 #ifdef __cplusplus
 }

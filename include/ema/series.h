@@ -11,7 +11,6 @@
 extern "C" {
 #endif
 
-
 /*
  * Exponential moving averages of a time series, with the semantics of
  * pandas' Series.ewm(...).mean(), plus the seeds' textbook recursion and a
@@ -63,18 +62,18 @@ typedef enum ema_ewm_kind {
    alpha is then 0 and adjust=1 gives the running plain mean. NaN is refused
    (pandas silently returns NaN-riddled results for it). */
 typedef struct ema_ewm_opts {
-  ema_ewm_kind kind;  /* default EMA_EWM_COM */
-  double value;       /* default NaN: "not set", refused until set */
-  int adjust;         /* default 1: pandas adjust=True (weights (1-alpha)^i,
-                         divided by their sum: the bias-corrected average);
-                         0: y_0 = x_0, y_t = (1-alpha) y_{t-1} + alpha x_t */
-  int ignore_na;      /* default 0: missing values still age the older
-                         weights (absolute positions); 1: missing values are
-                         skipped as if absent (relative positions) */
-  size_t min_periods; /* default 0; results stay NaN until this many
-                         non-missing values were seen. 0 acts as 1 (pandas:
-                         max(min_periods, 1)), so a result is NaN until the
-                         first non-missing value whatever min_periods is */
+  ema_ewm_kind kind;    /* default EMA_EWM_COM */
+  double value;         /* default NaN: "not set", refused until set */
+  int adjust;           /* default 1: pandas adjust=True (weights (1-alpha)^i,
+                           divided by their sum: the bias-corrected average);
+                           0: y_0 = x_0, y_t = (1-alpha) y_{t-1} + alpha x_t */
+  int ignore_na;        /* default 0: missing values still age the older
+                           weights (absolute positions); 1: missing values are
+                           skipped as if absent (relative positions) */
+  size_t min_periods;   /* default 0; results stay NaN until this many
+                           non-missing values were seen. 0 acts as 1 (pandas:
+                           max(min_periods, 1)), so a result is NaN until the
+                           first non-missing value whatever min_periods is */
   uint64_t reserved[4]; /* must be 0 (ema_ewm_opts_init does it) */
 } ema_ewm_opts;
 
@@ -87,8 +86,7 @@ EMA_API void ema_ewm_opts_init(ema_ewm_opts *opts);
    beta must be in [0, 1) (beta = 1 would never move). Returns
    EMA_E_INVALID_ARG for a NULL opts or a beta outside [0, 1), leaving *opts
    unchanged. Thread-safe. */
-EMA_API ema_status ema_ewm_opts_set_beta(ema_ewm_opts *opts, double beta, char *err,
-                                         size_t errcap);
+EMA_API ema_status ema_ewm_opts_set_beta(ema_ewm_opts *opts, double beta, char *err, size_t errcap);
 
 /* Validate opts as ema_ewm_mean() would (have_times: whether time stamps will
    be given) and, on success, store in *alpha (when alpha is not NULL) the
@@ -103,8 +101,7 @@ EMA_API ema_status ema_ewm_opts_set_beta(ema_ewm_opts *opts, double beta, char *
      come with com/span/alpha is not offered) and adjust must be 1 (pandas:
      "times is not supported with adjust=False").
    Returns EMA_OK or EMA_E_INVALID_ARG (also for a NULL opts). Thread-safe. */
-EMA_API ema_status ema_ewm_check(const ema_ewm_opts *opts, int have_times, double *alpha,
-                                 char *err, size_t errcap);
+EMA_API ema_status ema_ewm_check(const ema_ewm_opts *opts, int have_times, double *alpha, char *err, size_t errcap);
 
 /* Exponentially weighted mean of x[0..n), what pandas gives for
    pd.Series(x).ewm(<kind>=value, adjust=, ignore_na=, min_periods=,
@@ -125,8 +122,8 @@ EMA_API ema_status ema_ewm_check(const ema_ewm_opts *opts, int have_times, doubl
    Returns EMA_OK, or EMA_E_INVALID_ARG (bad opts, NULL x/out with n > 0,
    bad time stamps; err names the first bad index). n == 0 succeeds without
    touching anything. Thread-safe. */
-EMA_API ema_status ema_ewm_mean(const ema_ewm_opts *opts, const double *x, size_t n,
-                                const double *times, double *out, char *err, size_t errcap);
+EMA_API ema_status ema_ewm_mean(const ema_ewm_opts *opts, const double *x, size_t n, const double *times, double *out,
+                                char *err, size_t errcap);
 
 /* Streaming form for inputs that do not fit in memory: feed the series in
    chunks of any size; the concatenated outputs equal, bit for bit, one
@@ -139,17 +136,16 @@ typedef struct ema_ewm_stream ema_ewm_stream;
    On success *out receives the stream; on failure *out is set to NULL when
    out is not NULL. Returns EMA_E_INVALID_ARG (NULL out or opts, bad opts) or
    EMA_E_NOMEM. Thread-safe. */
-EMA_API ema_status ema_ewm_stream_create(ema_ewm_stream **out, const ema_ewm_opts *opts,
-                                         int with_times, char *err, size_t errcap);
+EMA_API ema_status ema_ewm_stream_create(ema_ewm_stream **out, const ema_ewm_opts *opts, int with_times, char *err,
+                                         size_t errcap);
 
 /* Push x[0..n) (and their time stamps, NULL unless the stream was created
    with_times) and write the n means into out, as ema_ewm_mean() describes.
    Time stamps must be finite and non-decreasing across pushes too. A failed
    push (NULL stream, NULL x/out/times with n > 0, bad stamps) changes neither
    the stream nor out. n == 0 is a no-op. */
-EMA_API ema_status ema_ewm_stream_push(ema_ewm_stream *stream, const double *x, size_t n,
-                                       const double *times, double *out, char *err,
-                                       size_t errcap);
+EMA_API ema_status ema_ewm_stream_push(ema_ewm_stream *stream, const double *x, size_t n, const double *times,
+                                       double *out, char *err, size_t errcap);
 
 /* Number of values pushed so far, and how many of them were non-missing.
    NULL stream gives 0. */
@@ -176,10 +172,8 @@ EMA_API void ema_ewm_stream_free(ema_ewm_stream *stream);
    it (use ema_ewm_mean() for real data).
    beta must be in [0, 1); x may be NULL and out is untouched when n is 0;
    out may equal x. Returns EMA_OK or EMA_E_INVALID_ARG. Thread-safe. */
-EMA_API ema_status ema_series_beta(const double *x, size_t n, double beta,
-                                   int bias_correction, double *out, char *err,
+EMA_API ema_status ema_series_beta(const double *x, size_t n, double beta, int bias_correction, double *out, char *err,
                                    size_t errcap);
-
 
 #ifdef __cplusplus
 }

@@ -23,8 +23,8 @@ from .ewm import ewm_mean
 from .files import (SafetensorsFile, extract_averages, open_file, read_safetensors,
                     write_safetensors)
 
-__version__ = "0.1.0"
-#: version of the loaded library ("0.1.0") and its number (100)
+__version__ = "0.2.0"
+#: version of the loaded library ("0.2.0") and its number (200)
 library_version = _lib.version_string
 library_version_number = _lib.version_number
 #: path the shared library was loaded from

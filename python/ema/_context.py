@@ -350,22 +350,21 @@ class Context:
             self.h.check(_lib_.ema_save(self.h.ptr, fspath(path)))
 
     def load(self, path):
-        p = fspath(path)
-        meta = read_metadata(p)
         with self.h.lock:
-            self.h.check(_lib_.ema_load(self.h.ptr, p))
-        self.after_load(meta)
+            self.h.check(_lib_.ema_load(self.h.ptr, fspath(path)))
+        self.after_load()
 
-    def after_load(self, meta):
-        """The library took decay, num_updates and name from a checkpoint
-        whose metadata is meta: mirror them."""
-        if "ema.decay" in meta:
-            self._decay = float(meta["ema.decay"])
-        if "ema.num_updates" in meta:
-            n = int(meta["ema.num_updates"])
-            self._num_updates = None if n < 0 else n
-        if "ema.name" in meta:
-            self._name = meta["ema.name"]
+    def after_load(self, meta=None):
+        """The library took decay, num_updates and name from a checkpoint:
+        read them back from the library, never from the file (meta is
+        ignored; the library validated the file and is what updates use)."""
+        with self.h.lock:
+            self._decay = float(_lib_.ema_decay(self.h.ptr))
+            n = int(_lib_.ema_num_updates(self.h.ptr))
+            name = _lib_.ema_bank_name(self.h.ptr, 0)
+        self._num_updates = None if n < 0 else n
+        if name is not None:
+            self._name = name.decode("utf-8")
 
     def load_averages_into_model(self, path):
         with self.h.lock:
@@ -384,21 +383,3 @@ class Context:
         self.entries = {}
         self._torch_quick = ([], [], [])
         self._torch_names = []
-
-
-def read_metadata(bpath):
-    """__metadata__ of a safetensors file as a dict ({} when it cannot be
-    opened: the caller's library call will then say why)."""
-    f = ctypes.c_void_p()
-    err = _lib.errbuf()
-    if _lib_.ema_file_open(ctypes.byref(f), bpath, err, _lib.ERRCAP) != 0:
-        return {}
-    try:
-        out = {}
-        k, v = ctypes.c_char_p(), ctypes.c_char_p()
-        for i in range(_lib_.ema_file_metadata_count(f)):
-            if _lib_.ema_file_metadata_at(f, i, ctypes.byref(k), ctypes.byref(v)) == 0:
-                out[k.value.decode("utf-8", "replace")] = v.value.decode("utf-8", "replace")
-        return out
-    finally:
-        _lib_.ema_file_close(f)

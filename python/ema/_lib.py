@@ -23,7 +23,7 @@ import threading
 from . import errors as _errors
 
 EXPECTED_MAJOR = 0
-MIN_VERSION = 100  # 0.1.0
+MIN_VERSION = 200  # 0.2.0: the bank, policy and buffer names
 
 # ema_dtype values (frozen)
 F32, F64, F16, BF16, I32, I64 = 0, 1, 2, 3, 4, 5
@@ -209,20 +209,25 @@ _OPTIONAL = {
     "ema_save_writer": (_c_int, [_c_ctx, _c_vp, _c_vp]),
     "ema_save_state_buffer": (_c_int, [_c_ctx, ctypes.POINTER(_c_vp), ctypes.POINTER(_c_sz)]),
     "ema_load_state_buffer": (_c_int, [_c_ctx, _c_vp, _c_sz]),
-    # asynchronous updates (ema/core.h); the callbacks are passed as void *
+    # asynchronous updates (ema/core.h); callbacks: READY_FN, STAGING_*_FN
     "ema_apply_async": (_c_int, [_c_ctx]),
     "ema_update_async": (_c_int, [_c_ctx, ctypes.c_int64]),
     "ema_wait": (_c_int, [_c_ctx]),
     "ema_apply_async_staged": (_c_int, [_c_ctx, _c_vp, _c_vp]),
     "ema_update_async_staged": (_c_int, [_c_ctx, ctypes.c_int64, _c_vp, _c_vp]),
-    "ema_staging": (_c_int, [_c_ctx, ctypes.c_char_p, ctypes.POINTER(_c_vp)]),
+    "ema_staging": (_c_int, [_c_ctx, _c_str, ctypes.POINTER(_c_vp)]),
+    "ema_staging_at": (_c_int, [_c_ctx, _c_sz, ctypes.POINTER(_c_vp)]),
     "ema_set_staging_allocator": (_c_int, [_c_ctx, _c_vp, _c_vp, _c_vp]),
 }
 
-# callback types of the asynchronous API
-READY_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
-STAGING_ALLOC_FN = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
-STAGING_FREE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+# C callback types of the asynchronous API: pass ctypes.cast(fn, c_void_p)
+# (keep a reference to fn for as long as the context may call it).
+# ema_ready_fn: int (*)(void *user), called on the library's update thread.
+READY_FN = ctypes.CFUNCTYPE(_c_int, _c_vp)
+# ema_staging_alloc_fn: void *(*)(void *user, size_t bytes)
+STAGING_ALLOC_FN = ctypes.CFUNCTYPE(_c_vp, _c_vp, _c_sz)
+# ema_staging_free_fn: void (*)(void *user, void *block)
+STAGING_FREE_FN = ctypes.CFUNCTYPE(None, _c_vp, _c_vp)
 
 
 def _needs_sanitizer_runtime(path):
@@ -309,7 +314,7 @@ def _load():
         raise ImportError(
             f"ema: the library at {path} lacks {', '.join(missing[:5])}"
             f"{' ...' if len(missing) > 5 else ''}: it is older than this binding needs "
-            f"(0.1.0 or newer with major version {EXPECTED_MAJOR})")
+            f"(0.2.0 or newer with major version {EXPECTED_MAJOR})")
     v = lib.ema_version_number()
     if v // 10000 != EXPECTED_MAJOR or v < MIN_VERSION:
         raise ImportError(

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _arrays, _lib
 from ._context import encode_name, fspath
-from .errors import InvalidArgumentError, NotFoundError, UnsupportedError
+from .errors import InvalidArgumentError, NotFoundError, OutOfMemoryError, UnsupportedError
 
 __all__ = ["SafetensorsFile", "open_file", "read_safetensors", "write_safetensors",
            "extract_averages"]
@@ -125,7 +125,15 @@ class SafetensorsFile:
             raise UnsupportedError(
                 f"tensor {name!r} has dtype {inf.dtype}, which numpy cannot hold; read its bytes "
                 f"with read_bytes({name!r})")
-        a = np.empty(inf.shape, dtype=npd)
+        try:
+            a = np.empty(inf.shape, dtype=npd)
+        except MemoryError:
+            raise OutOfMemoryError(
+                f"tensor {name!r} of shape {list(inf.shape)} ({inf.nbytes} bytes) does not fit in memory") from None
+        except ValueError as e:  # numpy's limits: rank > 32, a shape whose size overflows
+            raise UnsupportedError(
+                f"tensor {name!r} of shape {list(inf.shape)} cannot be a numpy array ({e}); read its bytes "
+                f"with read_bytes({name!r})") from None
         if inf.nbytes:
             self._read_into(name, 0, a.ctypes.data, inf.nbytes)
         if inf.dtype == "BF16" and self._bf16 == "float32":

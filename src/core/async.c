@@ -55,11 +55,11 @@ struct ema_async {
   void *user;
   unsigned char *stage;
   size_t stage_cap;
-  size_t meta_cap;      /* entries of the arrays below */
-  size_t *offset;       /* per tensor: staging offset (averaged tensors) */
-  ema_tensor *views;    /* per tensor: copy whose data is its staging slice */
-  ema_run_item *items;  /* the capture */
-  int64_t *undo_steps;  /* per tensor and member: debias counters before the job */
+  size_t meta_cap;     /* entries of the arrays below */
+  size_t *offset;      /* per tensor: staging offset (averaged tensors) */
+  ema_tensor *views;   /* per tensor: copy whose data is its staging slice */
+  ema_run_item *items; /* the capture */
+  int64_t *undo_steps; /* per tensor and member: debias counters before the job */
   double *undo_prod;
   int64_t undo_last_step;
 };

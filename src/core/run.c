@@ -35,11 +35,16 @@
 static size_t cost_per_elem(const ema_run_item *it) {
   size_t m = it->t->msize, s = it->t->ssize;
   switch (it->op) {
-    case EMA_OP_UPDATE: return m + (size_t)it->n_avg * (2 * s + (it->debias ? 2 * s : 0));
-    case EMA_OP_SWAP: return 4 * m;
-    case EMA_OP_SWAP_IN_MIXED: return 3 * m + s;
-    case EMA_OP_COPY_TO: return s + m;
-    default: return 2 * m; /* plain copies */
+    case EMA_OP_UPDATE:
+      return m + (size_t)it->n_avg * (2 * s + (it->debias ? 2 * s : 0));
+    case EMA_OP_SWAP:
+      return 4 * m;
+    case EMA_OP_SWAP_IN_MIXED:
+      return 3 * m + s;
+    case EMA_OP_COPY_TO:
+      return s + m;
+    default:
+      return 2 * m; /* plain copies */
   }
 }
 
@@ -83,14 +88,22 @@ static void run_range(const ema_kernels *k, const ema_run_item *it, size_t e0, s
   unsigned char *avg = (unsigned char *)t->average[it->k] + e0 * s;
   unsigned char *side = it->side ? it->side + e0 * m : NULL;
   switch (it->op) {
-    case EMA_OP_SWAP: k->swap(data, avg, n * m); break;
+    case EMA_OP_SWAP:
+      k->swap(data, avg, n * m);
+      break;
     case EMA_OP_SWAP_IN_MIXED:
       memcpy(side, data, n * m);
       k->from_shadow[t->pair](data, avg, n);
       break;
-    case EMA_OP_COPY_TO: k->from_shadow[t->pair](data, avg, n); break;
-    case EMA_OP_MODEL_TO_SIDE: memcpy(side, data, n * m); break;
-    case EMA_OP_SIDE_TO_MODEL: memcpy(data, side, n * m); break;
+    case EMA_OP_COPY_TO:
+      k->from_shadow[t->pair](data, avg, n);
+      break;
+    case EMA_OP_MODEL_TO_SIDE:
+      memcpy(side, data, n * m);
+      break;
+    case EMA_OP_SIDE_TO_MODEL:
+      memcpy(data, side, n * m);
+      break;
   }
 }
 

@@ -176,8 +176,9 @@ ema_status ema__update_begin(ema_ctx *ctx, int64_t step, const char *fn, size_t 
     return ema__fail(ctx, EMA_E_STATE, "%s: the model holds the averages (swapped); call ema_swap() to swap back first",
                      fn);
   if (step <= ctx->last_step || step < 1)
-    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: step %lld must be >= 1 and larger than the previous update's step %lld",
-                     fn, (long long)step, (long long)ctx->last_step);
+    return ema__fail(ctx, EMA_E_INVALID_ARG,
+                     "%s: step %lld must be >= 1 and larger than the previous update's step %lld", fn, (long long)step,
+                     (long long)ctx->last_step);
   double d[EMA_MAX_AVERAGES];
   for (size_t a = 0; a < ctx->n_avg; a++) {
     if (ema_schedule_decay(&ctx->avg[a].sched, ctx->last_step, step, &d[a]) != EMA_OK)

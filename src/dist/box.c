@@ -10,8 +10,8 @@ uint64_t box_volume(int ndim, const int64_t *shape) {
   return v;
 }
 
-int box_intersect(int ndim, const int64_t *aoff, const int64_t *ashape, const int64_t *boff,
-                  const int64_t *bshape, int64_t *off, int64_t *shape) {
+int box_intersect(int ndim, const int64_t *aoff, const int64_t *ashape, const int64_t *boff, const int64_t *bshape,
+                  int64_t *off, int64_t *shape) {
   for (int i = 0; i < ndim; i++) {
     int64_t lo = aoff[i] > boff[i] ? aoff[i] : boff[i];
     int64_t ahi = aoff[i] + ashape[i], bhi = boff[i] + bshape[i];
@@ -30,9 +30,8 @@ static uint64_t linear(int ndim, const int64_t *pos, const int64_t *boff, const 
   return x;
 }
 
-ema_status box_runs(int ndim, const int64_t *ioff, const int64_t *ishape, const int64_t *soff,
-                    const int64_t *sshape, const int64_t *doff, const int64_t *dshape, size_t esize, box_run_fn fn,
-                    void *user) {
+ema_status box_runs(int ndim, const int64_t *ioff, const int64_t *ishape, const int64_t *soff, const int64_t *sshape,
+                    const int64_t *doff, const int64_t *dshape, size_t esize, box_run_fn fn, void *user) {
   if (box_volume(ndim, ishape) == 0) return EMA_OK;
   if (ndim == 0) return fn(user, 0, 0, esize);
   /* dims k+1.. are whole in the intersection and both boxes: a run spans
@@ -44,8 +43,8 @@ ema_status box_runs(int ndim, const int64_t *ioff, const int64_t *ishape, const 
   int64_t pos[EMA_MAX_DIMS];
   for (int i = 0; i < ndim; i++) pos[i] = ioff[i];
   for (;;) {
-    ema_status st = fn(user, linear(ndim, pos, soff, sshape) * esize, linear(ndim, pos, doff, dshape) * esize,
-                       run * esize);
+    ema_status st =
+        fn(user, linear(ndim, pos, soff, sshape) * esize, linear(ndim, pos, doff, dshape) * esize, run * esize);
     if (st != EMA_OK) return st;
     int i = k - 1; /* odometer over dims 0..k-1 */
     while (i >= 0 && ++pos[i] == ioff[i] + ishape[i]) {

@@ -52,8 +52,10 @@ ema_status dc_allgatherv(const ema_comm *c, const void *send, size_t len, unsign
   ema_status st = allgather(c, &mine, sizeof mine, sizes);
   size_t max = 0, total = 0;
   for (size_t r = 0; st == EMA_OK && r < n; r++) {
-    if (sizes[r] == UINT64_MAX) st = EMA_E_NOMEM; /* that rank could not build its block */
-    else if (sizes[r] > max) max = (size_t)sizes[r];
+    if (sizes[r] == UINT64_MAX)
+      st = EMA_E_NOMEM; /* that rank could not build its block */
+    else if (sizes[r] > max)
+      max = (size_t)sizes[r];
   }
   unsigned char *pad = NULL, *buf = NULL;
   if (st == EMA_OK) {

@@ -223,8 +223,8 @@ static ema_status hf_plan(cons *C, st_wtensor *w, size_t *n, uint64_t *sizes) {
       char q[96];
       ema_escape(t->name, strlen(t->name), q, sizeof q);
       if (s->edtype != EMA_F32 || (t->edtype != EMA_F16 && t->edtype != EMA_BF16))
-        return st_errf(C->err, C->cap, "the average of '%s' is %s but the model is %s", q,
-                       st_dtype_name(s->dtype), st_dtype_name(t->dtype)),
+        return st_errf(C->err, C->cap, "the average of '%s' is %s but the model is %s", q, st_dtype_name(s->dtype),
+                       st_dtype_name(t->dtype)),
                EMA_E_FORMAT;
       pair = t->edtype == EMA_BF16 ? EMA_PAIR_BF16_F32 : EMA_PAIR_F16_F32;
     }
@@ -268,8 +268,8 @@ static ema_status hf_file(cons *C, const char *outdir, const char *name, const s
   return st;
 }
 
-ema_status ema_consolidate_hf(const char *dir, const char *outdir, uint64_t max_shard_size,
-                              ema_progress_fn progress, void *user, char *err, size_t errcap) {
+ema_status ema_consolidate_hf(const char *dir, const char *outdir, uint64_t max_shard_size, ema_progress_fn progress,
+                              void *user, char *err, size_t errcap) {
   cons C;
   ema_status st = begin(&C, dir, progress, user, err, errcap);
   if (!max_shard_size) max_shard_size = 5000000000ull;
@@ -301,8 +301,10 @@ ema_status ema_consolidate_hf(const char *dir, const char *outdir, uint64_t max_
   dj_printf(&idx, "{\n  \"metadata\": {\n    \"total_size\": %" PRIu64 "\n  },\n  \"weight_map\": {", total);
   for (size_t f = 0; st == EMA_OK && f < files; f++) {
     char name[64];
-    if (files == 1) snprintf(name, sizeof name, "model.safetensors");
-    else snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", f + 1, files);
+    if (files == 1)
+      snprintf(name, sizeof name, "model.safetensors");
+    else
+      snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", f + 1, files);
     st = hf_file(&C, outdir, name, w, order, first[f], first[f + 1]);
     for (size_t i = first[f]; i < first[f + 1]; i++) {
       dj_raw(&idx, i ? ",\n    " : "\n    ");
@@ -313,8 +315,10 @@ ema_status ema_consolidate_hf(const char *dir, const char *outdir, uint64_t max_
   }
   dj_raw(&idx, "\n  }\n}\n");
   if (st == EMA_OK && files > 1) {
-    if (!idx.ok) st = (st_errf(err, errcap, "out of memory"), EMA_E_NOMEM);
-    else st = fs_write_atomic(outdir, "model.safetensors.index.json", idx.p, idx.len, err, errcap);
+    if (!idx.ok)
+      st = (st_errf(err, errcap, "out of memory"), EMA_E_NOMEM);
+    else
+      st = fs_write_atomic(outdir, "model.safetensors.index.json", idx.p, idx.len, err, errcap);
   }
   dj_buf_free(&idx);
   free(w);

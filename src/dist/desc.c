@@ -31,7 +31,8 @@ void desc_build(const ema_ctx *ctx, wb *b) {
   for (size_t i = 0; i < ctx->count; i++) {
     const ema_tensor *t = &ctx->tensors[i];
     wb_str(b, t->name);
-    uint64_t head[5] = {(uint64_t)t->policy, (uint64_t)t->dtype, (uint64_t)t->sdtype, (uint64_t)t->ndim, t->shard != NULL};
+    uint64_t head[5] = {(uint64_t)t->policy, (uint64_t)t->dtype, (uint64_t)t->sdtype, (uint64_t)t->ndim,
+                        t->shard != NULL};
     for (int j = 0; j < 5; j++) wb_u64(b, head[j]);
     for (int d = 0; d < t->ndim; d++) {
       wb_u64(b, (uint64_t)(t->shard ? t->shard->global[d] : t->shape[d]));
@@ -102,9 +103,8 @@ static ema_status check_tiling(const rdesc *all, size_t world, size_t i, char *e
     }
   }
   if (vol != box_volume(t0->ndim, t0->global))
-    return MISMATCH("the boxes of '%.*s' on the %zu ranks cover %llu of its %llu elements", (int)t0->name_len,
-                    t0->name, world, (unsigned long long)vol,
-                    (unsigned long long)box_volume(t0->ndim, t0->global));
+    return MISMATCH("the boxes of '%.*s' on the %zu ranks cover %llu of its %llu elements", (int)t0->name_len, t0->name,
+                    world, (unsigned long long)vol, (unsigned long long)box_volume(t0->ndim, t0->global));
   return EMA_OK;
 }
 
@@ -117,8 +117,7 @@ ema_status desc_check(const rdesc *all, size_t world, char *err, size_t cap) {
                       (unsigned long long)d0->count);
     if (d->n_avg != d0->n_avg || d->zero_debias != d0->zero_debias || d->num_updates != d0->num_updates ||
         d->last_step != d0->last_step || d->state_hash != d0->state_hash)
-      return MISMATCH("rank %zu's EMA state (bank, decays, zero_debias, num_updates or step) differs from rank 0's",
-                      r);
+      return MISMATCH("rank %zu's EMA state (bank, decays, zero_debias, num_updates or step) differs from rank 0's", r);
     for (size_t i = 0; i < d0->count; i++) {
       const tdesc *a = &d->t[i], *b = &d0->t[i];
       if (a->name_len != b->name_len || memcmp(a->name, b->name, a->name_len))
@@ -143,6 +142,7 @@ ema_status desc_check(const rdesc *all, size_t world, char *err, size_t cap) {
 
 int desc_owns(const rdesc *all, size_t r, size_t i, int role) {
   const tdesc *t = &all[r].t[i];
-  if (role == DR_STEPS || role == DR_PROD || !t->sharded) return r == 0 && (role >= DR_STEPS || box_volume(t->ndim, t->local) > 0);
+  if (role == DR_STEPS || role == DR_PROD || !t->sharded)
+    return r == 0 && (role >= DR_STEPS || box_volume(t->ndim, t->local) > 0);
   return box_volume(t->ndim, t->local) > 0;
 }

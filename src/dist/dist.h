@@ -48,15 +48,15 @@ int dist_is_sum_key(const char *key);
 enum { DR_MODEL, DR_AVG, DR_BIASED, DR_STEPS, DR_PROD };
 
 typedef struct dist_entry {
-  char *key;      /* owned: "<n>", "<n>/<ema>", "<n>/<ema>/biased", ... */
+  char *key; /* owned: "<n>", "<n>/<ema>", "<n>/<ema>/biased", ... */
   ema_tensor *t;
-  int role;       /* DR_* */
-  size_t k;       /* member of the bank */
+  int role; /* DR_* */
+  size_t k; /* member of the bank */
   ema_dtype dtype;
-  int ndim;       /* 0 for the zero-debias scalars */
-  int sharded;    /* the tensor is a shard (its box may be a part) */
+  int ndim;    /* 0 for the zero-debias scalars */
+  int sharded; /* the tensor is a shard (its box may be a part) */
   int64_t global[EMA_MAX_DIMS], offset[EMA_MAX_DIMS], local[EMA_MAX_DIMS];
-  void *data;     /* the local bytes */
+  void *data; /* the local bytes */
   size_t nbytes;
 } dist_entry;
 
@@ -71,22 +71,20 @@ const char *dist_role_name(int role);
 /* ---- boxes (box.c) -------------------------------------------------------- */
 uint64_t box_volume(int ndim, const int64_t *shape);
 /* Intersection of boxes a and b: 1 and (off, shape) when not empty. */
-int box_intersect(int ndim, const int64_t *aoff, const int64_t *ashape, const int64_t *boff,
-                  const int64_t *bshape, int64_t *off, int64_t *shape);
+int box_intersect(int ndim, const int64_t *aoff, const int64_t *ashape, const int64_t *boff, const int64_t *bshape,
+                  int64_t *off, int64_t *shape);
 /* Visit the intersection box (ioff, ishape) as contiguous runs: fn gets the
    byte offset of each run in the src box (soff, sshape) and in the dst box,
    and its length, in increasing order in both. esize bytes per element. */
 typedef ema_status (*box_run_fn)(void *user, uint64_t src_byte, uint64_t dst_byte, uint64_t len);
-ema_status box_runs(int ndim, const int64_t *ioff, const int64_t *ishape, const int64_t *soff,
-                    const int64_t *sshape, const int64_t *doff, const int64_t *dshape, size_t esize, box_run_fn fn,
-                    void *user);
+ema_status box_runs(int ndim, const int64_t *ioff, const int64_t *ishape, const int64_t *soff, const int64_t *sshape,
+                    const int64_t *doff, const int64_t *dshape, size_t esize, box_run_fn fn, void *user);
 
 /* ---- files (fsio.c) ------------------------------------------------------ */
 /* Write buf to dir/name atomically (temporary, fsync, rename, fsync dir). */
 ema_status fs_write_atomic(const char *dir, const char *name, const void *buf, size_t len, char *err, size_t cap);
 /* Read dir/name whole (at most max bytes) into *out (free()). */
-ema_status fs_read_all(const char *dir, const char *name, size_t max, char **out, size_t *len, char *err,
-                       size_t cap);
+ema_status fs_read_all(const char *dir, const char *name, size_t max, char **out, size_t *len, char *err, size_t cap);
 char *fs_join(const char *dir, const char *name); /* free() */
 /* 1 when name is a plain file name inside a directory: not empty, no '/',
    no '\\', not "." or "..", no leading '.', at most 255 bytes. */

@@ -76,8 +76,7 @@ ema_status fs_write_atomic(const char *dir, const char *name, const void *buf, s
   return st;
 }
 
-ema_status fs_read_all(const char *dir, const char *name, size_t max, char **out, size_t *len, char *err,
-                       size_t cap) {
+ema_status fs_read_all(const char *dir, const char *name, size_t max, char **out, size_t *len, char *err, size_t cap) {
   *out = NULL;
   *len = 0;
   char *path = fs_join(dir, name);
@@ -109,8 +108,10 @@ ema_status fs_read_all(const char *dir, const char *name, size_t max, char **out
   while (st == EMA_OK && got < (size_t)sb.st_size) {
     ssize_t r = read(fd, buf + got, (size_t)sb.st_size - got);
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) st = sys_fail(err, cap, "reading", path);
-    else got += (size_t)r;
+    if (r <= 0)
+      st = sys_fail(err, cap, "reading", path);
+    else
+      got += (size_t)r;
   }
   if (fd >= 0) close(fd);
   free(path);

@@ -38,7 +38,7 @@ static int hex4(dj_parser *P, unsigned *out) {
   unsigned v = 0;
   for (int i = 0; i < 4; i++) {
     unsigned char c = P->s[P->pos++];
-    unsigned d = (c >= '0' && c <= '9') ? (unsigned)(c - '0')
+    unsigned d = (c >= '0' && c <= '9')   ? (unsigned)(c - '0')
                  : (c >= 'a' && c <= 'f') ? (unsigned)(c - 'a' + 10)
                  : (c >= 'A' && c <= 'F') ? (unsigned)(c - 'A' + 10)
                                           : 16u;
@@ -356,13 +356,27 @@ void dj_str(dj_buf *b, const char *s) {
     const char *e = NULL;
     char u[8];
     switch (c) {
-      case '"': e = "\\\""; break;
-      case '\\': e = "\\\\"; break;
-      case '\b': e = "\\b"; break;
-      case '\f': e = "\\f"; break;
-      case '\n': e = "\\n"; break;
-      case '\r': e = "\\r"; break;
-      case '\t': e = "\\t"; break;
+      case '"':
+        e = "\\\"";
+        break;
+      case '\\':
+        e = "\\\\";
+        break;
+      case '\b':
+        e = "\\b";
+        break;
+      case '\f':
+        e = "\\f";
+        break;
+      case '\n':
+        e = "\\n";
+        break;
+      case '\r':
+        e = "\\r";
+        break;
+      case '\t':
+        e = "\\t";
+        break;
       default:
         if (c < 0x20) {
           snprintf(u, sizeof u, "\\u%04x", c);

@@ -18,10 +18,10 @@ typedef enum dj_type { DJ_NULL, DJ_BOOL, DJ_NUM, DJ_STR, DJ_ARR, DJ_OBJ } dj_typ
 typedef struct dj_val {
   dj_type type;
   int boolean;
-  char *str;             /* DJ_STR (decoded, NUL-terminated), DJ_NUM (the number's text) */
-  size_t len;            /* bytes of str */
-  struct dj_val *items;  /* DJ_ARR, DJ_OBJ: n children */
-  char **keys;           /* DJ_OBJ: n keys, decoded */
+  char *str;            /* DJ_STR (decoded, NUL-terminated), DJ_NUM (the number's text) */
+  size_t len;           /* bytes of str */
+  struct dj_val *items; /* DJ_ARR, DJ_OBJ: n children */
+  char **keys;          /* DJ_OBJ: n keys, decoded */
   size_t n;
 } dj_val;
 

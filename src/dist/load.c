@@ -51,8 +51,8 @@ static ema_status check_policies(loader *L) {
     if (strcmp(saved, ema__policy_name(t->policy)) != 0) {
       char q[96];
       ema_escape(saved, strlen(saved), q, sizeof q);
-      return FAIL(EMA_E_MISMATCH, "tensor '%s' was saved with policy '%s' but is registered with policy %s",
-                  t->name, q, ema__policy_name(t->policy));
+      return FAIL(EMA_E_MISMATCH, "tensor '%s' was saved with policy '%s' but is registered with policy %s", t->name, q,
+                  ema__policy_name(t->policy));
     }
   }
   return EMA_OK;
@@ -65,8 +65,9 @@ static ema_status match(loader *L) {
   for (size_t j = 0; j < L->n; j++) {
     dist_entry *e = &L->e[j];
     const mf_tensor *t = mf_find(&L->m, e->key);
-    if (!t) return FAIL(EMA_E_MISMATCH, "the checkpoint has no tensor '%s' (%s of '%s')", e->key,
-                        dist_role_name(e->role), e->t->name);
+    if (!t)
+      return FAIL(EMA_E_MISMATCH, "the checkpoint has no tensor '%s' (%s of '%s')", e->key, dist_role_name(e->role),
+                  e->t->name);
     if (t->ndim != e->ndim || memcmp(t->shape, e->global, (size_t)e->ndim * sizeof(int64_t))) {
       char a[128], b[128];
       st_shape_str(a, sizeof a, t->ndim, t->shape);
@@ -76,7 +77,8 @@ static ema_status match(loader *L) {
     }
     ema_dtype want = e->dtype;
     int half = e->t->dtype == EMA_F16 || e->t->dtype == EMA_BF16;
-    int ok = t->edtype == want || (L->for_model && e->role == DR_AVG && (t->edtype == e->t->dtype || (half && t->edtype == EMA_F32)));
+    int ok = t->edtype == want ||
+             (L->for_model && e->role == DR_AVG && (t->edtype == e->t->dtype || (half && t->edtype == EMA_F32)));
     if (!ok)
       return FAIL(EMA_E_MISMATCH, "tensor '%s' is %s in the checkpoint but %s is needed", e->key,
                   st_dtype_name(t->dtype), ema_dtype_name(want));
@@ -231,6 +233,9 @@ static ema_status run(loader *L) {
 
 static ema_status load(ema_ctx *ctx, const char *dir, const ema_comm *comm, int for_model, const char *fn) {
   if (!ctx) return EMA_E_INVALID_ARG;
+  /* wait for an asynchronous update in flight; a failure of it stays for the
+     next local call, so that no rank leaves the collective steps alone */
+  ema__async_quiesce(ctx);
   ema__clear_error(ctx);
   ema_status st = dc_check(ctx, comm, fn);
   if (st != EMA_OK) return st;
@@ -244,7 +249,8 @@ static ema_status load(ema_ctx *ctx, const char *dir, const ema_comm *comm, int 
   st = run(L);
   int bad;
   ema_status all = dc_agree(comm, st, &bad);
-  if (all == EMA_OK) commit(L);
+  if (all == EMA_OK)
+    commit(L);
   else if (st == EMA_OK)
     st_errf(L->err, sizeof L->err, "rank %d failed (%s); see its error; nothing was changed", bad,
             ema_status_string(all));

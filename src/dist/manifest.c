@@ -91,8 +91,8 @@ static ema_status parse_chunk(manifest *m, mf_tensor *t, const dj_val *v, mf_chu
   if (dj_int(dj_get(v, "file"), 0, (int64_t)m->n_files - 1, &file))
     return BAD("tensor '%s': a chunk names no file of the manifest", q);
   c->file = (size_t)file;
-  if (ints_of(dj_get(v, "offsets"), c->off, EMA_MAX_DIMS, &n1) || ints_of(dj_get(v, "shape"), c->shape, EMA_MAX_DIMS, &n2) ||
-      n1 != t->ndim || n2 != t->ndim)
+  if (ints_of(dj_get(v, "offsets"), c->off, EMA_MAX_DIMS, &n1) ||
+      ints_of(dj_get(v, "shape"), c->shape, EMA_MAX_DIMS, &n2) || n1 != t->ndim || n2 != t->ndim)
     return BAD("tensor '%s': a chunk needs \"offsets\" and \"shape\" of %d entries", q, t->ndim);
   for (int d = 0; d < t->ndim; d++)
     if (c->shape[d] == 0 || c->off[d] > t->shape[d] || c->shape[d] > t->shape[d] - c->off[d])
@@ -142,7 +142,8 @@ static ema_status parse_body(manifest *m, char *err, size_t cap) {
   const dj_val *r = &m->root;
   int64_t ver;
   const char *fmt = str_of(dj_get(r, "format")), *id = str_of(dj_get(r, "checkpoint_id"));
-  if (r->type != DJ_OBJ || !fmt || strcmp(fmt, DIST_FORMAT) != 0) return BAD("not a libema sharded checkpoint manifest");
+  if (r->type != DJ_OBJ || !fmt || strcmp(fmt, DIST_FORMAT) != 0)
+    return BAD("not a libema sharded checkpoint manifest");
   if (dj_int(dj_get(r, "format_version"), 0, INT64_MAX, &ver) || ver != DIST_FORMAT_VERSION)
     return BAD("the manifest's format_version is not %d, the one this library reads", DIST_FORMAT_VERSION);
   if (!hex16(id, NULL)) return BAD("the manifest has no 16-digit hex \"checkpoint_id\"");
@@ -172,8 +173,7 @@ static ema_status parse_body(manifest *m, char *err, size_t cap) {
   }
   if (st_msort(m->order, m->n_tensors, by_name, m)) return st_errf(err, cap, "out of memory"), EMA_E_NOMEM;
   for (size_t i = 1; i < m->n_tensors; i++)
-    if (!strcmp(m->tensors[m->order[i]].name, m->tensors[m->order[i - 1]].name))
-    {
+    if (!strcmp(m->tensors[m->order[i]].name, m->tensors[m->order[i - 1]].name)) {
       char q[96];
       ema_escape(m->tensors[m->order[i]].name, strlen(m->tensors[m->order[i]].name), q, sizeof q);
       return BAD("tensor '%s' is listed twice", q);
@@ -215,8 +215,10 @@ const mf_tensor *mf_find(const manifest *m, const char *name) {
     size_t mid = lo + (hi - lo) / 2;
     int c = strcmp(m->tensors[m->order[mid]].name, name);
     if (c == 0) return &m->tensors[m->order[mid]];
-    if (c < 0) lo = mid + 1;
-    else hi = mid;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return NULL;
 }

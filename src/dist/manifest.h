@@ -42,9 +42,9 @@ typedef struct manifest {
   size_t n_files;
   mf_tensor *tensors;
   size_t n_tensors;
-  size_t *order;        /* tensors sorted by name, for mf_find */
-  const dj_val *state;  /* object of strings: the checkpoint's __metadata__ as ema_save writes it */
-  dj_val root;          /* owns every string above */
+  size_t *order;       /* tensors sorted by name, for mf_find */
+  const dj_val *state; /* object of strings: the checkpoint's __metadata__ as ema_save writes it */
+  dj_val root;         /* owns every string above */
 } manifest;
 
 /* Read and validate dir/manifest.json (everything listed in ema/dist.h's

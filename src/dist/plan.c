@@ -52,11 +52,21 @@ static int add(dist_entry *e, size_t *n, ema_tensor *t, int role, size_t k, cons
     d->offset[i] = t->shard ? t->shard->offset[i] : 0;
   }
   switch (role) {
-    case DR_MODEL: d->data = t->data; break;
-    case DR_AVG: d->data = t->average[k]; break;
-    case DR_BIASED: d->data = t->shadow[k]; break;
-    case DR_STEPS: d->data = &t->debias_steps[k]; break;
-    default: d->data = &t->debias_prod[k]; break;
+    case DR_MODEL:
+      d->data = t->data;
+      break;
+    case DR_AVG:
+      d->data = t->average[k];
+      break;
+    case DR_BIASED:
+      d->data = t->shadow[k];
+      break;
+    case DR_STEPS:
+      d->data = &t->debias_steps[k];
+      break;
+    default:
+      d->data = &t->debias_prod[k];
+      break;
   }
   d->nbytes = (size_t)box_volume(d->ndim, d->local) * ema_dtype_size(d->dtype);
   (*n)++;

@@ -48,8 +48,10 @@ static ema_status agree(saver *S, ema_status st) {
   ema_status all = dc_agree(S->comm, st, &bad);
   if (all == EMA_OK) return EMA_OK;
   if (st != EMA_OK) return st; /* S->err has it */
-  if (bad < 0) st_errf(S->err, sizeof S->err, "the communicator failed (%s)", ema_status_string(all));
-  else st_errf(S->err, sizeof S->err, "rank %d failed (%s); see its error", bad, ema_status_string(all));
+  if (bad < 0)
+    st_errf(S->err, sizeof S->err, "the communicator failed (%s)", ema_status_string(all));
+  else
+    st_errf(S->err, sizeof S->err, "rank %d failed (%s); see its error", bad, ema_status_string(all));
   return all;
 }
 
@@ -172,8 +174,8 @@ static ema_status write_mine(saver *S, wb *res) {
   }
   shard_name(S->file, sizeof S->file, S->rank, S->world, S->id);
   uint64_t bytes = 0;
-  ema_status st = sf_write(S->dir, S->file, mine, m, &S->state, S->id, S->rank, S->world, &bytes, S->err,
-                           sizeof S->err);
+  ema_status st =
+      sf_write(S->dir, S->file, mine, m, &S->state, S->id, S->rank, S->world, &bytes, S->err, sizeof S->err);
   S->wrote = st == EMA_OK;
   wb_u64(res, bytes);
   wb_u64(res, m);
@@ -184,8 +186,8 @@ static ema_status write_mine(saver *S, wb *res) {
 }
 
 /* The manifest from the gathered results: every entry's chunks. */
-static ema_status build_manifest(saver *S, const unsigned char *blk, const size_t *off, const size_t *len,
-                                 manifest *m, char (*names)[96]) {
+static ema_status build_manifest(saver *S, const unsigned char *blk, const size_t *off, const size_t *len, manifest *m,
+                                 char (*names)[96]) {
   memcpy(m->id, S->id, sizeof m->id);
   m->world = S->world;
   m->step = S->ctx->last_step > 0 ? S->ctx->last_step : S->ctx->num_updates > 0 ? S->ctx->num_updates : 0;
@@ -312,6 +314,8 @@ static ema_status commit(saver *S) {
 
 ema_status ema_save_sharded(const ema_ctx *ctx, const char *dir, const ema_comm *comm) {
   if (!ctx) return EMA_E_INVALID_ARG;
+  /* wait for an asynchronous update in flight (as ema_load_sharded does) */
+  ema__async_quiesce(ctx);
   ema__clear_error(ctx);
   ema_status st = dc_check(ctx, comm, fn);
   if (st != EMA_OK) return st;

@@ -43,8 +43,7 @@ ema_status ema_track_shard(ema_ctx *ctx, const char *name, void *data, ema_dtype
   return EMA_OK;
 }
 
-ema_status ema_shard_info(const ema_ctx *ctx, const char *name, int *sharded, int64_t *global_shape,
-                          int64_t *offsets) {
+ema_status ema_shard_info(const ema_ctx *ctx, const char *name, int *sharded, int64_t *global_shape, int64_t *offsets) {
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
   if (!name) return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_shard_info: name is NULL");

@@ -101,7 +101,8 @@ static ema_status check_chunks(const manifest *m, size_t i, const st_file *f, co
       if (k->file != i) continue;
       const st_tensor *s = st_find(f, t->name);
       if (!s) return BAD("'%s' has no tensor '%s', which the manifest puts there", path, q);
-      if (s->dtype != t->dtype || s->ndim != t->ndim || (t->ndim && memcmp(s->shape, k->shape, (size_t)t->ndim * sizeof(int64_t))))
+      if (s->dtype != t->dtype || s->ndim != t->ndim ||
+          (t->ndim && memcmp(s->shape, k->shape, (size_t)t->ndim * sizeof(int64_t))))
         return BAD("'%s': tensor '%s' does not have the dtype and shape the manifest gives its chunk", path, q);
       if (!same_ints(dj_get(dj_get(info, t->name), "saved_offsets"), t->ndim, k->off))
         return BAD("'%s': the DCP_SHARDING_INFO offsets of '%s' are not the manifest's", path, q);
@@ -127,8 +128,7 @@ ema_status mf_open_file(const manifest *m, const char *dir, size_t i, st_file **
              (unsigned long long)f->file_size, (unsigned long long)m->files[i].bytes);
   }
   const char *id = f ? st_meta_get(f, "libema.checkpoint_id") : NULL;
-  if (st == EMA_OK && (!id || strcmp(id, m->id) != 0))
-  {
+  if (st == EMA_OK && (!id || strcmp(id, m->id) != 0)) {
     char q[96];
     ema_escape(id ? id : "(none)", id ? strlen(id) : 6, q, sizeof q);
     st = BAD("shard file '%s' belongs to checkpoint '%s', not to the manifest's %s", path, q, m->id);

@@ -179,8 +179,8 @@ static ema_status loader_stage(loader *L, load_sums *sums, int in_place) {
   size_t *place = (size_t *)ema__calloc(nt + 1, sizeof *place);
   size_t *order = (size_t *)ema__calloc(nt + 1, sizeof *order);
   unsigned char *scratch = in_place ? NULL : (unsigned char *)ema__malloc(SCRATCH);
-  ema_status st = place && order && (scratch || in_place) ? EMA_OK
-                                                          : ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
+  ema_status st =
+      place && order && (scratch || in_place) ? EMA_OK : ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
   if (st == EMA_OK && !in_place) st = plan_staging(L, place);
   for (size_t i = 0; i < nt && order; i++) order[i] = i;
   if (st == EMA_OK && st_msort(order, nt, by_offset, L->f->tensors) != 0)

@@ -30,7 +30,7 @@ typedef struct loader {
   const char *what; /* "'<path>'" or "the buffer", for messages */
   const void *buf;  /* a checkpoint in memory (NULL: a file) */
   size_t buf_len;
-  int state_only;   /* the model tensors are not in it (ema_load_state_buffer) */
+  int state_only;     /* the model tensors are not in it (ema_load_state_buffer) */
   int stage_borrowed; /* stage points into buf (not ours to free) */
   st_file *f;
   load_item *items;

@@ -43,8 +43,8 @@ static int always(void) { return 1; }
 #define LEAF7_EBX_AVX512F (1u << 16)
 #define LEAF7_EBX_AVX512BW (1u << 30)
 #define LEAF7_EBX_AVX512VL (1u << 31)
-#define XCR0_SSE_YMM 0x6u   /* XMM and upper-YMM state saved by the OS */
-#define XCR0_AVX512 0xE0u   /* opmask, ZMM0-15 upper halves, ZMM16-31 */
+#define XCR0_SSE_YMM 0x6u /* XMM and upper-YMM state saved by the OS */
+#define XCR0_AVX512 0xE0u /* opmask, ZMM0-15 upper halves, ZMM16-31 */
 
 static int have_avx2_f16c = 0;
 static int have_avx512 = 0;

@@ -98,7 +98,10 @@ double ema__tridiag_eigenvalue(const double *d, const double *e, size_t n, size_
   for (it = 0; it < 400; it++) {
     double mid = 0.5 * (lo + hi);
     if (hi - lo <= 2.0 * DBL_EPSILON * fmax(fabs(lo), fabs(hi)) || mid <= lo || mid >= hi) break;
-    if (sturm_count(d, e, n, mid, pivmin) >= k) hi = mid; else lo = mid;
+    if (sturm_count(d, e, n, mid, pivmin) >= k)
+      hi = mid;
+    else
+      lo = mid;
   }
   return 0.5 * (lo + hi);
 }

@@ -37,7 +37,9 @@ static ema_status check_scalars(size_t n, const double *t, const double *gamma, 
   if (n == 0) return ema__errf(err, errcap, "post-hoc synthesis needs snapshots, got none"), EMA_E_INVALID_ARG;
   if (t == NULL || gamma == NULL || coef == NULL)
     return ema__errf(err, errcap, "post-hoc synthesis: the %s array is NULL",
-                     t == NULL ? "snapshot time" : gamma == NULL ? "snapshot gamma" : "coefficient"),
+                     t == NULL       ? "snapshot time"
+                     : gamma == NULL ? "snapshot gamma"
+                                     : "coefficient"),
            EMA_E_INVALID_ARG;
   if ((flags & ~EMA_POSTHOC_NORMALIZE) != 0)
     return ema__errf(err, errcap, "post-hoc synthesis: unknown flags 0x%x", flags & ~EMA_POSTHOC_NORMALIZE),
@@ -57,8 +59,8 @@ static ema_status check_scalars(size_t n, const double *t, const double *gamma, 
 
 /* Validate every snapshot and count those at or before t_r (*m; *tmin the
    earliest time). */
-static ema_status check_snapshots(size_t n, const double *t, const double *gamma, double t_r, size_t *m,
-                                  double *tmin, char *err, size_t errcap) {
+static ema_status check_snapshots(size_t n, const double *t, const double *gamma, double t_r, size_t *m, double *tmin,
+                                  char *err, size_t errcap) {
   size_t first = 0;
   *m = 0;
   *tmin = (double)INFINITY;
@@ -128,8 +130,8 @@ static ema_status fit_alloc(fit *f, size_t m, char *err, size_t errcap) {
 
 /* Gram matrix and right-hand side with times in units of t_r, so every
    time is in (0, 1] and every entry finite; identical snapshots named. */
-static int build_gram(fit *f, const double *t, const double *gamma, double t_r, double gamma_r, double tmin,
-                      char *err, size_t errcap) {
+static int build_gram(fit *f, const double *t, const double *gamma, double t_r, double gamma_r, double tmin, char *err,
+                      size_t errcap) {
   size_t m = f->m, i, j;
   /* Identical snapshots make A exactly singular: name them. */
   for (i = 0; i < m; i++)
@@ -230,8 +232,7 @@ static int cholesky_solve(fit *f, char *err, size_t errcap) {
     f->sum += x[i];
   }
   if (!isfinite(f->sum))
-    return ema__errf(err, errcap, "post-hoc synthesis: the solution is not finite (condition number %.3g)", f->cond),
-           0;
+    return ema__errf(err, errcap, "post-hoc synthesis: the solution is not finite (condition number %.3g)", f->cond), 0;
   return 1;
 }
 

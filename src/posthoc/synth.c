@@ -53,21 +53,22 @@ static ema_status read_meta(const ema_file *f, sy_snap *s, char *err, size_t err
   const char *sr = ema_file_metadata(f, "ema.sigma_rel");
   char q[300];
   const char *p = s->path;
-  if (!t) return ema__errf(err, errcap, "%s: no \"ema.t\" in the metadata: not a post-hoc EMA snapshot", p), EMA_E_FORMAT;
+  if (!t)
+    return ema__errf(err, errcap, "%s: no \"ema.t\" in the metadata: not a post-hoc EMA snapshot", p), EMA_E_FORMAT;
   if (!parse_step(t, &s->t))
     return ema__errf(err, errcap, "%s: metadata ema.t is '%s', not an integer step >= 1", p,
-                  ema__sy_escape(t, q, sizeof q)),
+                     ema__sy_escape(t, q, sizeof q)),
            EMA_E_FORMAT;
   if (g) {
     if (!parse_double(g, &s->gamma) || !(s->gamma > -0.5))
       return ema__errf(err, errcap, "%s: metadata ema.gamma is '%s', not a number > -0.5", p,
-                    ema__sy_escape(g, q, sizeof q)),
+                       ema__sy_escape(g, q, sizeof q)),
              EMA_E_FORMAT;
   } else if (sr) {
     double sigma;
     if (!parse_double(sr, &sigma) || ema_power_gamma(sigma, &s->gamma) != EMA_OK)
       return ema__errf(err, errcap, "%s: metadata ema.sigma_rel is '%s', not a width in (0, %.4f]", p,
-                    ema__sy_escape(sr, q, sizeof q), EMA_POWER_SIGMA_REL_MAX),
+                       ema__sy_escape(sr, q, sizeof q), EMA_POWER_SIGMA_REL_MAX),
              EMA_E_FORMAT;
   } else {
     return ema__errf(err, errcap, "%s: neither \"ema.gamma\" nor \"ema.sigma_rel\" in the metadata", p), EMA_E_FORMAT;
@@ -98,17 +99,17 @@ static ema_status check_tensors(const ema_file *ref, const char *ref_path, const
     ema__sy_escape(a.name, nm, sizeof nm);
     if (ema_file_find(f, a.name, &b) != EMA_OK)
       return ema__errf(err, errcap, "%s has no tensor '%s', which %s has; snapshots must hold the same tensors", p, nm,
-                    rp),
+                       rp),
              EMA_E_FORMAT;
     if (strcmp(a.dtype_name, b.dtype_name) != 0)
       return ema__errf(err, errcap, "tensor '%s' is %s in %s but %s in %s; snapshots must agree", nm, b.dtype_name, p,
-                    a.dtype_name, rp),
+                       a.dtype_name, rp),
              EMA_E_FORMAT;
     if (!same_shape(&a, &b)) {
       shape_text(s1, sizeof s1, &b);
       shape_text(s2, sizeof s2, &a);
       return ema__errf(err, errcap, "tensor '%s' has shape %s in %s but %s in %s; snapshots must agree", nm, s1, p, s2,
-                    rp),
+                       rp),
              EMA_E_FORMAT;
     }
   }
@@ -117,7 +118,7 @@ static ema_status check_tensors(const ema_file *ref, const char *ref_path, const
     ema_file_tensor_at(f, i, &b);
     if (ema_file_find(ref, b.name, &a) != EMA_OK)
       return ema__errf(err, errcap, "%s has a tensor '%s' that %s lacks; snapshots must hold the same tensors", p,
-                    ema__sy_escape(b.name, nm, sizeof nm), rp),
+                       ema__sy_escape(b.name, nm, sizeof nm), rp),
              EMA_E_FORMAT;
   }
   return EMA_OK;
@@ -147,11 +148,13 @@ static ema_status resolve_step(const sy_job *job, size_t j, int64_t *step, char 
     if (job->snaps[i].t > t_max) t_max = job->snaps[i].t;
   }
   if (want == 0) want = t_max;
-  if (want < 0) return ema__errf(err, errcap, "%s: target %zu: step %lld is negative", FN, j, (long long)want), EMA_E_INVALID_ARG;
+  if (want < 0)
+    return ema__errf(err, errcap, "%s: target %zu: step %lld is negative", FN, j, (long long)want), EMA_E_INVALID_ARG;
   if (want < t_min)
-    return ema__errf(err, errcap,
-                  "target step %lld precedes every snapshot (the earliest is at step %lld): nothing to synthesise from",
-                  (long long)want, (long long)t_min),
+    return ema__errf(
+               err, errcap,
+               "target step %lld precedes every snapshot (the earliest is at step %lld): nothing to synthesise from",
+               (long long)want, (long long)t_min),
            EMA_E_INVALID_ARG;
   for (size_t i = 0; i < job->n; i++) {
     if (job->snaps[i].t == want) return *step = want, EMA_OK;
@@ -160,12 +163,12 @@ static ema_status resolve_step(const sy_job *job, size_t j, int64_t *step, char 
   }
   if (above)
     ema__errf(err, errcap,
-           "target step %lld is no snapshot's step (the nearest are %lld and %lld): a fit there is poor; "
-           "synthesise at a snapshot's step",
-           (long long)want, (long long)below, (long long)above);
+              "target step %lld is no snapshot's step (the nearest are %lld and %lld): a fit there is poor; "
+              "synthesise at a snapshot's step",
+              (long long)want, (long long)below, (long long)above);
   else
     ema__errf(err, errcap, "target step %lld is after the last snapshot (step %lld): synthesise at a snapshot's step",
-           (long long)want, (long long)below);
+              (long long)want, (long long)below);
   return EMA_E_INVALID_ARG;
 }
 
@@ -177,7 +180,8 @@ static ema_status plan_target(sy_job *job, size_t j, const ema_posthoc_options *
   double gamma = in->gamma;
   int64_t step;
   if (in->sigma_rel != 0 ? ema_power_gamma(in->sigma_rel, &gamma) != EMA_OK : !(isfinite(gamma) && gamma > -0.5))
-    return ema__errf(err, errcap, "%s: target %zu: sigma_rel %g / gamma %g out of range", FN, j, in->sigma_rel, in->gamma),
+    return ema__errf(err, errcap, "%s: target %zu: sigma_rel %g / gamma %g out of range", FN, j, in->sigma_rel,
+                     in->gamma),
            EMA_E_INVALID_ARG;
   ema_status st = resolve_step(job, j, &step, err, errcap);
   if (st != EMA_OK) return st;
@@ -188,9 +192,9 @@ static ema_status plan_target(sy_job *job, size_t j, const ema_posthoc_options *
   double max_res = o->max_residual == 0 ? EMA_POSTHOC_DEFAULT_MAX_RESIDUAL : o->max_residual;
   if (!(info.residual <= max_res))
     return ema__errf(err, errcap,
-                  "the fit of gamma %.6g at step %lld is poor: relative residual %.3g above the threshold %.3g "
-                  "(snapshots of other widths or more snapshots would help; the threshold is settable)",
-                  gamma, (long long)step, info.residual, max_res),
+                     "the fit of gamma %.6g at step %lld is poor: relative residual %.3g above the threshold %.3g "
+                     "(snapshots of other widths or more snapshots would help; the threshold is settable)",
+                     gamma, (long long)step, info.residual, max_res),
            EMA_E_INVALID_ARG;
   int have = 0;
   for (size_t i = 0; i < job->n; i++)
@@ -219,15 +223,15 @@ static ema_status check_args(const char *const *snapshots, size_t n, const ema_p
   for (size_t i = 0; i < n; i++)
     if (!snapshots[i]) return ema__errf(err, errcap, "%s: snapshot path %zu is NULL", FN, i), EMA_E_INVALID_ARG;
   for (size_t j = 0; j < nt; j++) {
-    if (!targets[j].output) return ema__errf(err, errcap, "%s: target %zu has no output path", FN, j), EMA_E_INVALID_ARG;
+    if (!targets[j].output)
+      return ema__errf(err, errcap, "%s: target %zu has no output path", FN, j), EMA_E_INVALID_ARG;
     for (size_t k = 0; k < j; k++)
       if (strcmp(targets[k].output, targets[j].output) == 0)
         return ema__errf(err, errcap, "%s: output %s is given to two targets", FN, targets[j].output),
                EMA_E_INVALID_ARG;
     for (size_t i = 0; i < n; i++)
       if (strcmp(snapshots[i], targets[j].output) == 0)
-        return ema__errf(err, errcap, "%s: output %s is also a snapshot", FN, targets[j].output),
-               EMA_E_INVALID_ARG;
+        return ema__errf(err, errcap, "%s: output %s is also a snapshot", FN, targets[j].output), EMA_E_INVALID_ARG;
   }
   return EMA_OK;
 }
@@ -243,8 +247,7 @@ static ema_status make_entries(sy_job *job, char *err, size_t errcap) {
     ema_file_tensor_at(job->ref, k, &ti);
     if (!ti.supported)
       return ema__errf(err, errcap, "%s: tensor '%s' has dtype %s, which post-hoc synthesis cannot combine or write",
-                    job->snaps[0].path, ema__sy_escape(ti.name, nm, sizeof nm),
-                    ti.dtype_name),
+                       job->snaps[0].path, ema__sy_escape(ti.name, nm, sizeof nm), ti.dtype_name),
              EMA_E_FORMAT;
     job->entries[k].name = ti.name;
     job->entries[k].dtype = ti.dtype;

@@ -33,7 +33,7 @@ typedef struct sy_target {
   double gamma;           /* the plan: exponent, step and fit */
   int64_t step;
   ema_posthoc_info info;
-  double *acc;            /* SY_SUB accumulators */
+  double *acc; /* SY_SUB accumulators */
   /* the writer's request of the current round */
   int waiting;
   size_t k;

@@ -28,8 +28,8 @@ static ema_status combine(sy_job *job, const int *mask, size_t k, uint64_t off, 
       const sy_snap *s = &job->snaps[job->tg[j].latest];
       st = ema_file_read(s->f, e->name, off, job->tg[j].dst, len);
       if (st != EMA_OK)
-        snprintf(job->fail_msg, sizeof job->fail_msg, "%s: could not read '%s': %s",
-                 s->path, ema__sy_escape(e->name, nm, sizeof nm), ema_file_last_error(s->f));
+        snprintf(job->fail_msg, sizeof job->fail_msg, "%s: could not read '%s': %s", s->path,
+                 ema__sy_escape(e->name, nm, sizeof nm), ema_file_last_error(s->f));
     }
     return st;
   }
@@ -45,8 +45,8 @@ static ema_status combine(sy_job *job, const int *mask, size_t k, uint64_t off, 
       st = ema_file_read(job->snaps[i].f, e->name, at, job->window, c * esz);
       if (st != EMA_OK) {
         snprintf(job->fail_msg, sizeof job->fail_msg, "%s: could not read '%s' at byte %llu of the tensor: %s",
-                 job->snaps[i].path, ema__sy_escape(e->name, nm, sizeof nm),
-                 (unsigned long long)at, ema_file_last_error(job->snaps[i].f));
+                 job->snaps[i].path, ema__sy_escape(e->name, nm, sizeof nm), (unsigned long long)at,
+                 ema_file_last_error(job->snaps[i].f));
         break;
       }
       ema_convert(job->dwin, EMA_F64, job->window, e->dtype, c);
@@ -125,8 +125,8 @@ static void writer_done(sy_target *me) {
 static void write_one(sy_target *me) {
   sy_job *job = me->job;
   size_t j = (size_t)(me - job->tg);
-  me->wst = ema_file_write_stream(me->in->output, job->entries, job->ne, job->meta + 2 * SY_META * j, SY_META,
-                                  produce, me, me->werr, sizeof me->werr);
+  me->wst = ema_file_write_stream(me->in->output, job->entries, job->ne, job->meta + 2 * SY_META * j, SY_META, produce,
+                                  me, me->werr, sizeof me->werr);
   writer_done(me);
 }
 
@@ -168,9 +168,15 @@ static char *number_list(const sy_job *job, const sy_target *tg, int which) {
 
 /* The metadata of target j: 2 * SY_META strings, the values on the heap. */
 static int make_meta(sy_job *job, size_t j) {
-  static const char *const keys[SY_META] = {"format", "ema.sigma_rel", "ema.gamma", "ema.t",
-                                            "ema.posthoc.coefficients", "ema.posthoc.snapshot_t",
-                                            "ema.posthoc.snapshot_gamma", "ema.posthoc.residual", "ema.posthoc.cond"};
+  static const char *const keys[SY_META] = {"format",
+                                            "ema.sigma_rel",
+                                            "ema.gamma",
+                                            "ema.t",
+                                            "ema.posthoc.coefficients",
+                                            "ema.posthoc.snapshot_t",
+                                            "ema.posthoc.snapshot_gamma",
+                                            "ema.posthoc.residual",
+                                            "ema.posthoc.cond"};
   const sy_target *tg = &job->tg[j];
   char **v = job->meta_heap + SY_META * j;
   double sigma = tg->in->sigma_rel;

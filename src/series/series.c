@@ -33,7 +33,7 @@ typedef struct ewm_params {
   uint64_t minp;        /* max(min_periods, 1) */
   int adjust;
   int ignore_na;
-  int use_deltas;       /* time stamps given */
+  int use_deltas; /* time stamps given */
 } ewm_params;
 
 /* What a step changes. */
@@ -41,8 +41,8 @@ typedef struct ewm_state {
   double weighted; /* running mean; NaN until the first present value */
   double old_wt;   /* weight of the values in the mean */
   double last_time;
-  uint64_t nobs;   /* present values seen */
-  uint64_t count;  /* values seen */
+  uint64_t nobs;  /* present values seen */
+  uint64_t count; /* values seen */
 } ewm_state;
 
 struct ema_ewm_stream {
@@ -68,10 +68,14 @@ static void clear_err(char *err, size_t errcap) {
 
 static const char *kind_name(ema_ewm_kind kind) {
   switch (kind) {
-  case EMA_EWM_COM: return "com";
-  case EMA_EWM_SPAN: return "span";
-  case EMA_EWM_HALFLIFE: return "halflife";
-  case EMA_EWM_ALPHA: return "alpha";
+    case EMA_EWM_COM:
+      return "com";
+    case EMA_EWM_SPAN:
+      return "span";
+    case EMA_EWM_HALFLIFE:
+      return "halflife";
+    case EMA_EWM_ALPHA:
+      return "alpha";
   }
   return "?";
 }
@@ -104,8 +108,8 @@ ema_status ema_ewm_opts_set_beta(ema_ewm_opts *opts, double beta, char *err, siz
 }
 
 /* Validate opts and derive the step parameters (no side effect on failure). */
-static ema_status make_params(const ema_ewm_opts *opts, int have_times, ewm_params *p,
-                              double *alpha_out, char *err, size_t errcap) {
+static ema_status make_params(const ema_ewm_opts *opts, int have_times, ewm_params *p, double *alpha_out, char *err,
+                              size_t errcap) {
   if (opts == NULL) {
     set_err(err, errcap, "ewm options are NULL (initialize them with ema_ewm_opts_init)");
     return EMA_E_INVALID_ARG;
@@ -120,52 +124,49 @@ static ema_status make_params(const ema_ewm_opts *opts, int have_times, ewm_para
   }
   ema_ewm_kind kind = opts->kind;
   double v = opts->value;
-  if (kind != EMA_EWM_COM && kind != EMA_EWM_SPAN && kind != EMA_EWM_HALFLIFE &&
-      kind != EMA_EWM_ALPHA) {
-    set_err(err, errcap, "unknown ewm decay kind %d (use com, span, halflife or alpha)",
-            (int)kind);
+  if (kind != EMA_EWM_COM && kind != EMA_EWM_SPAN && kind != EMA_EWM_HALFLIFE && kind != EMA_EWM_ALPHA) {
+    set_err(err, errcap, "unknown ewm decay kind %d (use com, span, halflife or alpha)", (int)kind);
     return EMA_E_INVALID_ARG;
   }
   if (isnan(v)) {
-    set_err(err, errcap, "Must pass one of com, span, halflife, or alpha (%s is NaN)",
-            kind_name(kind));
+    set_err(err, errcap, "Must pass one of com, span, halflife, or alpha (%s is NaN)", kind_name(kind));
     return EMA_E_INVALID_ARG;
   }
   double com = 0.0;
   switch (kind) {
-  case EMA_EWM_COM:
-    if (v < 0.0) {
-      set_err(err, errcap, "com must satisfy: com >= 0 (got %g)", v);
-      return EMA_E_INVALID_ARG;
-    }
-    com = v;
-    break;
-  case EMA_EWM_SPAN:
-    if (v < 1.0) {
-      set_err(err, errcap, "span must satisfy: span >= 1 (got %g)", v);
-      return EMA_E_INVALID_ARG;
-    }
-    com = (v - 1.0) / 2.0;
-    break;
-  case EMA_EWM_HALFLIFE:
-    if (v <= 0.0) {
-      set_err(err, errcap, "halflife must satisfy: halflife > 0 (got %g)", v);
-      return EMA_E_INVALID_ARG;
-    }
-    if (have_times) {
-      com = 1.0; /* pandas: the half-life acts through the time deltas */
-    } else {
-      double decay = 1.0 - exp(log(0.5) / v);
-      com = 1.0 / decay - 1.0;
-    }
-    break;
-  case EMA_EWM_ALPHA:
-    if (v <= 0.0 || v > 1.0) {
-      set_err(err, errcap, "alpha must satisfy: 0 < alpha <= 1 (got %g)", v);
-      return EMA_E_INVALID_ARG;
-    }
-    com = (1.0 - v) / v;
-    break;
+    case EMA_EWM_COM:
+      if (v < 0.0) {
+        set_err(err, errcap, "com must satisfy: com >= 0 (got %g)", v);
+        return EMA_E_INVALID_ARG;
+      }
+      com = v;
+      break;
+    case EMA_EWM_SPAN:
+      if (v < 1.0) {
+        set_err(err, errcap, "span must satisfy: span >= 1 (got %g)", v);
+        return EMA_E_INVALID_ARG;
+      }
+      com = (v - 1.0) / 2.0;
+      break;
+    case EMA_EWM_HALFLIFE:
+      if (v <= 0.0) {
+        set_err(err, errcap, "halflife must satisfy: halflife > 0 (got %g)", v);
+        return EMA_E_INVALID_ARG;
+      }
+      if (have_times) {
+        com = 1.0; /* pandas: the half-life acts through the time deltas */
+      } else {
+        double decay = 1.0 - exp(log(0.5) / v);
+        com = 1.0 / decay - 1.0;
+      }
+      break;
+    case EMA_EWM_ALPHA:
+      if (v <= 0.0 || v > 1.0) {
+        set_err(err, errcap, "alpha must satisfy: 0 < alpha <= 1 (got %g)", v);
+        return EMA_E_INVALID_ARG;
+      }
+      com = (1.0 - v) / v;
+      break;
   }
   if (have_times && kind != EMA_EWM_HALFLIFE) {
     set_err(err, errcap,
@@ -195,8 +196,7 @@ static ema_status make_params(const ema_ewm_opts *opts, int have_times, ewm_para
   return EMA_OK;
 }
 
-ema_status ema_ewm_check(const ema_ewm_opts *opts, int have_times, double *alpha, char *err,
-                         size_t errcap) {
+ema_status ema_ewm_check(const ema_ewm_opts *opts, int have_times, double *alpha, char *err, size_t errcap) {
   return make_params(opts, have_times, NULL, alpha, err, errcap);
 }
 
@@ -240,18 +240,15 @@ static double ewm_step(const ewm_params *p, ewm_state *s, double cur, double del
 }
 
 /* Check time stamps: finite and non-decreasing, also after *prev if given. */
-static ema_status check_times(const double *times, size_t n, const double *prev, char *err,
-                              size_t errcap) {
+static ema_status check_times(const double *times, size_t n, const double *prev, char *err, size_t errcap) {
   for (size_t i = 0; i < n; i++) {
     if (!isfinite(times[i])) {
-      set_err(err, errcap, "times[%zu] is not finite (%g); time stamps must be finite", i,
-              times[i]);
+      set_err(err, errcap, "times[%zu] is not finite (%g); time stamps must be finite", i, times[i]);
       return EMA_E_INVALID_ARG;
     }
     if (i > 0 && times[i] < times[i - 1]) {
-      set_err(err, errcap,
-              "times must be non-decreasing: times[%zu] = %.17g < times[%zu] = %.17g", i,
-              times[i], i - 1, times[i - 1]);
+      set_err(err, errcap, "times must be non-decreasing: times[%zu] = %.17g < times[%zu] = %.17g", i, times[i], i - 1,
+              times[i - 1]);
       return EMA_E_INVALID_ARG;
     }
   }
@@ -266,8 +263,7 @@ static ema_status check_times(const double *times, size_t n, const double *prev,
 }
 
 /* Run a chunk through the recurrence (everything already validated). */
-static void run_chunk(const ewm_params *p, ewm_state *s, const double *x, size_t n,
-                      const double *times, double *out) {
+static void run_chunk(const ewm_params *p, ewm_state *s, const double *x, size_t n, const double *times, double *out) {
   for (size_t i = 0; i < n; i++) {
     double delta = 0.0;
     double cur = x[i];
@@ -281,8 +277,8 @@ static void run_chunk(const ewm_params *p, ewm_state *s, const double *x, size_t
   }
 }
 
-ema_status ema_ewm_mean(const ema_ewm_opts *opts, const double *x, size_t n,
-                        const double *times, double *out, char *err, size_t errcap) {
+ema_status ema_ewm_mean(const ema_ewm_opts *opts, const double *x, size_t n, const double *times, double *out,
+                        char *err, size_t errcap) {
   ewm_params p;
   ema_status st = make_params(opts, times != NULL, &p, NULL, err, errcap);
   if (st != EMA_OK) {
@@ -307,8 +303,8 @@ ema_status ema_ewm_mean(const ema_ewm_opts *opts, const double *x, size_t n,
   return EMA_OK;
 }
 
-ema_status ema_ewm_stream_create(ema_ewm_stream **out, const ema_ewm_opts *opts,
-                                 int with_times, char *err, size_t errcap) {
+ema_status ema_ewm_stream_create(ema_ewm_stream **out, const ema_ewm_opts *opts, int with_times, char *err,
+                                 size_t errcap) {
   if (out == NULL) {
     set_err(err, errcap, "ema_ewm_stream_create: out is NULL");
     return EMA_E_INVALID_ARG;
@@ -330,9 +326,8 @@ ema_status ema_ewm_stream_create(ema_ewm_stream **out, const ema_ewm_opts *opts,
   return EMA_OK;
 }
 
-ema_status ema_ewm_stream_push(ema_ewm_stream *stream, const double *x, size_t n,
-                               const double *times, double *out, char *err,
-                               size_t errcap) {
+ema_status ema_ewm_stream_push(ema_ewm_stream *stream, const double *x, size_t n, const double *times, double *out,
+                               char *err, size_t errcap) {
   if (stream == NULL) {
     set_err(err, errcap, "ema_ewm_stream_push: stream is NULL");
     return EMA_E_INVALID_ARG;
@@ -342,25 +337,24 @@ ema_status ema_ewm_stream_push(ema_ewm_stream *stream, const double *x, size_t n
     return EMA_OK;
   }
   if (x == NULL || out == NULL) {
-    set_err(err, errcap, "ema_ewm_stream_push: %s is NULL with n = %zu",
-            x == NULL ? "x" : "out", n);
+    set_err(err, errcap, "ema_ewm_stream_push: %s is NULL with n = %zu", x == NULL ? "x" : "out", n);
     return EMA_E_INVALID_ARG;
   }
   if (stream->params.use_deltas) {
     if (times == NULL) {
-      set_err(err, errcap, "ema_ewm_stream_push: the stream was created with times, "
-                           "but times is NULL");
+      set_err(err, errcap,
+              "ema_ewm_stream_push: the stream was created with times, "
+              "but times is NULL");
       return EMA_E_INVALID_ARG;
     }
-    ema_status st = check_times(times, n, stream->state.count > 0 ? &stream->state.last_time
-                                                                   : NULL,
-                                err, errcap);
+    ema_status st = check_times(times, n, stream->state.count > 0 ? &stream->state.last_time : NULL, err, errcap);
     if (st != EMA_OK) {
       return st;
     }
   } else if (times != NULL) {
-    set_err(err, errcap, "ema_ewm_stream_push: times given to a stream created without "
-                         "times");
+    set_err(err, errcap,
+            "ema_ewm_stream_push: times given to a stream created without "
+            "times");
     return EMA_E_INVALID_ARG;
   }
   run_chunk(&stream->params, &stream->state, x, n, times, out);
@@ -368,13 +362,9 @@ ema_status ema_ewm_stream_push(ema_ewm_stream *stream, const double *x, size_t n
   return EMA_OK;
 }
 
-uint64_t ema_ewm_stream_count(const ema_ewm_stream *stream) {
-  return stream == NULL ? 0 : stream->state.count;
-}
+uint64_t ema_ewm_stream_count(const ema_ewm_stream *stream) { return stream == NULL ? 0 : stream->state.count; }
 
-uint64_t ema_ewm_stream_observations(const ema_ewm_stream *stream) {
-  return stream == NULL ? 0 : stream->state.nobs;
-}
+uint64_t ema_ewm_stream_observations(const ema_ewm_stream *stream) { return stream == NULL ? 0 : stream->state.nobs; }
 
 void ema_ewm_stream_reset(ema_ewm_stream *stream) {
   if (stream != NULL) {
@@ -382,19 +372,16 @@ void ema_ewm_stream_reset(ema_ewm_stream *stream) {
   }
 }
 
-void ema_ewm_stream_free(ema_ewm_stream *stream) {
-  free(stream);
-}
+void ema_ewm_stream_free(ema_ewm_stream *stream) { free(stream); }
 
-ema_status ema_series_beta(const double *x, size_t n, double beta, int bias_correction,
-                           double *out, char *err, size_t errcap) {
+ema_status ema_series_beta(const double *x, size_t n, double beta, int bias_correction, double *out, char *err,
+                           size_t errcap) {
   if (!(beta >= 0.0 && beta < 1.0)) {
     set_err(err, errcap, "beta must satisfy: 0 <= beta < 1 (got %g)", beta);
     return EMA_E_INVALID_ARG;
   }
   if (n > 0 && (x == NULL || out == NULL)) {
-    set_err(err, errcap, "ema_series_beta: %s is NULL with n = %zu", x == NULL ? "x" : "out",
-            n);
+    set_err(err, errcap, "ema_series_beta: %s is NULL with n = %zu", x == NULL ? "x" : "out", n);
     return EMA_E_INVALID_ARG;
   }
   double v = 0.0;

@@ -49,11 +49,20 @@ static void fill(model *m, int t, int salt) {
   for (int64_t i = 0; i < m->numel[t]; i++) {
     float x = randf() + (float)salt * 0.01f;
     switch (m->dtype[t]) {
-      case EMA_F32: ((float *)m->data[t])[i] = x; break;
-      case EMA_F64: ((double *)m->data[t])[i] = (double)x * 1.000001; break;
-      case EMA_F16: ((uint16_t *)m->data[t])[i] = ema_f32_to_f16(x); break;
-      case EMA_BF16: ((uint16_t *)m->data[t])[i] = ema_f32_to_bf16(x); break;
-      default: break;
+      case EMA_F32:
+        ((float *)m->data[t])[i] = x;
+        break;
+      case EMA_F64:
+        ((double *)m->data[t])[i] = (double)x * 1.000001;
+        break;
+      case EMA_F16:
+        ((uint16_t *)m->data[t])[i] = ema_f32_to_f16(x);
+        break;
+      case EMA_BF16:
+        ((uint16_t *)m->data[t])[i] = ema_f32_to_bf16(x);
+        break;
+      default:
+        break;
     }
   }
 }
@@ -409,11 +418,11 @@ static void test_allocator(void) {
 static void test_args(void) {
   CHECK(ema_apply_async(NULL) == EMA_E_INVALID_ARG && ema_update_async(NULL, 1) == EMA_E_INVALID_ARG);
   CHECK(ema_wait(NULL) == EMA_E_INVALID_ARG && ema_apply_async_staged(NULL, NULL, NULL) == EMA_E_INVALID_ARG);
-  CHECK(ema_staging(NULL, "a", NULL) == EMA_E_INVALID_ARG && ema_set_staging_allocator(NULL, NULL, NULL, NULL) ==
-                                                                                           EMA_E_INVALID_ARG);
+  CHECK(ema_staging(NULL, "a", NULL) == EMA_E_INVALID_ARG &&
+        ema_set_staging_allocator(NULL, NULL, NULL, NULL) == EMA_E_INVALID_ARG);
   ema_ctx *ctx = NULL;
   CHECK(ema_create(&ctx, 0.5) == EMA_OK);
-  CHECK_ST(ctx, ema_wait(ctx), EMA_OK); /* nothing in flight */
+  CHECK_ST(ctx, ema_wait(ctx), EMA_OK);        /* nothing in flight */
   CHECK_ST(ctx, ema_apply_async(ctx), EMA_OK); /* nothing tracked: a no-op update */
   float w[4] = {1, 2, 3, 4}, st[4] = {0}, kp[2] = {5, 6};
   int64_t four = 4, two = 2;
@@ -452,10 +461,44 @@ static void test_args(void) {
   ema_free(ctx); /* with an update in flight */
 }
 
+/* Calls that read the averages wait for the update in flight. */
+static void test_waits(void) {
+  model m, m2;
+  ema_ctx *ctx = small_ctx(&m, 1), *ref = small_ctx(&m2, 1);
+  for (int t = 0; t < NT; t++) fill(&m, t, 1);
+  for (int t = 0; t < NT; t++) memcpy(m2.data[t], m.data[t], nbytes(&m, t));
+  CHECK_ST(ctx, ema_update_async(ctx, 5), EMA_OK);
+  CHECK_ST(ref, ema_update(ref, 5), EMA_OK);
+  void *a = NULL, *b = NULL;
+  size_t na = 0, nb = 0;
+  CHECK_ST(ctx, ema_save_buffer(ctx, &a, &na), EMA_OK); /* right after the start */
+  CHECK_ST(ref, ema_save_buffer(ref, &b, &nb), EMA_OK);
+  CHECK(na == nb && na > 0 && memcmp(a, b, na) == 0);
+  /* a load waits too: load the synchronous checkpoint over an update in flight */
+  CHECK_ST(ctx, ema_update_async(ctx, 6), EMA_OK);
+  CHECK_ST(ctx, ema_load_buffer(ctx, b, nb), EMA_OK);
+  CHECK(ema_last_step(ctx) == 5 && averages_equal(ctx, ref, &m));
+  /* swap right after a start: the model receives the finished averages */
+  CHECK_ST(ctx, ema_update_async(ctx, 7), EMA_OK);
+  CHECK_ST(ref, ema_update(ref, 7), EMA_OK);
+  CHECK_ST(ctx, ema_swap(ctx), EMA_OK);
+  CHECK_ST(ref, ema_swap(ref), EMA_OK);
+  int same = 1;
+  for (int t = 0; t < NT; t++) same &= memcmp(m.data[t], m2.data[t], nbytes(&m, t)) == 0;
+  CHECK(same);
+  ema_buffer_free(a);
+  ema_buffer_free(b);
+  ema_free(ctx);
+  ema_free(ref);
+  free_model(&m);
+  free_model(&m2);
+}
+
 int main(void) {
   const char *q = getenv("EMA_TEST_QUICK"); /* the ThreadSanitizer run: a smaller matrix */
   test_args();
   test_failure();
+  test_waits();
   test_nomem();
   test_allocator();
   test_matrix(q && *q && *q != '0');

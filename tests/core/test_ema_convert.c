@@ -141,8 +141,8 @@ static size_t make_doubles(const half_fmt *h, double *d, size_t cap) {
     double m = 1.0 + (double)(s >> 12) * 0x1p-52;
     d[n++] = ((s >> 11) & 1) ? -ldexp(m, e) : ldexp(m, e);
   }
-  const double specials[] = {0.0, -0.0, INFINITY, -INFINITY, 1e300, -1e300, 4.9e-324, -4.9e-324,
-                             65504.0, 65519.999999, 65520.0, 3.3895313892515355e38};
+  const double specials[] = {0.0,      -0.0,      INFINITY, -INFINITY,    1e300,   -1e300,
+                             4.9e-324, -4.9e-324, 65504.0,  65519.999999, 65520.0, 3.3895313892515355e38};
   for (size_t j = 0; j < sizeof specials / sizeof specials[0] && n < cap; j++) d[n++] = specials[j];
   return n;
 }

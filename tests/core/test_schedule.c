@@ -21,8 +21,10 @@ static int close_rel(double a, double b, double tol) {
 static double per_step(const ema_schedule *s, int64_t step) {
   if (step <= s->update_after_step) return 0.0;
   switch (s->kind) {
-    case EMA_SCHEDULE_CONSTANT: return s->decay;
-    case EMA_SCHEDULE_HALFLIFE: return pow(0.5, 1.0 / s->halflife);
+    case EMA_SCHEDULE_CONSTANT:
+      return s->decay;
+    case EMA_SCHEDULE_HALFLIFE:
+      return pow(0.5, 1.0 / s->halflife);
     case EMA_SCHEDULE_POWER: {
       double g = s->gamma;
       if (s->sigma_rel > 0) ema_power_gamma(s->sigma_rel, &g);

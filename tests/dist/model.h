@@ -32,8 +32,8 @@ typedef struct mspec {
 } mspec;
 
 static const mspec M_SPEC[M_TENSORS] = {
-    {"w", EMA_F32, 2, {10, 7, 0}, 0, 0},  {"h", EMA_BF16, 2, {6, 8, 0}, 1, 0}, {"g", EMA_F16, 3, {3, 5, 4}, 1, 0},
-    {"z", EMA_F32, 2, {0, 3, 0}, 0, 0},   {"b", EMA_F32, 1, {7, 0, 0}, -1, 0}, {"n", EMA_I64, 1, {2, 0, 0}, -1, 1},
+    {"w", EMA_F32, 2, {10, 7, 0}, 0, 0}, {"h", EMA_BF16, 2, {6, 8, 0}, 1, 0}, {"g", EMA_F16, 3, {3, 5, 4}, 1, 0},
+    {"z", EMA_F32, 2, {0, 3, 0}, 0, 0},  {"b", EMA_F32, 1, {7, 0, 0}, -1, 0}, {"n", EMA_I64, 1, {2, 0, 0}, -1, 1},
     {"k", EMA_F32, 1, {3, 0, 0}, -1, 2},
 };
 
@@ -80,11 +80,20 @@ static inline void m_fill(mrank *m, uint32_t step) {
       for (int d = 0; d < s->ndim; d++) g = g * s->shape[d] + idx[d];
       uint32_t h = m_hash((uint32_t)t, (uint64_t)g, step);
       switch (s->dtype) {
-        case EMA_F32: ((float *)m->data[t])[i] = (float)(h % 4000u) / 1000.0f - 2.0f; break;
-        case EMA_BF16: ((uint16_t *)m->data[t])[i] = (uint16_t)(0x3F80u + h % 0x80u); break;
-        case EMA_F16: ((uint16_t *)m->data[t])[i] = (uint16_t)(0x3C00u + h % 0x400u); break;
-        case EMA_I64: ((int64_t *)m->data[t])[i] = (int64_t)(h % 100u) + step; break;
-        default: break;
+        case EMA_F32:
+          ((float *)m->data[t])[i] = (float)(h % 4000u) / 1000.0f - 2.0f;
+          break;
+        case EMA_BF16:
+          ((uint16_t *)m->data[t])[i] = (uint16_t)(0x3F80u + h % 0x80u);
+          break;
+        case EMA_F16:
+          ((uint16_t *)m->data[t])[i] = (uint16_t)(0x3C00u + h % 0x400u);
+          break;
+        case EMA_I64:
+          ((int64_t *)m->data[t])[i] = (int64_t)(h % 100u) + step;
+          break;
+        default:
+          break;
       }
     }
   }

@@ -19,14 +19,14 @@
 #include "ema/mpi.h"
 
 static int failures;
-#define EXPECT(c, ...)                                                    \
-  do {                                                                    \
-    if (!(c)) {                                                           \
-      failures++;                                                         \
-      fprintf(stderr, "rank %d: %s:%d: ", rank, __FILE__, __LINE__);      \
-      fprintf(stderr, __VA_ARGS__);                                       \
-      fputc('\n', stderr);                                                \
-    }                                                                     \
+#define EXPECT(c, ...)                                               \
+  do {                                                               \
+    if (!(c)) {                                                      \
+      failures++;                                                    \
+      fprintf(stderr, "rank %d: %s:%d: ", rank, __FILE__, __LINE__); \
+      fprintf(stderr, __VA_ARGS__);                                  \
+      fputc('\n', stderr);                                           \
+    }                                                                \
   } while (0)
 
 static int rank, calls, kill_at = -1;
@@ -56,8 +56,7 @@ static void train(mrank *m, mrank *ref, uint32_t a, uint32_t b) {
   for (uint32_t s = a; s <= b; s++) {
     EXPECT(m_step(m, s) == 0 && m_step(ref, s) == 0, "step %u failed", s);
   }
-  EXPECT(m_diff(m, ref) == 0, "after steps %u..%u: %ld elements differ from the unsharded run", a, b,
-         m_diff(m, ref));
+  EXPECT(m_diff(m, ref) == 0, "after steps %u..%u: %ld elements differ from the unsharded run", a, b, m_diff(m, ref));
 }
 
 int main(int argc, char **argv) {

@@ -34,14 +34,24 @@ static void *run_job(void *arg) {
   job *j = (job *)arg;
   j->st = EMA_OK;
   switch (j->op) {
-    case OP_INIT: j->st = m_init(&j->m, j->world, j->rank, &j->o) ? EMA_E_NOMEM : EMA_OK; break;
+    case OP_INIT:
+      j->st = m_init(&j->m, j->world, j->rank, &j->o) ? EMA_E_NOMEM : EMA_OK;
+      break;
     case OP_TRAIN:
       for (uint32_t s = j->from; s <= j->to && j->st == EMA_OK; s++) j->st = m_step(&j->m, s) ? EMA_E_STATE : EMA_OK;
       break;
-    case OP_SAVE: j->st = ema_save_sharded(j->m.ctx, j->dir, j->comm); break;
-    case OP_LOAD: j->st = ema_load_sharded(j->m.ctx, j->dir, j->comm); break;
-    case OP_LOAD_MODEL: j->st = ema_load_sharded_averages_into_model(j->m.ctx, j->dir, j->comm); break;
-    case OP_FREE: m_free(&j->m); break;
+    case OP_SAVE:
+      j->st = ema_save_sharded(j->m.ctx, j->dir, j->comm);
+      break;
+    case OP_LOAD:
+      j->st = ema_load_sharded(j->m.ctx, j->dir, j->comm);
+      break;
+    case OP_LOAD_MODEL:
+      j->st = ema_load_sharded_averages_into_model(j->m.ctx, j->dir, j->comm);
+      break;
+    case OP_FREE:
+      m_free(&j->m);
+      break;
   }
   if (j->st != EMA_OK && j->m.ctx) snprintf(j->err, sizeof j->err, "%s", ema_last_error(j->m.ctx));
   return NULL;
@@ -399,8 +409,7 @@ static void test_hostile(void) {
   } cases[] = {
       {"\"offsets\": [6,0], \"shape\": [4,7]", "\"offsets\": [5,0], \"shape\": [4,7]", "overlapping chunks",
        EMA_E_FORMAT},
-      {"\"offsets\": [0,0], \"shape\": [6,7]", "\"offsets\": [0,0], \"shape\": [5,7]", "a missing chunk",
-       EMA_E_FORMAT},
+      {"\"offsets\": [0,0], \"shape\": [6,7]", "\"offsets\": [0,0], \"shape\": [5,7]", "a missing chunk", EMA_E_FORMAT},
       {"\"shape\": [10,7],", "\"shape\": [12,7],", "a wrong global shape", EMA_E_FORMAT},
       {"\"name\": \"shard-00000", "\"name\": \"../shard-00000", "a file outside the directory", EMA_E_FORMAT},
       {"\"name\": \"shard-00001", "\"name\": \"/etc/passwd\", \"x\": \"", "an absolute path", EMA_E_FORMAT},
@@ -424,15 +433,20 @@ static void test_hostile(void) {
   /* a shard file of another checkpoint, under this one's name */
   char cmd[2000];
   const char *keep = path("keep");
-  snprintf(cmd, sizeof cmd, "cd '%s' && f=$(ls shard-00001-of-00002.*.safetensors) && cp $f '%s' && cp ../hy/shard-00001-of-00002.*.safetensors $f", hx, keep);
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && f=$(ls shard-00001-of-00002.*.safetensors) && cp $f '%s' && cp "
+           "../hy/shard-00001-of-00002.*.safetensors $f",
+           hx, keep);
   CHECK(system(cmd) == 0);
   expect_refused(&L, hx, EMA_E_FORMAT, "a shard of another checkpoint");
   snprintf(cmd, sizeof cmd, "cd '%s' && cp '%s' $(ls shard-00001-of-00002.*.safetensors)", hx, keep);
   CHECK(system(cmd) == 0);
   /* a flipped data byte in rank 1's file: its checksum fails there, and
      rank 0 fails with it */
-  snprintf(cmd, sizeof cmd, "cd '%s' && f=$(ls shard-00001-of-00002.*.safetensors) && "
-           "printf '\\377' | dd of=$f bs=1 seek=$(($(stat -c %%s $f) - 3)) conv=notrunc status=none", hx);
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && f=$(ls shard-00001-of-00002.*.safetensors) && "
+           "printf '\\377' | dd of=$f bs=1 seek=$(($(stat -c %%s $f) - 3)) conv=notrunc status=none",
+           hx);
   CHECK(system(cmd) == 0);
   expect_refused_as(&L, hx, EMA_E_FORMAT, "a corrupt chunk", 0);
   snprintf(cmd, sizeof cmd, "cd '%s' && cp '%s' $(ls shard-00001-of-00002.*.safetensors)", hx, keep);
@@ -479,8 +493,10 @@ static void test_garbage(void) {
     if (de->d_name[0] == '.' && (de->d_name[1] == 0 || de->d_name[1] == '.')) continue;
     int f = 0;
     for (int i = 0; i < 3; i++) f |= strcmp(de->d_name, foreign[i]) == 0;
-    if (f) others++;
-    else if (strcmp(de->d_name, "manifest.json") != 0) ours++;
+    if (f)
+      others++;
+    else if (strcmp(de->d_name, "manifest.json") != 0)
+      ours++;
   }
   if (dd) closedir(dd);
   CHECK_MSG(ours == 1 && others == 3, "%d shard files, %d foreign files", ours, others);
@@ -501,7 +517,9 @@ int main(void) {
   test_wrong_registration();
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-  if (getenv("EMA_TEST_KEEP")) printf("kept %s\n", tmp);
-  else if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+  if (getenv("EMA_TEST_KEEP"))
+    printf("kept %s\n", tmp);
+  else if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", tmp);
   return check_report("test_dist");
 }

@@ -63,8 +63,7 @@ int main(int argc, char **argv) {
     ema_status st = st_open_mem(buf, blen, &f, err, sizeof err);
     ema_status want = valid ? EMA_OK : EMA_E_FORMAT;
     if (st != want) {
-      fprintf(stderr, "%s: status %d, want %d (%s)\n", e->d_name, (int)st, (int)want,
-              st ? err : "accepted");
+      fprintf(stderr, "%s: status %d, want %d (%s)\n", e->d_name, (int)st, (int)want, st ? err : "accepted");
       wrong++;
     }
     st_close(f);

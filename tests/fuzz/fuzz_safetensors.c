@@ -31,8 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
   } while (0)
 
 /* The same tensors, metadata and bytes in a and b (tensors in any order). */
-static void same_content(const st_file *a, const unsigned char *abuf, const st_file *b,
-                         const unsigned char *bbuf) {
+static void same_content(const st_file *a, const unsigned char *abuf, const st_file *b, const unsigned char *bbuf) {
   FUZZ_ASSERT(a->n_tensors == b->n_tensors && a->n_meta == b->n_meta);
   for (size_t i = 0; i < a->n_tensors; i++) {
     const st_tensor *x = &a->tensors[i];
@@ -40,12 +39,11 @@ static void same_content(const st_file *a, const unsigned char *abuf, const st_f
     FUZZ_ASSERT(y != NULL);
     FUZZ_ASSERT(x->dtype == y->dtype && x->ndim == y->ndim && x->nbytes == y->nbytes);
     for (int d = 0; d < x->ndim; d++) FUZZ_ASSERT(x->shape[d] == y->shape[d]);
-    FUZZ_ASSERT(x->nbytes == 0 || memcmp(abuf + a->data_start + x->begin,
-                                         bbuf + b->data_start + y->begin, x->nbytes) == 0);
+    FUZZ_ASSERT(x->nbytes == 0 ||
+                memcmp(abuf + a->data_start + x->begin, bbuf + b->data_start + y->begin, x->nbytes) == 0);
   }
   for (size_t i = 0; i < a->n_meta; i++) {
-    FUZZ_ASSERT(a->meta[i].key_len == b->meta[i].key_len &&
-                a->meta[i].value_len == b->meta[i].value_len);
+    FUZZ_ASSERT(a->meta[i].key_len == b->meta[i].key_len && a->meta[i].value_len == b->meta[i].value_len);
     FUZZ_ASSERT(memcmp(a->meta[i].key, b->meta[i].key, a->meta[i].key_len) == 0);
     FUZZ_ASSERT(memcmp(a->meta[i].value, b->meta[i].value, a->meta[i].value_len) == 0);
   }
@@ -109,8 +107,10 @@ static void check_accepted(const st_file *f, const unsigned char *buf, size_t le
   }
   for (size_t i = 0; i < nm; i++) m[i] = (st_wmeta){g->meta[i].key, g->meta[i].value};
   st = st_serialize(w, nt, m, nm, &out2, &out2_len, NULL, 0);
-  if (st == EMA_OK) FUZZ_ASSERT(out2_len == out_len && memcmp(out, out2, out_len) == 0);
-  else FUZZ_ASSERT(st == EMA_E_NOMEM);
+  if (st == EMA_OK)
+    FUZZ_ASSERT(out2_len == out_len && memcmp(out, out2, out_len) == 0);
+  else
+    FUZZ_ASSERT(st == EMA_E_NOMEM);
   st_close(g);
 done:
   free(out);

@@ -55,9 +55,7 @@ static int run_file(const char *path) {
   return 0;
 }
 
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int main(int argc, char **argv) {
   if (argc < 2) {
@@ -73,7 +71,10 @@ int main(int argc, char **argv) {
       continue;
     }
     if (!S_ISDIR(sb.st_mode)) {
-      if (run_file(argv[a]) == 0) runs++; else errors++;
+      if (run_file(argv[a]) == 0)
+        runs++;
+      else
+        errors++;
       continue;
     }
     DIR *d = opendir(argv[a]);
@@ -104,7 +105,10 @@ int main(int argc, char **argv) {
     if (n) qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n; i++) {
       if (stat(names[i], &sb) == 0 && S_ISREG(sb.st_mode)) {
-        if (run_file(names[i]) == 0) runs++; else errors++;
+        if (run_file(names[i]) == 0)
+          runs++;
+        else
+          errors++;
       }
       free(names[i]);
     }

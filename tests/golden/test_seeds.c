@@ -61,8 +61,8 @@ static void seed_002_run1(void) {
   CHECK_ST(ctx, ema_apply(ctx), EMA_OK);
   check_value("002 step 100", avg(ctx, "w"), "1.7308447");
   CHECK_ST(ctx, ema_apply(ctx), EMA_OK);
-  static const char *const printed[] = {"3.0286236", "7.031032", "8.735577",  "9.461507",  "9.770666",  "9.90233",
-                                        "9.958405",  "9.982285", "9.9924555", "9.996786"};
+  static const char *const printed[] = {"3.0286236", "7.031032", "8.735577", "9.461507",  "9.770666",
+                                        "9.90233",   "9.958405", "9.982285", "9.9924555", "9.996786"};
   for (int i = 0; i < 100; i++) {
     CHECK_ST(ctx, ema_apply(ctx), EMA_OK);
     if (i % 10 == 0) check_value("002 loop", avg(ctx, "w"), printed[i / 10]);
@@ -85,8 +85,8 @@ static void seed_000_run1(void) {
   CHECK_ST(ctx, ema_apply(ctx), EMA_OK);
   check_text8("000 step 100", avg(ctx, "w"), "1.5694213");
   CHECK_ST(ctx, ema_apply(ctx), EMA_OK);
-  static const char *const printed[] = {"2.8925343", "6.973074",  "8.7108936", "9.4509964", "9.7661905",
-                                        "9.900424",  "9.957592",  "9.9819393", "9.9923086", "9.9967241"};
+  static const char *const printed[] = {"2.8925343", "6.973074", "8.7108936", "9.4509964", "9.7661905",
+                                        "9.900424",  "9.957592", "9.9819393", "9.9923086", "9.9967241"};
   for (int i = 0; i < 100; i++) {
     CHECK_ST(ctx, ema_apply(ctx), EMA_OK);
     if (i % 10 == 0) check_text8("000 loop", avg(ctx, "w"), printed[i / 10]);

@@ -52,8 +52,8 @@ static void spit(const char *path, const unsigned char *buf, size_t len) {
 typedef struct model {
   float w[2][3];
   double d[5];
-  uint16_t h[7];  /* f16 */
-  uint16_t b[4];  /* bf16 */
+  uint16_t h[7]; /* f16 */
+  uint16_t b[4]; /* bf16 */
   float scalar;
   float empty[1];
   int64_t step;
@@ -138,8 +138,8 @@ static void test_resume_exact(int debias, int same_half) {
   CHECK_ST(cc, ema_set_decay(cc, 0.5), EMA_OK); /* the file's decay wins */
   CHECK_ST(cc, ema_load(cc, path), EMA_OK);
   CHECK(ema_effective_decay(cc) == (double)((1.0f + 10.0f) / (10.0f + 10.0f))); /* n = 10 came back */
-  CHECK(c.step == b.step && c.counts[2] == b.counts[2]); /* plain state */
-  CHECK(memcmp(&c, &b, sizeof c) == 0);                  /* every model value */
+  CHECK(c.step == b.step && c.counts[2] == b.counts[2]);                        /* plain state */
+  CHECK(memcmp(&c, &b, sizeof c) == 0);                                         /* every model value */
   train(cc, &c, 11, 21);
   static unsigned char ua[4096], uc[4096];
   size_t la = averages(ca, ua), lc = averages(cc, uc);

@@ -53,36 +53,33 @@ static ema_status open_json_n(const char *json, size_t jlen, size_t dlen) {
   return st;
 }
 
-static ema_status open_json(const char *json, size_t dlen) {
-  return open_json_n(json, strlen(json), dlen);
-}
+static ema_status open_json(const char *json, size_t dlen) { return open_json_n(json, strlen(json), dlen); }
 
-#define EXPECT_OK(json, dlen)                                                    \
-  do {                                                                           \
-    ema_status s_ = open_json((json), (dlen));                                   \
-    CHECK_MSG(s_ == EMA_OK, "%s -> %d: %s", (json), (int)s_, errbuf);            \
+#define EXPECT_OK(json, dlen)                                         \
+  do {                                                                \
+    ema_status s_ = open_json((json), (dlen));                        \
+    CHECK_MSG(s_ == EMA_OK, "%s -> %d: %s", (json), (int)s_, errbuf); \
   } while (0)
 
 /* EMA_E_FORMAT and a message containing needle. */
-#define EXPECT_FORMAT(json, dlen, needle)                                        \
-  do {                                                                           \
-    ema_status s_ = open_json((json), (dlen));                                   \
-    CHECK_MSG(s_ == EMA_E_FORMAT && strstr(errbuf, (needle)) != NULL,            \
-              "%s -> %d: %s (want FORMAT and \"%s\")", (json), (int)s_, errbuf,  \
-              (needle));                                                         \
+#define EXPECT_FORMAT(json, dlen, needle)                                                                              \
+  do {                                                                                                                 \
+    ema_status s_ = open_json((json), (dlen));                                                                         \
+    CHECK_MSG(s_ == EMA_E_FORMAT && strstr(errbuf, (needle)) != NULL, "%s -> %d: %s (want FORMAT and \"%s\")", (json), \
+              (int)s_, errbuf, (needle));                                                                              \
   } while (0)
 
 /* EMA_E_FORMAT naming the file offset of the first occurrence of mark in
    json (8 + its index). */
-#define EXPECT_FORMAT_AT(json, dlen, mark)                                       \
-  do {                                                                           \
-    const char *j_ = (json);                                                     \
-    const char *m_ = strstr(j_, (mark));                                         \
-    char at_[64];                                                                \
-    snprintf(at_, sizeof at_, "at byte %d", m_ ? (int)(m_ - j_) + 8 : -1);       \
-    ema_status s_ = open_json(j_, (dlen));                                       \
-    CHECK_MSG(s_ == EMA_E_FORMAT && strstr(errbuf, at_) != NULL,                 \
-              "%s -> %d: %s (want FORMAT %s)", j_, (int)s_, errbuf, at_);        \
+#define EXPECT_FORMAT_AT(json, dlen, mark)                                                                             \
+  do {                                                                                                                 \
+    const char *j_ = (json);                                                                                           \
+    const char *m_ = strstr(j_, (mark));                                                                               \
+    char at_[64];                                                                                                      \
+    snprintf(at_, sizeof at_, "at byte %d", m_ ? (int)(m_ - j_) + 8 : -1);                                             \
+    ema_status s_ = open_json(j_, (dlen));                                                                             \
+    CHECK_MSG(s_ == EMA_E_FORMAT && strstr(errbuf, at_) != NULL, "%s -> %d: %s (want FORMAT %s)", j_, (int)s_, errbuf, \
+              at_);                                                                                                    \
   } while (0)
 
 /* 1 when needle[0..n) occurs in hay[0..len). */
@@ -122,9 +119,7 @@ static int count_temps(void) {
   return n;
 }
 
-static void path_in_tmp(char *buf, size_t cap, const char *name) {
-  snprintf(buf, cap, "%s/%s", tmpdir, name);
-}
+static void path_in_tmp(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/%s", tmpdir, name); }
 
 /* ------------------------------------------------------------------------ */
 /* dtype table                                                               */
@@ -155,10 +150,9 @@ static void test_dtypes(void) {
   }
   CHECK(st_dtype_from_ema((ema_dtype)42) == -1);
   /* the reference's alignment order */
-  CHECK(ST_U64 > ST_I64 && ST_I64 > ST_F64 && ST_F64 > ST_C64 && ST_C64 > ST_F32 &&
-        ST_F32 > ST_U32 && ST_U32 > ST_I32 && ST_I32 > ST_BF16 && ST_BF16 > ST_F16 &&
-        ST_F16 > ST_U16 && ST_U16 > ST_I16 && ST_I16 > ST_F8_E8M0 && ST_U8 > ST_F6_E3M2 &&
-        ST_F4 > ST_BOOL);
+  CHECK(ST_U64 > ST_I64 && ST_I64 > ST_F64 && ST_F64 > ST_C64 && ST_C64 > ST_F32 && ST_F32 > ST_U32 &&
+        ST_U32 > ST_I32 && ST_I32 > ST_BF16 && ST_BF16 > ST_F16 && ST_F16 > ST_U16 && ST_U16 > ST_I16 &&
+        ST_I16 > ST_F8_E8M0 && ST_U8 > ST_F6_E3M2 && ST_F4 > ST_BOOL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -184,8 +178,9 @@ static void test_reference_vectors(void) {
   int64_t s2[4] = {1, 1, 2, 3};
   st_wtensor t2 = {"attn0", ST_F32, 4, s2, v};
   CHECK(st_serialize(&t2, 1, NULL, 0, &out, &len, errbuf, sizeof errbuf) == EMA_OK);
-  const char *h2 = "{\"attn0\":{\"dtype\":\"F32\",\"shape\":[1,1,2,3],\"data_offsets\":[0,24]}}"
-                   "       ";
+  const char *h2 =
+      "{\"attn0\":{\"dtype\":\"F32\",\"shape\":[1,1,2,3],\"data_offsets\":[0,24]}}"
+      "       ";
   CHECK(len == 8 + 72 + 24 && out[0] == 72);
   CHECK(memcmp(out + 8, h2, 72) == 0 && memcmp(out + 80, v, 24) == 0);
   free(out);
@@ -196,8 +191,7 @@ static void test_reference_vectors(void) {
   free(out);
   st_wmeta m = {"framework", "pt"};
   CHECK(st_serialize(NULL, 0, &m, 1, &out, &len, errbuf, sizeof errbuf) == EMA_OK);
-  CHECK(len == 48 && out[0] == 40 &&
-        memcmp(out + 8, "{\"__metadata__\":{\"framework\":\"pt\"}}     ", 40) == 0);
+  CHECK(len == 48 && out[0] == 40 && memcmp(out + 8, "{\"__metadata__\":{\"framework\":\"pt\"}}     ", 40) == 0);
   st_file *f;
   CHECK(st_open_mem(out, len, &f, errbuf, sizeof errbuf) == EMA_OK);
   CHECK(f && f->n_tensors == 0 && f->n_meta == 1 && f->has_metadata);
@@ -219,8 +213,7 @@ static void fill(unsigned char *p, size_t n, unsigned seed) {
 }
 
 /* Check f holds exactly tensors w[0..n) and metadata m[0..nm). */
-static void check_file(const st_file *f, const st_wtensor *w, size_t n, const st_wmeta *m,
-                       size_t nm) {
+static void check_file(const st_file *f, const st_wtensor *w, size_t n, const st_wmeta *m, size_t nm) {
   CHECK(f->n_tensors == n && f->n_meta == nm && f->has_metadata == (nm > 0));
   CHECK(f->data_start % 8 == 0 && f->data_start == 8 + f->header_len);
   CHECK(f->file_size == f->data_start + f->data_len);
@@ -290,8 +283,7 @@ static void test_round_trips(void) {
       snprintf(names[n], sizeof names[n], "%s/s%d", st_dtype_name((st_dtype)dt), s);
       data[n] = malloc(bits / 8 + 1);
       fill(data[n], bits / 8, (unsigned)n);
-      w[n] = (st_wtensor){names[n], (st_dtype)dt, ndims[s], ndims[s] ? shapes[s] : NULL,
-                          bits ? data[n] : NULL};
+      w[n] = (st_wtensor){names[n], (st_dtype)dt, ndims[s], ndims[s] ? shapes[s] : NULL, bits ? data[n] : NULL};
       n++;
     }
   }
@@ -333,15 +325,15 @@ static void test_round_trips(void) {
 
   /* awkward names: '/', non-ASCII, quotes, backslashes, control characters */
   const char *odd[] = {
-    "layer/0/weight",
-    "w/ExponentialMovingAverage",
-    "gr\xc3\xb6\xc3\x9f\x65/\xe5\x8f\x98\xe9\x87\x8f/\xf0\x9f\x98\x80",
-    "quote\"and\\backslash",
-    "ctl\x01\x02\x1f\x7f|\b\f\n\r\t",
-    "",
-    "/",
-    "__metadata",
-    "__metadata__ ",
+      "layer/0/weight",
+      "w/ExponentialMovingAverage",
+      "gr\xc3\xb6\xc3\x9f\x65/\xe5\x8f\x98\xe9\x87\x8f/\xf0\x9f\x98\x80",
+      "quote\"and\\backslash",
+      "ctl\x01\x02\x1f\x7f|\b\f\n\r\t",
+      "",
+      "/",
+      "__metadata",
+      "__metadata__ ",
   };
   enum { NO = sizeof odd / sizeof odd[0] };
   st_wtensor ow[NO];
@@ -371,8 +363,8 @@ static void test_round_trips(void) {
   int8_t i1[1] = {4};
   int64_t one = 1;
   st_wtensor ord[6] = {
-    {"b", ST_F16, 1, &one, h1}, {"a", ST_I8, 1, &one, i1},   {"z", ST_F64, 1, &one, d1},
-    {"c", ST_F32, 1, &one, f1}, {"B", ST_F32, 1, &one, f1},  {"\xc3\xa9", ST_F32, 1, &one, f1},
+      {"b", ST_F16, 1, &one, h1}, {"a", ST_I8, 1, &one, i1},  {"z", ST_F64, 1, &one, d1},
+      {"c", ST_F32, 1, &one, f1}, {"B", ST_F32, 1, &one, f1}, {"\xc3\xa9", ST_F32, 1, &one, f1},
   };
   CHECK(st_serialize(ord, 6, NULL, 0, &img, &len, errbuf, sizeof errbuf) == EMA_OK);
   f = NULL;
@@ -390,25 +382,28 @@ static void test_reader_accepts(void) {
   EXPECT_OK("{}  ", 0);
   EXPECT_OK("{ }", 0);
   EXPECT_OK("{\"__metadata__\":{}}", 0);
-  EXPECT_OK("{\t\"a\" :\n{ \"shape\" : [ 2 ] ,\r\"data_offsets\" : [ 0 , 8 ] , \"dtype\" : "
-            "\"F32\" } }",
-            8);
+  EXPECT_OK(
+      "{\t\"a\" :\n{ \"shape\" : [ 2 ] ,\r\"data_offsets\" : [ 0 , 8 ] , \"dtype\" : "
+      "\"F32\" } }",
+      8);
   EXPECT_OK("{\"a\":{\"dt\\u0079pe\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]}}", 4);
-  EXPECT_OK("{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},"
-            "\"b\":{\"dtype\":\"F32\",\"shape\":[0,5],\"data_offsets\":[0,0]},"
-            "\"c\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
-            1);
+  EXPECT_OK(
+      "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},"
+      "\"b\":{\"dtype\":\"F32\",\"shape\":[0,5],\"data_offsets\":[0,0]},"
+      "\"c\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
+      1);
   /* any header order: offsets decide the data order */
-  EXPECT_OK("{\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[3,5]},"
-            "\"a\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[0,3]}}",
-            5);
+  EXPECT_OK(
+      "{\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[3,5]},"
+      "\"a\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[0,3]}}",
+      5);
   /* the integer bound itself is fine */
-  EXPECT_OK("{\"a\":{\"dtype\":\"F32\",\"shape\":[9007199254740992,0],\"data_offsets\":[0,0]}}",
-            0);
+  EXPECT_OK("{\"a\":{\"dtype\":\"F32\",\"shape\":[9007199254740992,0],\"data_offsets\":[0,0]}}", 0);
   /* escapes decode: names "\u00e9", "\ud83d\ude00", "a\/b" */
-  const char *esc = "{\"\\u00e9\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
-                    "\"\\ud83d\\ude00\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]},"
-                    "\"a\\/b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[2,3]}}";
+  const char *esc =
+      "{\"\\u00e9\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+      "\"\\ud83d\\ude00\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]},"
+      "\"a\\/b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[2,3]}}";
   size_t len;
   unsigned char *b = mkfile(esc, strlen(esc), 3, &len);
   st_file *f = NULL;
@@ -432,8 +427,7 @@ static void test_reader_accepts(void) {
 /* Hostile input                                                             */
 /* ------------------------------------------------------------------------ */
 
-#define T1(shape, offs) \
-  "{\"t\":{\"dtype\":\"F32\",\"shape\":" shape ",\"data_offsets\":" offs "}}"
+#define T1(shape, offs) "{\"t\":{\"dtype\":\"F32\",\"shape\":" shape ",\"data_offsets\":" offs "}}"
 
 static void test_truncation(void) {
   /* a small valid file, truncated at every byte */
@@ -518,18 +512,19 @@ static void test_header_length(void) {
 }
 
 static void test_offsets(void) {
-  const char *two = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[%d,%d]},"
-                    "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[%d,%d]}}";
+  const char *two =
+      "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[%d,%d]},"
+      "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[%d,%d]}}";
   char j[512];
 #define TWO(a0, a1, b0, b1) (snprintf(j, sizeof j, two, a0, a1, b0, b1), j)
   EXPECT_OK(TWO(0, 8, 8, 12), 12);
   EXPECT_OK(TWO(4, 12, 0, 4), 12);
-  EXPECT_FORMAT(TWO(0, 8, 9, 13), 13, "a hole of 1 bytes");          /* gap */
-  EXPECT_FORMAT(TWO(4, 12, 8, 12), 12, "a hole of 4 bytes");         /* not from 0 */
-  EXPECT_FORMAT(TWO(0, 8, 4, 8), 8, "overlapping");                  /* overlap */
-  EXPECT_FORMAT(TWO(0, 8, 0, 4), 8, "overlapping");                  /* same start */
-  EXPECT_FORMAT(TWO(0, 8, 8, 16), 16, "takes 4 bytes");              /* size mismatch */
-  EXPECT_FORMAT(TWO(0, 8, 12, 8), 12, "end before they begin");      /* end < begin */
+  EXPECT_FORMAT(TWO(0, 8, 9, 13), 13, "a hole of 1 bytes");     /* gap */
+  EXPECT_FORMAT(TWO(4, 12, 8, 12), 12, "a hole of 4 bytes");    /* not from 0 */
+  EXPECT_FORMAT(TWO(0, 8, 4, 8), 8, "overlapping");             /* overlap */
+  EXPECT_FORMAT(TWO(0, 8, 0, 4), 8, "overlapping");             /* same start */
+  EXPECT_FORMAT(TWO(0, 8, 8, 16), 16, "takes 4 bytes");         /* size mismatch */
+  EXPECT_FORMAT(TWO(0, 8, 12, 8), 12, "end before they begin"); /* end < begin */
   EXPECT_FORMAT(TWO(0, 8, 8, 12), 13, "1 bytes follow the last tensor");
   EXPECT_FORMAT(TWO(0, 8, 8, 12), 11, "truncated");
   EXPECT_FORMAT(TWO(0, 8, 8, 12), 100, "88 bytes follow the last tensor");
@@ -538,15 +533,16 @@ static void test_offsets(void) {
   EXPECT_FORMAT(T1("[4294967296,4294967296,2]", "[0,0]"), 0, "overflows 64 bits");
   EXPECT_FORMAT(T1("[9007199254740992,9007199254740992]", "[0,0]"), 0, "overflows 64 bits");
   EXPECT_FORMAT(T1("[4611686018427387904]", "[0,0]"), 0, "integer above 2^53");
-  EXPECT_FORMAT("{\"t\":{\"dtype\":\"F64\",\"shape\":[4503599627370496,64],"
-                "\"data_offsets\":[0,0]}}", 0, "overflows 64 bits");
+  EXPECT_FORMAT(
+      "{\"t\":{\"dtype\":\"F64\",\"shape\":[4503599627370496,64],"
+      "\"data_offsets\":[0,0]}}",
+      0, "overflows 64 bits");
   /* product with a zero at the end still overflows first (reference fold) */
   EXPECT_FORMAT(T1("[9007199254740992,9007199254740992,0]", "[0,0]"), 0, "overflows");
   EXPECT_OK(T1("[0,9007199254740992,9007199254740992]", "[0,0]"), 0);
   /* sub-byte dtypes must fill whole bytes */
   EXPECT_OK("{\"t\":{\"dtype\":\"F4\",\"shape\":[4],\"data_offsets\":[0,2]}}", 2);
-  EXPECT_FORMAT("{\"t\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,2]}}", 2,
-                "not a whole number of bytes");
+  EXPECT_FORMAT("{\"t\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,2]}}", 2, "not a whole number of bytes");
   EXPECT_OK("{\"t\":{\"dtype\":\"F6_E3M2\",\"shape\":[4],\"data_offsets\":[0,3]}}", 3);
   EXPECT_FORMAT("{\"t\":{\"dtype\":\"F6_E2M3\",\"shape\":[2,3],\"data_offsets\":[0,4]}}", 5,
                 "not a whole number of bytes");
@@ -555,21 +551,24 @@ static void test_offsets(void) {
 
 static void test_grammar(void) {
   /* duplicate keys at every level */
-  EXPECT_FORMAT("{\"t\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
-                "\"t\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
-                2, "duplicate tensor name 't' (first at byte 9)");
-  EXPECT_FORMAT("{\"t\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
-                "\"\\u0074\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
-                2, "duplicate tensor name");
+  EXPECT_FORMAT(
+      "{\"t\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+      "\"t\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
+      2, "duplicate tensor name 't' (first at byte 9)");
+  EXPECT_FORMAT(
+      "{\"t\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+      "\"\\u0074\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
+      2, "duplicate tensor name");
   EXPECT_FORMAT_AT("{\"__metadata__\":{},\"__metadata__\":{}}", 0, "\"__metadata__\":{}}");
-  EXPECT_FORMAT("{\"__metadata__\":{\"k\":\"1\",\"j\":\"2\",\"k\":\"3\"}}", 0,
-                "duplicate __metadata__ key 'k'");
-  EXPECT_FORMAT_AT("{\"t\":{\"dtype\":\"U8\",\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
-                   1, "\"dtype\":\"U8\",\"shape");
-  EXPECT_FORMAT("{\"t\":{\"shape\":[1],\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
-                1, "duplicate field \"shape\"");
-  EXPECT_FORMAT("{\"t\":{\"data_offsets\":[0,1],\"shape\":[1],\"dtype\":\"U8\",\"data_offsets\":"
-                "[0,1]}}", 1, "duplicate field \"data_offsets\"");
+  EXPECT_FORMAT("{\"__metadata__\":{\"k\":\"1\",\"j\":\"2\",\"k\":\"3\"}}", 0, "duplicate __metadata__ key 'k'");
+  EXPECT_FORMAT_AT("{\"t\":{\"dtype\":\"U8\",\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+                   "\"dtype\":\"U8\",\"shape");
+  EXPECT_FORMAT("{\"t\":{\"shape\":[1],\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+                "duplicate field \"shape\"");
+  EXPECT_FORMAT(
+      "{\"t\":{\"data_offsets\":[0,1],\"shape\":[1],\"dtype\":\"U8\",\"data_offsets\":"
+      "[0,1]}}",
+      1, "duplicate field \"data_offsets\"");
 
   /* integers */
   EXPECT_FORMAT_AT(T1("[01]", "[0,4]"), 4, "01");
@@ -598,12 +597,9 @@ static void test_grammar(void) {
   EXPECT_FORMAT(T1("{}", "[0,4]"), 4, "expected '['");
   EXPECT_FORMAT(T1("1", "[0,4]"), 4, "expected '['");
   EXPECT_FORMAT(T1("[1]", "{\"a\":0}"), 4, "expected '['");
-  EXPECT_FORMAT("{\"t\":{\"dtype\":{\"F32\":1},\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
-                "expected a dtype string");
-  EXPECT_FORMAT("{\"t\":[{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}]}", 4,
-                "expected '{'");
-  EXPECT_FORMAT("{\"t\":{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}}", 4,
-                "unknown field 't'");
+  EXPECT_FORMAT("{\"t\":{\"dtype\":{\"F32\":1},\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "expected a dtype string");
+  EXPECT_FORMAT("{\"t\":[{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}]}", 4, "expected '{'");
+  EXPECT_FORMAT("{\"t\":{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}}", 4, "unknown field 't'");
   EXPECT_FORMAT("{\"__metadata__\":{\"a\":{\"b\":\"c\"}}}", 0, "values must be strings");
   EXPECT_FORMAT("{\"__metadata__\":[]}", 0, "expected '{'");
   EXPECT_FORMAT("[]", 0, "expected '{' as the first byte");
@@ -625,12 +621,10 @@ static void test_grammar(void) {
   EXPECT_FORMAT("{\"t\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "lacks \"shape\"");
   EXPECT_FORMAT("{\"t\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, "lacks \"data_offsets\"");
   EXPECT_FORMAT("{\"t\":{}}", 0, "lacks \"dtype\" \"shape\" \"data_offsets\"");
-  EXPECT_FORMAT_AT("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"extra\":1}}",
-                   4, "\"extra\"");
-  EXPECT_FORMAT("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"offsets\":[0,4]}}", 4,
-                "unknown field 'offsets'");
-  EXPECT_FORMAT("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"Dtype\":\"F32\"}}",
-                4, "unknown field 'Dtype'");
+  EXPECT_FORMAT_AT("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"extra\":1}}", 4, "\"extra\"");
+  EXPECT_FORMAT("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"offsets\":[0,4]}}", 4, "unknown field 'offsets'");
+  EXPECT_FORMAT("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"Dtype\":\"F32\"}}", 4,
+                "unknown field 'Dtype'");
   EXPECT_FORMAT(T1("[1]", "[0]"), 4, "expected ','");
   EXPECT_FORMAT(T1("[1]", "[]"), 4, "exactly 2 integers, found 0");
   EXPECT_FORMAT(T1("[1]", "[0,4,4]"), 4, "exactly 2 integers, found more");
@@ -638,20 +632,13 @@ static void test_grammar(void) {
   EXPECT_FORMAT(T1("[1 1]", "[0,4]"), 4, "expected ',' or ']'");
 
   /* wrong dtype strings */
-  EXPECT_FORMAT("{\"t\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
-                "unknown dtype 'f32'");
-  EXPECT_FORMAT("{\"t\":{\"dtype\":\"F128\",\"shape\":[1],\"data_offsets\":[0,16]}}", 16,
-                "unknown dtype");
-  EXPECT_FORMAT("{\"t\":{\"dtype\":\"\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
-                "unknown dtype ''");
-  EXPECT_FORMAT("{\"t\":{\"dtype\":\"float32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
-                "unknown dtype");
-  EXPECT_FORMAT("{\"t\":{\"dtype\":\"F32 \",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
-                "unknown dtype");
-  EXPECT_FORMAT("{\"t\":{\"dtype\":32,\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
-                "expected a dtype string");
-  EXPECT_FORMAT("{\"t\":{\"dtype\":null,\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
-                "expected a dtype string");
+  EXPECT_FORMAT("{\"t\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unknown dtype 'f32'");
+  EXPECT_FORMAT("{\"t\":{\"dtype\":\"F128\",\"shape\":[1],\"data_offsets\":[0,16]}}", 16, "unknown dtype");
+  EXPECT_FORMAT("{\"t\":{\"dtype\":\"\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unknown dtype ''");
+  EXPECT_FORMAT("{\"t\":{\"dtype\":\"float32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unknown dtype");
+  EXPECT_FORMAT("{\"t\":{\"dtype\":\"F32 \",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unknown dtype");
+  EXPECT_FORMAT("{\"t\":{\"dtype\":32,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "expected a dtype string");
+  EXPECT_FORMAT("{\"t\":{\"dtype\":null,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "expected a dtype string");
 
   /* structure, trailing garbage and padding */
   EXPECT_FORMAT(" {}", 0, "first byte");
@@ -667,18 +654,15 @@ static void test_grammar(void) {
   EXPECT_FORMAT("{\"t\" 1}", 0, "expected ':'");
   EXPECT_FORMAT("{,}", 0, "expected '\"'");
   EXPECT_FORMAT(T1("[1]", "[0,4]") "x", 4, "only space padding");
-  EXPECT_FORMAT("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},}", 4,
-                "expected '\"'");
-  EXPECT_FORMAT("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],}}", 4,
-                "expected '\"'");
+  EXPECT_FORMAT("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},}", 4, "expected '\"'");
+  EXPECT_FORMAT("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],}}", 4, "expected '\"'");
   EXPECT_FORMAT("{\"t\":{\"dtype\":\"F32\" \"shape\":[1],\"data_offsets\":[0,4]}}", 4,
                 "expected ',' or '}' in a tensor entry");
   EXPECT_FORMAT("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]} \"b\":1}", 4,
                 "expected ',' or '}' after a top-level entry");
   EXPECT_FORMAT("{'t':{}}", 0, "expected '\"'");
   EXPECT_FORMAT("{t:{}}", 0, "expected '\"'");
-  EXPECT_FORMAT("{\"__metadata__\":{\"a\":\"b\" \"c\":\"d\"}}", 0,
-                "expected ',' or '}' in __metadata__");
+  EXPECT_FORMAT("{\"__metadata__\":{\"a\":\"b\" \"c\":\"d\"}}", 0, "expected ',' or '}' in __metadata__");
   EXPECT_FORMAT("{\"__metadata__\":{\"a\" \"b\"}}", 0, "expected ':'");
   EXPECT_FORMAT("{\"__metadata__\":{\"a\":\"b\",}}", 0, "expected '\"'");
   {
@@ -692,74 +676,70 @@ static void test_grammar(void) {
 static void test_strings(void) {
   /* invalid UTF-8, in names, metadata keys and values */
   static const char *bad_utf8[] = {
-    "\xc0\x80",         /* overlong NUL */
-    "\xc1\xbf",         /* overlong */
-    "\xe0\x80\x80",     /* overlong 3-byte */
-    "\xe0\x9f\xbf",     /* overlong 3-byte */
-    "\xf0\x80\x80\x80", /* overlong 4-byte */
-    "\xf0\x8f\xbf\xbf", /* overlong 4-byte */
-    "\xed\xa0\x80",     /* surrogate D800 */
-    "\xed\xbf\xbf",     /* surrogate DFFF */
-    "\xf4\x90\x80\x80", /* U+110000 */
-    "\xf5\x80\x80\x80", /* F5 */
-    "\xff",             /* FF */
-    "\xfe",             /* FE */
-    "\x80",             /* stray continuation */
-    "\xbf",             /* stray continuation */
-    "\xc3",             /* truncated 2-byte */
-    "\xe2\x82",         /* truncated 3-byte */
-    "\xf0\x9f\x98",     /* truncated 4-byte */
-    "\xc3\x28",         /* bad continuation */
-    "\xe2\x28\xa1",     /* bad continuation */
+      "\xc0\x80",         /* overlong NUL */
+      "\xc1\xbf",         /* overlong */
+      "\xe0\x80\x80",     /* overlong 3-byte */
+      "\xe0\x9f\xbf",     /* overlong 3-byte */
+      "\xf0\x80\x80\x80", /* overlong 4-byte */
+      "\xf0\x8f\xbf\xbf", /* overlong 4-byte */
+      "\xed\xa0\x80",     /* surrogate D800 */
+      "\xed\xbf\xbf",     /* surrogate DFFF */
+      "\xf4\x90\x80\x80", /* U+110000 */
+      "\xf5\x80\x80\x80", /* F5 */
+      "\xff",             /* FF */
+      "\xfe",             /* FE */
+      "\x80",             /* stray continuation */
+      "\xbf",             /* stray continuation */
+      "\xc3",             /* truncated 2-byte */
+      "\xe2\x82",         /* truncated 3-byte */
+      "\xf0\x9f\x98",     /* truncated 4-byte */
+      "\xc3\x28",         /* bad continuation */
+      "\xe2\x28\xa1",     /* bad continuation */
   };
   char j[256];
   for (size_t i = 0; i < sizeof bad_utf8 / sizeof bad_utf8[0]; i++) {
-    snprintf(j, sizeof j, "{\"a%sb\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
-             bad_utf8[i]);
+    snprintf(j, sizeof j, "{\"a%sb\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", bad_utf8[i]);
     EXPECT_FORMAT_AT(j, 1, bad_utf8[i]);
     snprintf(j, sizeof j, "{\"__metadata__\":{\"k\":\"%s\"}}", bad_utf8[i]);
     EXPECT_FORMAT(j, 0, "invalid UTF-8");
     snprintf(j, sizeof j, "{\"__metadata__\":{\"%s\":\"v\"}}", bad_utf8[i]);
     EXPECT_FORMAT(j, 0, "invalid UTF-8");
-    snprintf(j, sizeof j, "{\"t\":{\"dtype\":\"F3%s\",\"shape\":[1],\"data_offsets\":[0,4]}}",
-             bad_utf8[i]);
+    snprintf(j, sizeof j, "{\"t\":{\"dtype\":\"F3%s\",\"shape\":[1],\"data_offsets\":[0,4]}}", bad_utf8[i]);
     EXPECT_FORMAT(j, 4, "invalid UTF-8");
   }
   /* the edges that are valid */
   static const char *good_utf8[] = {
-    "\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80", "\xed\x9f\xbf", "\xee\x80\x80",
-    "\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf", "\x7f",
+      "\xc2\x80",     "\xdf\xbf",         "\xe0\xa0\x80",     "\xed\x9f\xbf", "\xee\x80\x80",
+      "\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf", "\x7f",
   };
   for (size_t i = 0; i < sizeof good_utf8 / sizeof good_utf8[0]; i++) {
-    snprintf(j, sizeof j, "{\"a%sb\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
-             good_utf8[i]);
+    snprintf(j, sizeof j, "{\"a%sb\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", good_utf8[i]);
     EXPECT_OK(j, 1);
   }
   /* escapes */
   static const struct {
     const char *s, *why;
   } bad_esc[] = {
-    {"\\x41", "invalid escape"},
-    {"\\a", "invalid escape"},
-    {"\\'", "invalid escape"},
-    {"\\U0041", "invalid escape"},
-    {"\\u", "4 hexadecimal digits"},
-    {"\\u12", "4 hexadecimal digits"},
-    {"\\u12G4", "4 hexadecimal digits"},
-    {"\\u-123", "4 hexadecimal digits"},
-    {"\\ud800", "high surrogate"},
-    {"\\udbff", "high surrogate"},
-    {"\\ud800x", "high surrogate"},
-    {"\\ud800\\u0041", "high surrogate"},
-    {"\\ud800\\ud800", "high surrogate"},
-    {"\\ud800\\n", "high surrogate"},
-    {"\\udc00", "lone low surrogate"},
-    {"\\udfff\\ud800", "lone low surrogate"},
-    {"\\u0000", "\\u0000 is not allowed"},
+      {"\\x41", "invalid escape"},
+      {"\\a", "invalid escape"},
+      {"\\'", "invalid escape"},
+      {"\\U0041", "invalid escape"},
+      {"\\u", "4 hexadecimal digits"},
+      {"\\u12", "4 hexadecimal digits"},
+      {"\\u12G4", "4 hexadecimal digits"},
+      {"\\u-123", "4 hexadecimal digits"},
+      {"\\ud800", "high surrogate"},
+      {"\\udbff", "high surrogate"},
+      {"\\ud800x", "high surrogate"},
+      {"\\ud800\\u0041", "high surrogate"},
+      {"\\ud800\\ud800", "high surrogate"},
+      {"\\ud800\\n", "high surrogate"},
+      {"\\udc00", "lone low surrogate"},
+      {"\\udfff\\ud800", "lone low surrogate"},
+      {"\\u0000", "\\u0000 is not allowed"},
   };
   for (size_t i = 0; i < sizeof bad_esc / sizeof bad_esc[0]; i++) {
-    snprintf(j, sizeof j, "{\"a%sb\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
-             bad_esc[i].s);
+    snprintf(j, sizeof j, "{\"a%sb\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", bad_esc[i].s);
     EXPECT_FORMAT_AT(j, 1, bad_esc[i].s);
     EXPECT_FORMAT(j, 1, bad_esc[i].why);
     snprintf(j, sizeof j, "{\"__metadata__\":{\"k\":\"%s\"}}", bad_esc[i].s);
@@ -776,15 +756,15 @@ static void test_strings(void) {
     EXPECT_FORMAT(j, 0, "raw control character");
   }
   /* every valid escape decodes */
-  const char *ok = "{\"__metadata__\":{\"k\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u0041\\u00e9\\u20ac"
-                   "\\uD83D\\uDE00\\uffff\"}}";
+  const char *ok =
+      "{\"__metadata__\":{\"k\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u0041\\u00e9\\u20ac"
+      "\\uD83D\\uDE00\\uffff\"}}";
   size_t len;
   unsigned char *b = mkfile(ok, strlen(ok), 0, &len);
   st_file *f = NULL;
   CHECK_MSG(st_open_mem(b, len, &f, errbuf, sizeof errbuf) == EMA_OK, "%s", errbuf);
   const char *want = "\"\\/\b\f\n\r\tA\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xef\xbf\xbf";
-  CHECK(f && f->n_meta == 1 && strcmp(f->meta[0].value, want) == 0 &&
-        f->meta[0].value_len == strlen(want));
+  CHECK(f && f->n_meta == 1 && strcmp(f->meta[0].value, want) == 0 && f->meta[0].value_len == strlen(want));
   st_close(f);
   free(b);
 }
@@ -881,12 +861,11 @@ static void test_writer_args(void) {
   int64_t big2[2] = {(int64_t)ST_MAX_INT, 2};
   unsigned char *img = NULL;
   size_t len;
-#define BAD(tensors, n, meta, nm, needle)                                                   \
-  do {                                                                                      \
-    ema_status s_ = st_serialize((tensors), (n), (meta), (nm), &img, &len, errbuf,          \
-                                 sizeof errbuf);                                            \
-    CHECK_MSG(s_ == EMA_E_INVALID_ARG && img == NULL && strstr(errbuf, (needle)) != NULL,   \
-              "%d: %s (want %s)", (int)s_, errbuf, (needle));                               \
+#define BAD(tensors, n, meta, nm, needle)                                                                              \
+  do {                                                                                                                 \
+    ema_status s_ = st_serialize((tensors), (n), (meta), (nm), &img, &len, errbuf, sizeof errbuf);                     \
+    CHECK_MSG(s_ == EMA_E_INVALID_ARG && img == NULL && strstr(errbuf, (needle)) != NULL, "%d: %s (want %s)", (int)s_, \
+              errbuf, (needle));                                                                                       \
   } while (0)
   st_wtensor dup[2] = {{"a", ST_F32, 1, &s, v}, {"a", ST_F16, 1, &s, v}};
   BAD(dup, 2, NULL, 0, "given twice");
@@ -946,23 +925,19 @@ static void test_writer_args(void) {
 
 /* Write "old" to path, then try to overwrite it with "new" under the fault;
    the old bytes must survive and no temporary file may stay. */
-static void expect_survives(const char *path, const unsigned char *old, size_t old_len,
-                            const st_wtensor *w, size_t n, st_fault fault, uint64_t arg,
-                            const char *needle) {
+static void expect_survives(const char *path, const unsigned char *old, size_t old_len, const st_wtensor *w, size_t n,
+                            st_fault fault, uint64_t arg, const char *needle) {
   st_test_inject(fault, arg);
   ema_status st = st_write(path, w, n, NULL, 0, errbuf, sizeof errbuf);
   st_test_inject(ST_FAULT_NONE, 0);
-  CHECK_MSG(st == EMA_E_IO, "fault %d at %llu: status %d", (int)fault, (unsigned long long)arg,
-            (int)st);
-  CHECK_MSG(strstr(errbuf, path) && strstr(errbuf, needle), "fault %d: %s (want %s)", (int)fault,
-            errbuf, needle);
+  CHECK_MSG(st == EMA_E_IO, "fault %d at %llu: status %d", (int)fault, (unsigned long long)arg, (int)st);
+  CHECK_MSG(strstr(errbuf, path) && strstr(errbuf, needle), "fault %d: %s (want %s)", (int)fault, errbuf, needle);
   size_t len;
   unsigned char *now = read_whole(path, &len);
-  CHECK_MSG(now && len == old_len && memcmp(now, old, len) == 0,
-            "fault %d at %llu: the previous file changed", (int)fault, (unsigned long long)arg);
+  CHECK_MSG(now && len == old_len && memcmp(now, old, len) == 0, "fault %d at %llu: the previous file changed",
+            (int)fault, (unsigned long long)arg);
   free(now);
-  CHECK_MSG(count_temps() == 0, "fault %d at %llu: temporary file left", (int)fault,
-            (unsigned long long)arg);
+  CHECK_MSG(count_temps() == 0, "fault %d at %llu: temporary file left", (int)fault, (unsigned long long)arg);
 }
 
 static void test_atomic(void) {
@@ -983,8 +958,7 @@ static void test_atomic(void) {
   for (int i = 0; i < BIG; i++) big[i] = (float)i;
   int64_t sb = BIG, s1 = 1;
   double d = 42;
-  st_wtensor w[3] = {{"big", ST_F32, 1, &sb, big}, {"small", ST_F64, 1, &s1, &d},
-                     {"w", ST_F32, 1, &s3, old_v}};
+  st_wtensor w[3] = {{"big", ST_F32, 1, &sb, big}, {"small", ST_F64, 1, &s1, &d}, {"w", ST_F32, 1, &s3, old_v}};
   unsigned char *img;
   size_t len;
   CHECK(st_serialize(w, 3, NULL, 0, &img, &len, errbuf, sizeof errbuf) == EMA_OK);
@@ -1055,8 +1029,8 @@ static void test_atomic(void) {
   unsigned char *mid = malloc(3 * MID);
   for (int i = 0; i < 3 * MID; i++) mid[i] = (unsigned char)(i * 13);
   int64_t sm = MID;
-  st_wtensor mw[3] = {{"m0", ST_U8, 1, &sm, mid}, {"m1", ST_U8, 1, &sm, mid + MID},
-                      {"m2", ST_U8, 1, &sm, mid + 2 * MID}};
+  st_wtensor mw[3] = {
+      {"m0", ST_U8, 1, &sm, mid}, {"m1", ST_U8, 1, &sm, mid + MID}, {"m2", ST_U8, 1, &sm, mid + 2 * MID}};
   unsigned char *mimg;
   size_t mlen;
   CHECK(st_serialize(mw, 3, NULL, 0, &mimg, &mlen, errbuf, sizeof errbuf) == EMA_OK);
@@ -1076,8 +1050,8 @@ static void test_atomic(void) {
   float *bbuf = malloc(BIG * sizeof(float));
   if (bt) {
     ema_status rs = st_read(sf, bt, bbuf, BIG * sizeof(float), errbuf, sizeof errbuf);
-    CHECK_MSG(rs == EMA_E_IO && strstr(errbuf, "unexpected end of file") && strstr(errbuf, path),
-              "%d %s", (int)rs, errbuf);
+    CHECK_MSG(rs == EMA_E_IO && strstr(errbuf, "unexpected end of file") && strstr(errbuf, path), "%d %s", (int)rs,
+              errbuf);
   }
   free(bbuf);
   st_close(sf);

@@ -27,8 +27,7 @@
 static float f16_value[65536];
 static float bf16_value[65536];
 
-static float from_fields(uint32_t sign, uint32_t exp, uint32_t mant, int mant_bits,
-                         int exp_bias, uint32_t exp_max) {
+static float from_fields(uint32_t sign, uint32_t exp, uint32_t mant, int mant_bits, int exp_bias, uint32_t exp_max) {
   double v;
   if (exp == exp_max) {
     v = mant ? (double)NAN : (double)INFINITY;
@@ -84,11 +83,11 @@ static void test_widen(void) {
 
 typedef struct half_fmt {
   const char *name;
-  const float *value;         /* table of all 65536 values */
-  uint32_t inf;               /* bit pattern of +Inf */
-  uint32_t quiet;             /* quiet bit */
-  int shift;                  /* f32 mantissa bits below the half's payload */
-  uint16_t (*narrow)(float);  /* function under test */
+  const float *value;        /* table of all 65536 values */
+  uint32_t inf;              /* bit pattern of +Inf */
+  uint32_t quiet;            /* quiet bit */
+  int shift;                 /* f32 mantissa bits below the half's payload */
+  uint16_t (*narrow)(float); /* function under test */
 } half_fmt;
 
 static const half_fmt fmt_f16 = {"f16", f16_value, 0x7C00u, 0x0200u, 13, ema_f32_to_f16};
@@ -106,8 +105,10 @@ static uint32_t oracle(const half_fmt *fm, float x) {
   if (a >= (double)fm->value[fm->inf]) return sign | fm->inf;
   while (hi - lo > 1) {
     uint32_t mid = (lo + hi) / 2;
-    if ((double)fm->value[mid] <= a) lo = mid;
-    else hi = mid;
+    if ((double)fm->value[mid] <= a)
+      lo = mid;
+    else
+      hi = mid;
   }
   double vlo = (double)fm->value[lo], vhi;
   if (hi == fm->inf) /* max + ulp, the ulp of max being max - its predecessor */
@@ -123,8 +124,8 @@ static int check_narrow(const half_fmt *fm, float x, uint32_t want, int *bad) {
   uint32_t got = fm->narrow(x);
   if (got != want) {
     if ((*bad)++ < 8)
-      fprintf(stderr, "%s(%08x = %.9g) -> %04x, want %04x\n", fm->name, (unsigned)ema_f32_bits(x),
-              (double)x, (unsigned)got, (unsigned)want);
+      fprintf(stderr, "%s(%08x = %.9g) -> %04x, want %04x\n", fm->name, (unsigned)ema_f32_bits(x), (double)x,
+              (unsigned)got, (unsigned)want);
     return 0;
   }
   return 1;
@@ -136,8 +137,7 @@ static void test_narrow_table(const half_fmt *fm) {
   for (uint32_t h = 0; h < 65536; h++) {
     int nan = (h & 0x7FFFu) > fm->inf;
     /* a NaN as the float with the same sign and payload, signaling ones too */
-    float x = nan ? ema_bits_f32(((h & 0x8000u) << 16) | 0x7F800000u |
-                             ((h & (fm->quiet * 2u - 1u)) << fm->shift))
+    float x = nan ? ema_bits_f32(((h & 0x8000u) << 16) | 0x7F800000u | ((h & (fm->quiet * 2u - 1u)) << fm->shift))
                   : fm->value[h];
     check_narrow(fm, x, nan ? (h | fm->quiet) : h, &bad); /* round trip */
     if (!nan && oracle(fm, x) != h && bad_oracle++ < 4)
@@ -172,33 +172,33 @@ static void test_narrow_edges(void) {
   check_narrow(h, INFINITY, 0x7C00u, &bad);
   check_narrow(h, -INFINITY, 0xFC00u, &bad);
   /* f16 subnormal boundaries */
-  check_narrow(h, ldexpf(1.0f, -14), 0x0400u, &bad);             /* smallest normal */
+  check_narrow(h, ldexpf(1.0f, -14), 0x0400u, &bad); /* smallest normal */
   check_narrow(h, nextafterf(ldexpf(1.0f, -14), 0.0f), 0x0400u, &bad);
-  check_narrow(h, ldexpf(1023.0f, -24), 0x03FFu, &bad);          /* largest subnormal */
-  check_narrow(h, ldexpf(1023.5f, -24), 0x0400u, &bad);          /* tie -> even */
-  check_narrow(h, ldexpf(1.0f, -24), 0x0001u, &bad);             /* smallest subnormal */
-  check_narrow(h, ldexpf(1.5f, -24), 0x0002u, &bad);             /* tie -> even */
-  check_narrow(h, ldexpf(2.5f, -24), 0x0002u, &bad);             /* tie -> even */
-  check_narrow(h, ldexpf(1.0f, -25), 0x0000u, &bad);             /* tie -> 0 */
+  check_narrow(h, ldexpf(1023.0f, -24), 0x03FFu, &bad); /* largest subnormal */
+  check_narrow(h, ldexpf(1023.5f, -24), 0x0400u, &bad); /* tie -> even */
+  check_narrow(h, ldexpf(1.0f, -24), 0x0001u, &bad);    /* smallest subnormal */
+  check_narrow(h, ldexpf(1.5f, -24), 0x0002u, &bad);    /* tie -> even */
+  check_narrow(h, ldexpf(2.5f, -24), 0x0002u, &bad);    /* tie -> even */
+  check_narrow(h, ldexpf(1.0f, -25), 0x0000u, &bad);    /* tie -> 0 */
   check_narrow(h, nextafterf(ldexpf(1.0f, -25), 1.0f), 0x0001u, &bad);
   check_narrow(h, -ldexpf(1.0f, -25), 0x8000u, &bad);
   check_narrow(h, -nextafterf(ldexpf(1.0f, -25), 1.0f), 0x8001u, &bad);
   check_narrow(h, ldexpf(1.0f, -26), 0x0000u, &bad);
-  check_narrow(h, ema_bits_f32(0x00000001u), 0x0000u, &bad);         /* f32 subnormals */
+  check_narrow(h, ema_bits_f32(0x00000001u), 0x0000u, &bad); /* f32 subnormals */
   check_narrow(h, ema_bits_f32(0x807FFFFFu), 0x8000u, &bad);
   check_narrow(h, -0.0f, 0x8000u, &bad);
   /* bf16 overflow and subnormals */
   check_narrow(b, ema_bits_f32(0x7F7F7FFFu), 0x7F7Fu, &bad);
-  check_narrow(b, ema_bits_f32(0x7F7F8000u), 0x7F80u, &bad);         /* tie, odd -> Inf */
-  check_narrow(b, ema_bits_f32(0x7F7FFFFFu), 0x7F80u, &bad);         /* FLT_MAX */
+  check_narrow(b, ema_bits_f32(0x7F7F8000u), 0x7F80u, &bad); /* tie, odd -> Inf */
+  check_narrow(b, ema_bits_f32(0x7F7FFFFFu), 0x7F80u, &bad); /* FLT_MAX */
   check_narrow(b, ema_bits_f32(0xFF7F8000u), 0xFF80u, &bad);
-  check_narrow(b, ema_bits_f32(0x00008000u), 0x0000u, &bad);         /* tie -> 0 */
+  check_narrow(b, ema_bits_f32(0x00008000u), 0x0000u, &bad); /* tie -> 0 */
   check_narrow(b, ema_bits_f32(0x00008001u), 0x0001u, &bad);
-  check_narrow(b, ema_bits_f32(0x00018000u), 0x0002u, &bad);         /* tie -> even */
-  check_narrow(b, ema_bits_f32(0x007FFFFFu), 0x0080u, &bad);         /* to smallest normal */
+  check_narrow(b, ema_bits_f32(0x00018000u), 0x0002u, &bad); /* tie -> even */
+  check_narrow(b, ema_bits_f32(0x007FFFFFu), 0x0080u, &bad); /* to smallest normal */
   check_narrow(b, ema_bits_f32(0x80000001u), 0x8000u, &bad);
   /* NaNs: sign and top payload kept, made quiet */
-  check_narrow(h, ema_bits_f32(0x7F800001u), 0x7E00u, &bad);         /* signaling, low payload */
+  check_narrow(h, ema_bits_f32(0x7F800001u), 0x7E00u, &bad); /* signaling, low payload */
   check_narrow(h, ema_bits_f32(0xFF800001u), 0xFE00u, &bad);
   check_narrow(h, ema_bits_f32(0x7FA00000u), 0x7F00u, &bad);
   check_narrow(h, ema_bits_f32(0x7FC02000u), 0x7E01u, &bad);
@@ -237,8 +237,8 @@ static void test_float16_type(void) {
     memcpy(&t, &hb, sizeof t);
     float want = (float)t;
     if (ema_f32_bits(ema_f16_to_f32(hb)) != ema_f32_bits(want) && bad++ < 5)
-      fprintf(stderr, "_Float16 widen %04x: %08x vs %08x\n", (unsigned)h,
-              (unsigned)ema_f32_bits(ema_f16_to_f32(hb)), (unsigned)ema_f32_bits(want));
+      fprintf(stderr, "_Float16 widen %04x: %08x vs %08x\n", (unsigned)h, (unsigned)ema_f32_bits(ema_f16_to_f32(hb)),
+              (unsigned)ema_f32_bits(want));
   }
   for (uint64_t k = 0; k < (1ull << 32); k += 2039) {
     float x = ema_bits_f32((uint32_t)k);

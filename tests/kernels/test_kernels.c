@@ -84,9 +84,8 @@ typedef struct pair_info {
 } pair_info;
 
 static const pair_info pairs[EMA_PAIR_COUNT] = {
-    {"f32", K_F32, K_F32},         {"f64", K_F64, K_F64},
-    {"bf16->f32", K_BF16, K_F32},  {"f16->f32", K_F16, K_F32},
-    {"bf16->bf16", K_BF16, K_BF16}, {"f16->f16", K_F16, K_F16},
+    {"f32", K_F32, K_F32},      {"f64", K_F64, K_F64},          {"bf16->f32", K_BF16, K_F32},
+    {"f16->f32", K_F16, K_F32}, {"bf16->bf16", K_BF16, K_BF16}, {"f16->f16", K_F16, K_F16},
 };
 
 enum { KN_UPDATE, KN_DIV, KN_TO, KN_FROM, KN_COUNT };
@@ -98,83 +97,98 @@ static kind src_kind(int p, int kern) {
   return (kern == KN_UPDATE || kern == KN_TO) ? pairs[p].param : pairs[p].shadow;
 }
 
-static void invoke(const ema_kernels *k, int p, int kern, void *a, const void *b, size_t n,
-                   ema_coef c) {
+static void invoke(const ema_kernels *k, int p, int kern, void *a, const void *b, size_t n, ema_coef c) {
   switch (kern) {
-    case KN_UPDATE: k->update[p](a, b, n, c); break;
-    case KN_DIV: k->div[p](a, b, n, c); break;
-    case KN_TO: k->to_shadow[p](a, b, n); break;
-    default: k->from_shadow[p](a, b, n); break;
+    case KN_UPDATE:
+      k->update[p](a, b, n, c);
+      break;
+    case KN_DIV:
+      k->div[p](a, b, n, c);
+      break;
+    case KN_TO:
+      k->to_shadow[p](a, b, n);
+      break;
+    default:
+      k->from_shadow[p](a, b, n);
+      break;
   }
 }
 
 /* ---- values -------------------------------------------------------------------- */
 
 static const uint32_t special_f32[] = {
-    0x00000000u, 0x80000000u, 0x7F800000u, 0xFF800000u,             /* +-0, +-Inf */
+    0x00000000u, 0x80000000u, 0x7F800000u, 0xFF800000u,              /* +-0, +-Inf */
     0x7FC00000u, 0xFFC00000u, 0x7FC12345u, 0xFFD5A5A5u, 0x7FFFFFFFu, /* quiet NaNs */
     0x7F800001u, 0xFF800001u, 0x7FA00000u, 0x7FBFFFFFu, 0xFF812345u, /* signaling */
-    0x7F802000u, 0x7F810000u,                    /* sNaN, lowest f16 / bf16 payload bit */
-    0x00000001u, 0x80000001u, 0x007FFFFFu, 0x00400000u,             /* f32 subnormals */
-    0x00800000u, 0x80800000u, 0x7F7FFFFFu, 0xFF7FFFFFu,             /* min normal, max */
-    0x7F7F8000u, 0x7F7F7FFFu,                    /* bf16 overflow tie and just below */
+    0x7F802000u, 0x7F810000u,                                        /* sNaN, lowest f16 / bf16 payload bit */
+    0x00000001u, 0x80000001u, 0x007FFFFFu, 0x00400000u,              /* f32 subnormals */
+    0x00800000u, 0x80800000u, 0x7F7FFFFFu, 0xFF7FFFFFu,              /* min normal, max */
+    0x7F7F8000u, 0x7F7F7FFFu,                                        /* bf16 overflow tie and just below */
     0x3F800000u, 0xBF800000u, 0x3F808000u, 0x3F818000u, 0x3F800001u, /* 1, bf16 ties */
-    0x3F801000u, 0x3F803000u,                    /* f16 ties at 1 */
+    0x3F801000u, 0x3F803000u,                                        /* f16 ties at 1 */
     0x477FE000u, 0x477FEFFFu, 0x477FF000u, 0x47800000u, 0xC77FF000u, /* f16 overflow */
-    0x33800000u, 0x33000000u, 0x33000001u, 0x33C00000u,             /* f16 subnormal edge */
-    0x38800000u, 0x387FFFFFu, 0x387FC000u, 0x387FE000u,             /* f16 normal edge */
-    0x7E967699u, 0x0DA24260u, 0x3DCCCCCDu, 0x38D1B717u,             /* 1e38 1e-30 .1 1e-4 */
+    0x33800000u, 0x33000000u, 0x33000001u, 0x33C00000u,              /* f16 subnormal edge */
+    0x38800000u, 0x387FFFFFu, 0x387FC000u, 0x387FE000u,              /* f16 normal edge */
+    0x7E967699u, 0x0DA24260u, 0x3DCCCCCDu, 0x38D1B717u,              /* 1e38 1e-30 .1 1e-4 */
 };
 
 static const uint64_t special_f64[] = {
-    0x0000000000000000ull, 0x8000000000000000ull, 0x7FF0000000000000ull,
-    0xFFF0000000000000ull, 0x7FF8000000000000ull, 0xFFF8000000000000ull,
-    0x7FF8000000012345ull, 0x7FF0000000000001ull, 0xFFF4000000000000ull,
-    0x7FF7FFFFFFFFFFFFull, 0x0000000000000001ull, 0x800FFFFFFFFFFFFFull,
-    0x0010000000000000ull, 0x7FEFFFFFFFFFFFFFull, 0x3FF0000000000000ull,
-    0xBFF0000000000000ull, 0x3FF0000000000001ull, 0x3FB999999999999Aull,
-    0x3F1A36E2EB1C432Dull, 0x7E37E43C8800759Cull, 0x01A56E1FC2F8F359ull,
+    0x0000000000000000ull, 0x8000000000000000ull, 0x7FF0000000000000ull, 0xFFF0000000000000ull, 0x7FF8000000000000ull,
+    0xFFF8000000000000ull, 0x7FF8000000012345ull, 0x7FF0000000000001ull, 0xFFF4000000000000ull, 0x7FF7FFFFFFFFFFFFull,
+    0x0000000000000001ull, 0x800FFFFFFFFFFFFFull, 0x0010000000000000ull, 0x7FEFFFFFFFFFFFFFull, 0x3FF0000000000000ull,
+    0xBFF0000000000000ull, 0x3FF0000000000001ull, 0x3FB999999999999Aull, 0x3F1A36E2EB1C432Dull, 0x7E37E43C8800759Cull,
+    0x01A56E1FC2F8F359ull,
 };
 
 static const uint16_t special_bf16[] = {
-    0x0000, 0x8000, 0x7F80, 0xFF80, 0x7FC0, 0xFFC0, 0x7FC5, 0xFFFF, 0x7F81,
-    0xFF81, 0x7FA0, 0x7FBF, 0x0001, 0x8001, 0x007F, 0x0080, 0x8080, 0x7F7F,
-    0xFF7F, 0x3F80, 0xBF80, 0x3F81, 0x3DCD, 0x38D2, 0x477F,
+    0x0000, 0x8000, 0x7F80, 0xFF80, 0x7FC0, 0xFFC0, 0x7FC5, 0xFFFF, 0x7F81, 0xFF81, 0x7FA0, 0x7FBF, 0x0001,
+    0x8001, 0x007F, 0x0080, 0x8080, 0x7F7F, 0xFF7F, 0x3F80, 0xBF80, 0x3F81, 0x3DCD, 0x38D2, 0x477F,
 };
 
 static const uint16_t special_f16[] = {
-    0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0xFE00, 0x7E55, 0xFFFF, 0x7C01,
-    0xFC01, 0x7D00, 0x7DFF, 0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400, 0x8400,
-    0x7BFF, 0xFBFF, 0x3C00, 0xBC00, 0x3C01, 0x2E66, 0x068E, 0x0200,
+    0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0xFE00, 0x7E55, 0xFFFF, 0x7C01, 0xFC01, 0x7D00, 0x7DFF, 0x0001,
+    0x8001, 0x03FF, 0x83FF, 0x0400, 0x8400, 0x7BFF, 0xFBFF, 0x3C00, 0xBC00, 0x3C01, 0x2E66, 0x068E, 0x0200,
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 static uint64_t special(kind k, unsigned i) {
   switch (k) {
-    case K_F32: return special_f32[i % COUNT(special_f32)];
-    case K_F64: return special_f64[i % COUNT(special_f64)];
-    case K_BF16: return special_bf16[i % COUNT(special_bf16)];
-    default: return special_f16[i % COUNT(special_f16)];
+    case K_F32:
+      return special_f32[i % COUNT(special_f32)];
+    case K_F64:
+      return special_f64[i % COUNT(special_f64)];
+    case K_BF16:
+      return special_bf16[i % COUNT(special_bf16)];
+    default:
+      return special_f16[i % COUNT(special_f16)];
   }
 }
 
 static unsigned special_count(kind k) {
   switch (k) {
-    case K_F32: return (unsigned)COUNT(special_f32);
-    case K_F64: return (unsigned)COUNT(special_f64);
-    case K_BF16: return (unsigned)COUNT(special_bf16);
-    default: return (unsigned)COUNT(special_f16);
+    case K_F32:
+      return (unsigned)COUNT(special_f32);
+    case K_F64:
+      return (unsigned)COUNT(special_f64);
+    case K_BF16:
+      return (unsigned)COUNT(special_bf16);
+    default:
+      return (unsigned)COUNT(special_f16);
   }
 }
 
 /* A double as the bit pattern of kind k (rounded to nearest even). */
 static uint64_t from_double(kind k, double x) {
   switch (k) {
-    case K_F64: return ema_f64_bits(x);
-    case K_F32: return ema_f32_bits((float)x);
-    case K_BF16: return ema_f32_to_bf16((float)x);
-    default: return ema_f32_to_f16((float)x);
+    case K_F64:
+      return ema_f64_bits(x);
+    case K_F32:
+      return ema_f32_bits((float)x);
+    case K_BF16:
+      return ema_f32_to_bf16((float)x);
+    default:
+      return ema_f32_to_f16((float)x);
   }
 }
 
@@ -186,9 +200,12 @@ static double to_double(kind k, uint64_t x) {
       memcpy(&d, &x, sizeof d);
       return d;
     }
-    case K_F32: return (double)ema_bits_f32((uint32_t)x);
-    case K_BF16: return (double)ema_bf16_to_f32((uint16_t)x);
-    default: return (double)ema_f16_to_f32((uint16_t)x);
+    case K_F32:
+      return (double)ema_bits_f32((uint32_t)x);
+    case K_BF16:
+      return (double)ema_bf16_to_f32((uint16_t)x);
+    default:
+      return (double)ema_f16_to_f32((uint16_t)x);
   }
 }
 
@@ -201,9 +218,15 @@ static uint64_t gen(kind k) {
   if (r < 5 || ((k == K_BF16 || k == K_F16) && r < 9)) return rnd();
   int e;
   switch (rnd_below(3)) {
-    case 0: e = (int)rnd_below(41) - 20; break;
-    case 1: e = (k == K_F64) ? (int)rnd_below(2100) - 1075 : (int)rnd_below(276) - 150; break;
-    default: e = (int)rnd_below(49) - 30; break;
+    case 0:
+      e = (int)rnd_below(41) - 20;
+      break;
+    case 1:
+      e = (k == K_F64) ? (int)rnd_below(2100) - 1075 : (int)rnd_below(276) - 150;
+      break;
+    default:
+      e = (int)rnd_below(49) - 30;
+      break;
   }
   double x = ldexp(1.0 + (double)(rnd() >> 11) * 0x1p-53, e);
   if (rnd() & 1) x = -x;
@@ -215,9 +238,12 @@ static uint64_t gen(kind k) {
 static uint64_t gen_near(kind k, kind ka, uint64_t a) {
   uint64_t x = (k == ka) ? a : from_double(k, to_double(ka, a));
   switch (rnd_below(3)) {
-    case 0: return x;
-    case 1: return x + (uint64_t)((int64_t)rnd_below(7) - 3);
-    default: return x ^ (1ull << rnd_below(4));
+    case 0:
+      return x;
+    case 1:
+      return x + (uint64_t)((int64_t)rnd_below(7) - 3);
+    default:
+      return x ^ (1ull << rnd_below(4));
   }
 }
 
@@ -236,18 +262,23 @@ static void fill_bytes(unsigned char *p, size_t n) {
 }
 
 /* Coefficients in the shadow's precision (never NaN: the core never passes one). */
-static const double update_coefs[] = {0.0, 1.0, 0.5, 0.1, 0.01, 1e-3, 1e-4, 0x1p-15, 1e-30,
-                                      1e-40, 2.0, -0.5, INFINITY, 1.0 - 0.9999};
-static const double div_coefs[] = {1.0, 0.5, 0.9, 1e-4, 3.0, 0.0, -0.0, 1e-40, INFINITY, 0.999,
-                                   0.01};
+static const double update_coefs[] = {0.0,     1.0,   0.5,   0.1, 0.01, 1e-3,     1e-4,
+                                      0x1p-15, 1e-30, 1e-40, 2.0, -0.5, INFINITY, 1.0 - 0.9999};
+static const double div_coefs[] = {1.0, 0.5, 0.9, 1e-4, 3.0, 0.0, -0.0, 1e-40, INFINITY, 0.999, 0.01};
 
 static ema_coef make_coef(kind k, double x) {
   ema_coef c;
   memset(&c, 0, sizeof c);
   switch (k) {
-    case K_F32: c.f = (float)x; break;
-    case K_F64: c.d = x; break;
-    default: c.h = (uint16_t)from_double(k, x); break;
+    case K_F32:
+      c.f = (float)x;
+      break;
+    case K_F64:
+      c.d = x;
+      break;
+    default:
+      c.h = (uint16_t)from_double(k, x);
+      break;
   }
   return c;
 }
@@ -273,8 +304,10 @@ static unsigned coef_count(int kern) {
 static int reported = 0;
 
 static void record(int ok) {
-  if (ok) check_passed_++;
-  else check_failed_++;
+  if (ok)
+    check_passed_++;
+  else
+    check_failed_++;
 }
 
 typedef struct bufs {
@@ -308,8 +341,8 @@ static void bufs_free(bufs *B) {
 /* Run kernel kern of pair p on n elements at element offsets oa (dest) and
    ob (source) from B->a0/B->b0 + GUARD, with k and with ref; compare. When
    in_place, the source is the destination itself (div only). */
-static void compare_run(const ema_kernels *k, int p, int kern, const bufs *B, size_t n, size_t oa,
-                        size_t ob, ema_coef c, int in_place) {
+static void compare_run(const ema_kernels *k, int p, int kern, const bufs *B, size_t n, size_t oa, size_t ob,
+                        ema_coef c, int in_place) {
   const kind ka = dst_kind(p, kern), kb = src_kind(p, kern);
   const size_t sa = kind_size(ka), sb = kind_size(kb);
   memcpy(B->a1, B->a0, B->size);
@@ -325,9 +358,8 @@ static void compare_run(const ema_kernels *k, int p, int kern, const bufs *B, si
   if ((!ok_a || !ok_b) && reported++ < 20) {
     uint64_t cbits;
     memcpy(&cbits, &c, sizeof cbits);
-    fprintf(stderr, "%s %s %s: n=%zu dest+%zu src+%zu coef bits %016llx%s: ", k->name,
-            pairs[p].name, kernel_names[kern], n, oa, ob, (unsigned long long)cbits,
-            in_place ? " in place" : "");
+    fprintf(stderr, "%s %s %s: n=%zu dest+%zu src+%zu coef bits %016llx%s: ", k->name, pairs[p].name,
+            kernel_names[kern], n, oa, ob, (unsigned long long)cbits, in_place ? " in place" : "");
     if (!ok_b) fprintf(stderr, "source modified\n");
     for (size_t i = 0; !ok_a && i < B->size; i++) {
       if (B->a1[i] == B->a2[i]) continue;
@@ -494,8 +526,7 @@ static void test_swap(const ema_kernels *k) {
         memcpy(b, b0, sizeof b);
         k->swap(a + GUARD + oa, b + GUARD + ob, n);
         int ok = memcmp(a, a0, GUARD + oa) == 0 && memcmp(b, b0, GUARD + ob) == 0 &&
-                 memcmp(a + GUARD + oa, b0 + GUARD + ob, n) == 0 &&
-                 memcmp(b + GUARD + ob, a0 + GUARD + oa, n) == 0 &&
+                 memcmp(a + GUARD + oa, b0 + GUARD + ob, n) == 0 && memcmp(b + GUARD + ob, a0 + GUARD + oa, n) == 0 &&
                  memcmp(a + GUARD + oa + n, a0 + GUARD + oa + n, BUFSZ - GUARD - oa - n) == 0 &&
                  memcmp(b + GUARD + ob + n, b0 + GUARD + ob + n, BUFSZ - GUARD - ob - n) == 0;
         record(ok);

@@ -34,8 +34,8 @@ static int do_solve(void) {
   char err[512];
   ema_status st;
   int ok = 1;
-  if (scanf("%u", &flags) != 1 || !read_double(&max_cond) || !read_double(&t_r) ||
-      !read_double(&sigma_r) || scanf("%zu", &n) != 1 || n > 100000)
+  if (scanf("%u", &flags) != 1 || !read_double(&max_cond) || !read_double(&t_r) || !read_double(&sigma_r) ||
+      scanf("%zu", &n) != 1 || n > 100000)
     return 0;
   t = malloc((n ? n : 1) * sizeof *t);
   g = malloc((n ? n : 1) * sizeof *g);
@@ -62,8 +62,7 @@ static int do_solve(void) {
     if (st != EMA_OK) {
       printf("solve %d %s\n", (int)st, err);
     } else {
-      printf("solve 0 %zu %.17g %.17g %.17g %zu", info.n_used, info.residual, info.cond,
-             info.coef_sum, n);
+      printf("solve 0 %zu %.17g %.17g %.17g %zu", info.n_used, info.residual, info.cond, info.coef_sum, n);
       for (i = 0; i < n; i++) printf(" %.17g", c[i]);
       printf("\n");
     }

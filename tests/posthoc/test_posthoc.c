@@ -46,14 +46,12 @@ static void test_sigma_gamma(void) {
   /* sigma -> gamma -> sigma over the whole range, log and linear grids;
      the gamma is the root of the cubic and the only one >= 0 (f rises). */
   for (i = 0; i <= 400; i++) {
-    double sig = i <= 200 ? pow(10.0, -8.0 + 7.0 * i / 200.0)
-                          : EMA_POWER_SIGMA_REL_MAX * (i - 200) / 200.0;
+    double sig = i <= 200 ? pow(10.0, -8.0 + 7.0 * i / 200.0) : EMA_POWER_SIGMA_REL_MAX * (i - 200) / 200.0;
     double back = 0.0;
     if (sig <= 0.0) continue;
     CHECK(ema_power_gamma(sig, &g) == EMA_OK);
     CHECK(ema_power_sigma_rel(g, &back) == EMA_OK);
-    CHECK_MSG(fabs(back - sig) <= 8e-16 * sig, "sigma %.17g -> gamma %.17g -> %.17g", sig, g,
-              back);
+    CHECK_MSG(fabs(back - sig) <= 8e-16 * sig, "sigma %.17g -> gamma %.17g -> %.17g", sig, g, back);
     CHECK(g >= 0.0);
     if (sig > 1e-4) { /* the cubic itself, relative to its largest term */
       double scale = g * g * g + 7 * g * g + (16 + 1 / (sig * sig)) * (g + 1) + 12;
@@ -186,13 +184,17 @@ static double quad_inner(double ta, double ga, double tb, double gb) {
 
 static void test_inner(void) {
   static const double cases[][4] = {
-    {1.0, 0.0, 1.0, 0.0},          {1.0, 0.0, 2.0, 0.0},
-    {3.0, 6.937203937601809, 3.0, 16.972198602303447},
-    {1000.0, 6.937203937601809, 700.0, 16.972198602303447},
-    {700.0, 6.937203937601809, 1000.0, 16.972198602303447},
-    {0.25, 2.5, 0.5, 0.5},         {5.0, -0.3, 2.0, 0.6},
-    {2.0, -0.3, 5.0, 0.6},         {1.0, -0.4, 1.0, -0.4},
-    {8.0, 11.24, 64.0, 1.0},       {1e6, 16.97, 9.9e5, 6.94},
+      {1.0, 0.0, 1.0, 0.0},
+      {1.0, 0.0, 2.0, 0.0},
+      {3.0, 6.937203937601809, 3.0, 16.972198602303447},
+      {1000.0, 6.937203937601809, 700.0, 16.972198602303447},
+      {700.0, 6.937203937601809, 1000.0, 16.972198602303447},
+      {0.25, 2.5, 0.5, 0.5},
+      {5.0, -0.3, 2.0, 0.6},
+      {2.0, -0.3, 5.0, 0.6},
+      {1.0, -0.4, 1.0, -0.4},
+      {8.0, 11.24, 64.0, 1.0},
+      {1e6, 16.97, 9.9e5, 6.94},
   };
   size_t i;
   double v, w, x;
@@ -200,8 +202,8 @@ static void test_inner(void) {
     const double *c = cases[i];
     double q = quad_inner(c[0], c[1], c[2], c[3]);
     CHECK(ema_power_inner(c[0], c[1], c[2], c[3], &v) == EMA_OK);
-    CHECK_MSG(fabs(v - q) <= 1e-9 * fabs(q), "<p(%g,%g),p(%g,%g)> = %.17g, quadrature %.17g",
-              c[0], c[1], c[2], c[3], v, q);
+    CHECK_MSG(fabs(v - q) <= 1e-9 * fabs(q), "<p(%g,%g),p(%g,%g)> = %.17g, quadrature %.17g", c[0], c[1], c[2], c[3], v,
+              q);
     CHECK(ema_power_inner(c[2], c[3], c[0], c[1], &w) == EMA_OK);
     CHECK_MSG(v == w, "not symmetric: %.17g vs %.17g", v, w);
     /* Scaling both times by 10 divides the product by 10. */
@@ -260,12 +262,12 @@ static void test_solve_exact(void) {
   maxoff = 0.0;
   for (i = 0; i < n; i++)
     if (i != n - 1 && fabs(coef[i]) > maxoff) maxoff = fabs(coef[i]);
-  CHECK_MSG(fabs(coef[n - 1] - 1.0) < 1e-10 && maxoff < 1e-10,
-            "coef on the target snapshot %.17g, largest other %g", coef[n - 1], maxoff);
+  CHECK_MSG(fabs(coef[n - 1] - 1.0) < 1e-10 && maxoff < 1e-10, "coef on the target snapshot %.17g, largest other %g",
+            coef[n - 1], maxoff);
   CHECK_MSG(info.residual < 1e-7, "residual %g", info.residual);
   CHECK(fabs(info.coef_sum - 1.0) < 1e-10);
-  printf("exact snapshot (32 snapshots): coef %.15f, max other %.2e, residual %.2e, cond %.3e\n",
-         coef[n - 1], maxoff, info.residual, info.cond);
+  printf("exact snapshot (32 snapshots): coef %.15f, max other %.2e, residual %.2e, cond %.3e\n", coef[n - 1], maxoff,
+         info.residual, info.cond);
 
   /* Target = an intermediate snapshot (gamma(0.05) at k = 8): later
      snapshots are not used and get exactly 0. */
@@ -274,8 +276,10 @@ static void test_solve_exact(void) {
   CHECK(info.n_used == 16);
   maxoff = 0.0;
   for (i = 0; i < n; i++) {
-    if (t[i] > t[k]) CHECK(coef[i] == 0.0);
-    else if (i != k && fabs(coef[i]) > maxoff) maxoff = fabs(coef[i]);
+    if (t[i] > t[k])
+      CHECK(coef[i] == 0.0);
+    else if (i != k && fabs(coef[i]) > maxoff)
+      maxoff = fabs(coef[i]);
   }
   CHECK_MSG(fabs(coef[k] - 1.0) < 1e-10 && maxoff < 1e-10, "coef %.17g, other %g", coef[k], maxoff);
   CHECK(info.residual < 1e-7);
@@ -319,31 +323,30 @@ static void test_solve_edm2(void) {
   for (per = 2; per <= 512; per *= 2) {
     double sum = 0.0;
     n = edm2_layout(2147483648.0, per, g05, g10, t, g);
-    CHECK(ema_posthoc_solve(n, t, g, 2147483648.0, g07, 0.0, 0, coef, &info, err, sizeof err) ==
-          EMA_OK);
-    CHECK_MSG(info.residual < prev_res, "residual %g does not shrink with more snapshots",
-              info.residual);
+    CHECK(ema_posthoc_solve(n, t, g, 2147483648.0, g07, 0.0, 0, coef, &info, err, sizeof err) == EMA_OK);
+    CHECK_MSG(info.residual < prev_res, "residual %g does not shrink with more snapshots", info.residual);
     prev_res = info.residual;
     CHECK(info.n_used == n);
     for (i = 0; i < n; i++) sum += coef[i];
     CHECK(fabs(sum - info.coef_sum) < 1e-12);
     /* Normalised: sums to 1, residual a little above the optimum. */
-    CHECK(ema_posthoc_solve(n, t, g, 2147483648.0, g07, 0.0, EMA_POSTHOC_NORMALIZE, coef, &ninfo,
-                            err, sizeof err) == EMA_OK);
+    CHECK(ema_posthoc_solve(n, t, g, 2147483648.0, g07, 0.0, EMA_POSTHOC_NORMALIZE, coef, &ninfo, err, sizeof err) ==
+          EMA_OK);
     sum = 0.0;
     for (i = 0; i < n; i++) sum += coef[i];
     CHECK(fabs(sum - 1.0) < 1e-13);
     /* (up to the ~1e-16 / residual rounding of the residual itself) */
     CHECK(ninfo.residual >= info.residual * (1.0 - 1e-4) - 1e-7);
     CHECK(ninfo.cond == info.cond && ninfo.coef_sum == info.coef_sum);
-    printf("EDM2 sigma_rel 0.05+0.10 -> 0.07, %4zu snapshots: residual %.3e (normalised %.3e), "
-           "cond %.3e, sum %.9f\n", n, info.residual, ninfo.residual, info.cond, info.coef_sum);
+    printf(
+        "EDM2 sigma_rel 0.05+0.10 -> 0.07, %4zu snapshots: residual %.3e (normalised %.3e), "
+        "cond %.3e, sum %.9f\n",
+        n, info.residual, ninfo.residual, info.cond, info.coef_sum);
   }
   /* 256 snapshots of each (the EDM2 run): small residual, cond well below
      the threshold. */
   n = edm2_layout(2147483648.0, 256, g05, g10, t, g);
-  CHECK(ema_posthoc_solve(n, t, g, 2147483648.0, g07, 0.0, 0, coef, &info, err, sizeof err) ==
-        EMA_OK);
+  CHECK(ema_posthoc_solve(n, t, g, 2147483648.0, g07, 0.0, 0, coef, &info, err, sizeof err) == EMA_OK);
   CHECK_MSG(info.residual < 5e-5, "residual %g", info.residual);
   CHECK_MSG(info.cond > 1e8 && info.cond < 1e10, "cond %g", info.cond);
   /* Sweep of targets over the range between and beyond the tracked ones. */
@@ -403,17 +406,19 @@ static void run_end_to_end(int T, int S, int dt) {
         vs[m++] = s[j];
       }
   }
-  CHECK(ema_posthoc_solve(m, ts, gs, (double)T, gam[2], 0.0, 0, coef, &info, err, sizeof err) ==
-        EMA_OK);
+  CHECK(ema_posthoc_solve(m, ts, gs, (double)T, gam[2], 0.0, 0, coef, &info, err, sizeof err) == EMA_OK);
   for (i = 0; i < m; i++) syn += coef[i] * vs[i];
   pnorm = (gam[2] + 1.0) / sqrt((2.0 * gam[2] + 1.0) * T);
   bound = info.residual * pnorm * sqrt(wnorm2);
-  CHECK_MSG(fabs(syn - s[2]) <= bound * (1.0 + 1e-6) + 1e-12, "synthesised %.15g, tracked %.15g, "
-            "error %g above the bound %g", syn, s[2], fabs(syn - s[2]), bound);
+  CHECK_MSG(fabs(syn - s[2]) <= bound * (1.0 + 1e-6) + 1e-12,
+            "synthesised %.15g, tracked %.15g, "
+            "error %g above the bound %g",
+            syn, s[2], fabs(syn - s[2]), bound);
   CHECK_MSG(fabs(syn - s[2]) < 1e-3, "synthesised %.15g, tracked %.15g", syn, s[2]);
-  printf("end to end (T %d, snapshot every %d, update every %d, %zu snapshots): tracked %.10f, "
-         "synthesised %.10f, error %.2e (bound %.2e, residual %.2e)\n",
-         T, S, dt, m, s[2], syn, fabs(syn - s[2]), bound, info.residual);
+  printf(
+      "end to end (T %d, snapshot every %d, update every %d, %zu snapshots): tracked %.10f, "
+      "synthesised %.10f, error %.2e (bound %.2e, residual %.2e)\n",
+      T, S, dt, m, s[2], syn, fabs(syn - s[2]), bound, info.residual);
 out:
   free(ts);
   free(gs);
@@ -433,32 +438,28 @@ static void test_solve_errors(void) {
   for (i = 0; i < 8; i++) keep[i] = coef[i] = -7.0;
   memset(&info, 0x5a, sizeof info);
 
-#define REFUSED(call, text)                                                    \
-  do {                                                                         \
-    err[0] = 'x';                                                              \
-    err[1] = '\0';                                                             \
-    CHECK_MSG((call) == EMA_E_INVALID_ARG, "%s accepted", #call);              \
-    CHECK_MSG(contains(err, text), "message \"%s\" lacks \"%s\"", err, text);  \
-    CHECK(memcmp(coef, keep, sizeof coef) == 0);                               \
+#define REFUSED(call, text)                                                   \
+  do {                                                                        \
+    err[0] = 'x';                                                             \
+    err[1] = '\0';                                                            \
+    CHECK_MSG((call) == EMA_E_INVALID_ARG, "%s accepted", #call);             \
+    CHECK_MSG(contains(err, text), "message \"%s\" lacks \"%s\"", err, text); \
+    CHECK(memcmp(coef, keep, sizeof coef) == 0);                              \
   } while (0)
 
   /* Target before every snapshot. */
-  REFUSED(ema_posthoc_solve(8, t, g, 50.0, 10.0, 0, 0, coef, &info, err, sizeof err),
-          "precedes every snapshot");
+  REFUSED(ema_posthoc_solve(8, t, g, 50.0, 10.0, 0, 0, coef, &info, err, sizeof err), "precedes every snapshot");
   CHECK(contains(err, "100"));
   printf("t_r before all: %s\n", err);
   /* A single snapshot, and a single usable one. */
-  REFUSED(ema_posthoc_solve(1, t, g, 100.0, 16.97, 0, 0, coef, &info, err, sizeof err),
-          "only 1 snapshot");
-  REFUSED(ema_posthoc_solve(4, t, g, 150.0, 10.0, 0, 0, coef, &info, err, sizeof err),
-          "only 1 snapshot");
+  REFUSED(ema_posthoc_solve(1, t, g, 100.0, 16.97, 0, 0, coef, &info, err, sizeof err), "only 1 snapshot");
+  REFUSED(ema_posthoc_solve(4, t, g, 150.0, 10.0, 0, 0, coef, &info, err, sizeof err), "only 1 snapshot");
   printf("single snapshot: %s\n", err);
   /* No snapshots, NULL arrays. */
   REFUSED(ema_posthoc_solve(0, t, g, 150.0, 10.0, 0, 0, coef, &info, err, sizeof err), "none");
   REFUSED(ema_posthoc_solve(8, NULL, g, 400.0, 10.0, 0, 0, coef, &info, err, sizeof err), "NULL");
   REFUSED(ema_posthoc_solve(8, t, NULL, 400.0, 10.0, 0, 0, coef, &info, err, sizeof err), "NULL");
-  CHECK(ema_posthoc_solve(8, t, g, 400.0, 10.0, 0, 0, NULL, &info, err, sizeof err) ==
-        EMA_E_INVALID_ARG);
+  CHECK(ema_posthoc_solve(8, t, g, 400.0, 10.0, 0, 0, NULL, &info, err, sizeof err) == EMA_E_INVALID_ARG);
   /* Duplicates: exact, then near (ill-conditioned). */
   {
     double td[4] = {100, 200, 200, 300}, gd[4] = {7, 7, 7, 7};
@@ -466,44 +467,33 @@ static void test_solve_errors(void) {
             "snapshots 1 and 2 are identical");
     printf("duplicate: %s\n", err);
     td[2] = 200.0 * (1.0 + 1e-13); /* cond ~ 1/1e-13: profiles jump at t */
-    REFUSED(ema_posthoc_solve(4, td, gd, 300.0, 10.0, 0, 0, coef, &info, err, sizeof err),
-            "ill-conditioned");
+    REFUSED(ema_posthoc_solve(4, td, gd, 300.0, 10.0, 0, 0, coef, &info, err, sizeof err), "ill-conditioned");
     printf("near duplicate: %s\n", err);
     td[2] = 200.0 * (1.0 + 1e-15);
-    REFUSED(ema_posthoc_solve(4, td, gd, 300.0, 10.0, 0, 0, coef, &info, err, sizeof err),
-            "Gram matrix");
+    REFUSED(ema_posthoc_solve(4, td, gd, 300.0, 10.0, 0, 0, coef, &info, err, sizeof err), "Gram matrix");
     /* A threshold of +inf keeps only the singularity checks. */
     td[2] = 200.0 * (1.0 + 1e-14);
-    CHECK(ema_posthoc_solve(4, td, gd, 300.0, 10.0, INFINITY, 0, coef, &info, err, sizeof err) ==
-          EMA_OK);
+    CHECK(ema_posthoc_solve(4, td, gd, 300.0, 10.0, INFINITY, 0, coef, &info, err, sizeof err) == EMA_OK);
     CHECK_MSG(info.cond > 1e12, "cond %g", info.cond);
     for (i = 0; i < 8; i++) coef[i] = keep[i];
     memset(&info, 0x5a, sizeof info);
   }
   /* A lower threshold refuses a well-posed system, naming both numbers. */
-  REFUSED(ema_posthoc_solve(8, t, g, 400.0, 10.0, 10.0, 0, coef, &info, err, sizeof err),
-          "threshold 10");
+  REFUSED(ema_posthoc_solve(8, t, g, 400.0, 10.0, 10.0, 0, coef, &info, err, sizeof err), "threshold 10");
   printf("threshold: %s\n", err);
   /* Bad values. */
   REFUSED(ema_posthoc_solve(8, t, g, 0.0, 10.0, 0, 0, coef, &info, err, sizeof err), "target time");
   REFUSED(ema_posthoc_solve(8, t, g, NAN, 10.0, 0, 0, coef, &info, err, sizeof err), "target time");
-  REFUSED(ema_posthoc_solve(8, t, g, 400.0, -0.5, 0, 0, coef, &info, err, sizeof err),
-          "target gamma");
-  REFUSED(ema_posthoc_solve(8, t, g, 400.0, INFINITY, 0, 0, coef, &info, err, sizeof err),
-          "target gamma");
-  REFUSED(ema_posthoc_solve(8, t, g, 400.0, 10.0, 0.5, 0, coef, &info, err, sizeof err),
-          "threshold");
-  REFUSED(ema_posthoc_solve(8, t, g, 400.0, 10.0, NAN, 0, coef, &info, err, sizeof err),
-          "threshold");
-  REFUSED(ema_posthoc_solve(8, t, g, 400.0, 10.0, 0, 2u, coef, &info, err, sizeof err),
-          "unknown flags");
+  REFUSED(ema_posthoc_solve(8, t, g, 400.0, -0.5, 0, 0, coef, &info, err, sizeof err), "target gamma");
+  REFUSED(ema_posthoc_solve(8, t, g, 400.0, INFINITY, 0, 0, coef, &info, err, sizeof err), "target gamma");
+  REFUSED(ema_posthoc_solve(8, t, g, 400.0, 10.0, 0.5, 0, coef, &info, err, sizeof err), "threshold");
+  REFUSED(ema_posthoc_solve(8, t, g, 400.0, 10.0, NAN, 0, coef, &info, err, sizeof err), "threshold");
+  REFUSED(ema_posthoc_solve(8, t, g, 400.0, 10.0, 0, 2u, coef, &info, err, sizeof err), "unknown flags");
   {
     double tb[3] = {100, -200, 300}, gb[3] = {1, 1, -0.6};
-    REFUSED(ema_posthoc_solve(3, tb, g, 400.0, 10.0, 0, 0, coef, &info, err, sizeof err),
-            "snapshot 1 has time -200");
+    REFUSED(ema_posthoc_solve(3, tb, g, 400.0, 10.0, 0, 0, coef, &info, err, sizeof err), "snapshot 1 has time -200");
     tb[1] = 200;
-    REFUSED(ema_posthoc_solve(3, tb, gb, 400.0, 10.0, 0, 0, coef, &info, err, sizeof err),
-            "snapshot 2 has gamma -0.6");
+    REFUSED(ema_posthoc_solve(3, tb, gb, 400.0, 10.0, 0, 0, coef, &info, err, sizeof err), "snapshot 2 has gamma -0.6");
   }
   /* Too many usable snapshots. */
   {
@@ -515,8 +505,7 @@ static void test_solve_errors(void) {
         tt[i] = (double)(i + 1);
         gg[i] = 7.0;
       }
-      CHECK(ema_posthoc_solve(big, tt, gg, 1e9, 7.0, 0, 0, cc, NULL, err, sizeof err) ==
-            EMA_E_INVALID_ARG);
+      CHECK(ema_posthoc_solve(big, tt, gg, 1e9, 7.0, 0, 0, cc, NULL, err, sizeof err) == EMA_E_INVALID_ARG);
       CHECK(contains(err, "at most 2048"));
     }
     free(tt);
@@ -530,8 +519,7 @@ static void test_solve_errors(void) {
     memset(&probe, 0x5a, sizeof probe);
     CHECK(memcmp(&info, &probe, sizeof info) == 0);
   }
-  CHECK(ema_posthoc_solve(8, t, g, 50.0, 10.0, 0, 0, coef, NULL, small, sizeof small) ==
-        EMA_E_INVALID_ARG);
+  CHECK(ema_posthoc_solve(8, t, g, 50.0, 10.0, 0, 0, coef, NULL, small, sizeof small) == EMA_E_INVALID_ARG);
   CHECK(strlen(small) == sizeof small - 1);
   CHECK(ema_posthoc_solve(8, t, g, 50.0, 10.0, 0, 0, coef, NULL, NULL, 0) == EMA_E_INVALID_ARG);
   CHECK(ema_posthoc_solve(8, t, g, 50.0, 10.0, 0, 0, coef, NULL, small, 0) == EMA_E_INVALID_ARG);

@@ -13,7 +13,6 @@
 
 #include "check.h"
 
-
 /* Snapshots of two power-function averages, then post-hoc synthesis of a
    third sigma_rel that was also tracked directly. */
 static void test_snapshots_posthoc(const char *dir) {

@@ -38,8 +38,8 @@ static void manifest_line_meta(FILE *fp, const char *k, size_t kl, const char *v
   fputc('\n', fp);
 }
 
-static void manifest_line_tensor(FILE *fp, const char *name, size_t nl, st_dtype dt, int ndim,
-                                 const int64_t *shape, const void *data, size_t nbytes) {
+static void manifest_line_tensor(FILE *fp, const char *name, size_t nl, st_dtype dt, int ndim, const int64_t *shape,
+                                 const void *data, size_t nbytes) {
   fputs("tensor ", fp);
   put_hex(fp, name, nl);
   fprintf(fp, " %s %d", st_dtype_name(dt), ndim);
@@ -81,14 +81,12 @@ static int write_case(const char *dir, const wcase *c) {
     return 1;
   }
   for (size_t i = 0; i < c->nm; i++)
-    manifest_line_meta(fp, c->m[i].key, strlen(c->m[i].key), c->m[i].value,
-                       strlen(c->m[i].value));
+    manifest_line_meta(fp, c->m[i].key, strlen(c->m[i].key), c->m[i].value, strlen(c->m[i].value));
   for (size_t i = 0; i < c->n; i++) {
     const st_wtensor *w = &c->t[i];
     uint64_t bits = st_dtype_bits(w->dtype);
     for (int d = 0; d < w->ndim; d++) bits *= (uint64_t)w->shape[d];
-    manifest_line_tensor(fp, w->name, strlen(w->name), w->dtype, w->ndim, w->shape, w->data,
-                         (size_t)(bits / 8));
+    manifest_line_tensor(fp, w->name, strlen(w->name), w->dtype, w->ndim, w->shape, w->data, (size_t)(bits / 8));
   }
   return fclose(fp) == 0 ? 0 : 1;
 }
@@ -125,8 +123,8 @@ static int cmd_write(const char *dir) {
   c.name = "floats";
   static const uint32_t f32[] = {0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00001,
                                  0x00000001, 0x807fffff, 0x3f800000, 0x7f7fffff};
-  static const uint64_t f64[] = {0x8000000000000000u, 0x7ff0000000000000u, 0x7ff8000000000123u,
-                                 0x0000000000000001u, 0x3ff0000000000000u};
+  static const uint64_t f64[] = {0x8000000000000000u, 0x7ff0000000000000u, 0x7ff8000000000123u, 0x0000000000000001u,
+                                 0x3ff0000000000000u};
   static const uint16_t h16[] = {0x0000, 0x8000, 0x7c00, 0xfc00, 0x7e01, 0x0001, 0x3c00};
   static const uint16_t b16[] = {0x0000, 0x8000, 0x7f80, 0xff80, 0x7fc1, 0x0001, 0x3f80};
   static const int64_t n9 = 9, n5 = 5, n7 = 7;
@@ -140,9 +138,14 @@ static int cmd_write(const char *dir) {
   memset(&c, 0, sizeof c);
   c.name = "names";
   static const char *odd[] = {
-    "layer/0/weight", "w/ExponentialMovingAverage", "",
-    "gr\xc3\xb6\xc3\x9f\x65/\xe5\x8f\x98\xe9\x87\x8f/\xf0\x9f\x98\x80",
-    "quote\"and\\backslash", "ctl\x01\x02\x1f\x7f|\b\f\n\r\t", "__metadata", "\xf4\x8f\xbf\xbf",
+      "layer/0/weight",
+      "w/ExponentialMovingAverage",
+      "",
+      "gr\xc3\xb6\xc3\x9f\x65/\xe5\x8f\x98\xe9\x87\x8f/\xf0\x9f\x98\x80",
+      "quote\"and\\backslash",
+      "ctl\x01\x02\x1f\x7f|\b\f\n\r\t",
+      "__metadata",
+      "\xf4\x8f\xbf\xbf",
   };
   static const int64_t two = 2;
   for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
@@ -194,8 +197,7 @@ static int cmd_dump(const char *path) {
     return 3;
   }
   for (size_t i = 0; i < f->n_meta; i++)
-    manifest_line_meta(stdout, f->meta[i].key, f->meta[i].key_len, f->meta[i].value,
-                       f->meta[i].value_len);
+    manifest_line_meta(stdout, f->meta[i].key, f->meta[i].key_len, f->meta[i].value, f->meta[i].value_len);
   int rc = 0;
   for (size_t i = 0; i < f->n_tensors; i++) {
     const st_tensor *t = &f->tensors[i];
@@ -206,8 +208,7 @@ static int cmd_dump(const char *path) {
       free(buf);
       break;
     }
-    manifest_line_tensor(stdout, t->name, t->name_len, t->dtype, t->ndim, t->shape, buf,
-                         (size_t)t->nbytes);
+    manifest_line_tensor(stdout, t->name, t->name_len, t->dtype, t->ndim, t->shape, buf, (size_t)t->nbytes);
     free(buf);
   }
   st_close(f);

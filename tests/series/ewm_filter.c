@@ -74,8 +74,8 @@ static void print_double(double v) {
 }
 
 /* Same series through the stream in chunk sizes 0, 1, 2, ... cycling. */
-static int stream_matches(const ema_ewm_opts *o, const double *x, const double *t, size_t n,
-                          const double *batch, double *tmp) {
+static int stream_matches(const ema_ewm_opts *o, const double *x, const double *t, size_t n, const double *batch,
+                          double *tmp) {
   ema_ewm_stream *s = NULL;
   if (ema_ewm_stream_create(&s, o, t != NULL, NULL, 0) != EMA_OK) {
     return 0;
@@ -107,9 +107,8 @@ int main(int argc, char **argv) {
   while (read_token(tok, sizeof tok)) {
     uint64_t id, kind, adjust, ignore_na, minp, has_times, n;
     double value;
-    if (strcmp(tok, "case") != 0 || !read_u64(&id) || !read_u64(&kind) ||
-        !read_double(&value) || !read_u64(&adjust) || !read_u64(&ignore_na) ||
-        !read_u64(&minp) || !read_u64(&has_times) || !read_u64(&n)) {
+    if (strcmp(tok, "case") != 0 || !read_u64(&id) || !read_u64(&kind) || !read_double(&value) || !read_u64(&adjust) ||
+        !read_u64(&ignore_na) || !read_u64(&minp) || !read_u64(&has_times) || !read_u64(&n)) {
       bad_input = 1;
       break;
     }

@@ -28,16 +28,13 @@ static int close_rel(double got, double want, double tol) {
 }
 
 /* Compare out[0..n) with want[0..n) (NaN matches NaN). */
-static void check_series(const char *what, const double *got, const double *want, size_t n,
-                         double tol) {
+static void check_series(const char *what, const double *got, const double *want, size_t n, double tol) {
   for (size_t i = 0; i < n; i++) {
-    CHECK_MSG(close_rel(got[i], want[i], tol), "%s: [%zu] got %.17g want %.17g", what, i,
-              got[i], want[i]);
+    CHECK_MSG(close_rel(got[i], want[i], tol), "%s: [%zu] got %.17g want %.17g", what, i, got[i], want[i]);
   }
 }
 
-static ema_ewm_opts opts_of(ema_ewm_kind kind, double value, int adjust, int ignore_na,
-                            size_t min_periods) {
+static ema_ewm_opts opts_of(ema_ewm_kind kind, double value, int adjust, int ignore_na, size_t min_periods) {
   ema_ewm_opts o;
   ema_ewm_opts_init(&o);
   o.kind = kind;
@@ -148,12 +145,11 @@ static void test_seed_bias_correction(void) {
       if (i > 0) {
         y = beta * y + (1 - beta) * temp[i];
       }
-      CHECK_MSG(close_rel(pandas_noadj[i], y, 1e-12), "beta %g no adjust [%zu]: %.17g vs %.17g",
-                beta, i, pandas_noadj[i], y);
+      CHECK_MSG(close_rel(pandas_noadj[i], y, 1e-12), "beta %g no adjust [%zu]: %.17g vs %.17g", beta, i,
+                pandas_noadj[i], y);
     }
     /* the corrected and uncorrected curves meet once beta^t is negligible */
-    CHECK(fabs(raw[N - 1] - corrected[N - 1]) <= 1e-9 * fabs(corrected[N - 1]) + 1e-12 ||
-          beta == 0.98);
+    CHECK(fabs(raw[N - 1] - corrected[N - 1]) <= 1e-9 * fabs(corrected[N - 1]) + 1e-12 || beta == 0.98);
   }
   /* beta = 0.98: after 365 days 0.98^365 = 6e-4 still shows */
   CHECK(ema_series_beta(temp, N, 0.98, 0, raw, NULL, 0) == EMA_OK);
@@ -329,8 +325,8 @@ static void test_times(void) {
 
 /* Expect EMA_E_INVALID_ARG, an error text containing `needle`, and `out`
    untouched (it was filled with the sentinel -7). */
-static void expect_refused(const char *what, ema_status st, const char *err, const char *needle,
-                           const double *out, size_t n) {
+static void expect_refused(const char *what, ema_status st, const char *err, const char *needle, const double *out,
+                           size_t n) {
   CHECK_MSG(st == EMA_E_INVALID_ARG, "%s: status %d", what, (int)st);
   CHECK_MSG(strstr(err, needle) != NULL, "%s: error \"%s\" lacks \"%s\"", what, err, needle);
   for (size_t i = 0; i < n; i++) {
@@ -365,41 +361,32 @@ static void test_invalid_parameters(void) {
   for (size_t i = 0; i < N_OF(bad); i++) {
     ema_ewm_opts o = opts_of(bad[i].kind, bad[i].value, 1, 0, 0);
     strcpy(err, "untouched");
-    expect_refused(bad[i].needle, ema_ewm_mean(&o, x, 3, NULL, out, err, sizeof err), err,
-                   bad[i].needle, out, 3);
+    expect_refused(bad[i].needle, ema_ewm_mean(&o, x, 3, NULL, out, err, sizeof err), err, bad[i].needle, out, 3);
     strcpy(err, "untouched");
-    expect_refused("check", ema_ewm_check(&o, 0, NULL, err, sizeof err), err, bad[i].needle,
-                   out, 0);
+    expect_refused("check", ema_ewm_check(&o, 0, NULL, err, sizeof err), err, bad[i].needle, out, 0);
     ema_ewm_stream *s = (ema_ewm_stream *)&o; /* must be overwritten with NULL */
     CHECK(ema_ewm_stream_create(&s, &o, 0, NULL, 0) == EMA_E_INVALID_ARG && s == NULL);
   }
   /* the boundaries themselves are fine */
-  ema_ewm_opts good[] = {
-      opts_of(EMA_EWM_COM, 0, 1, 0, 0), opts_of(EMA_EWM_SPAN, 1, 1, 0, 0),
-      opts_of(EMA_EWM_ALPHA, 1, 0, 0, 0), opts_of(EMA_EWM_HALFLIFE, 1e-300, 1, 0, 0),
-      opts_of(EMA_EWM_ALPHA, 5e-324, 1, 1, 9)};
+  ema_ewm_opts good[] = {opts_of(EMA_EWM_COM, 0, 1, 0, 0), opts_of(EMA_EWM_SPAN, 1, 1, 0, 0),
+                         opts_of(EMA_EWM_ALPHA, 1, 0, 0, 0), opts_of(EMA_EWM_HALFLIFE, 1e-300, 1, 0, 0),
+                         opts_of(EMA_EWM_ALPHA, 5e-324, 1, 1, 9)};
   for (size_t i = 0; i < N_OF(good); i++) {
     double o2[3];
-    CHECK_MSG(ema_ewm_mean(&good[i], x, 3, NULL, o2, err, sizeof err) == EMA_OK, "good %zu: %s",
-              i, err);
+    CHECK_MSG(ema_ewm_mean(&good[i], x, 3, NULL, o2, err, sizeof err) == EMA_OK, "good %zu: %s", i, err);
     CHECK(err[0] == '\0');
   }
 
   ema_ewm_opts o = opts_of(EMA_EWM_ALPHA, 0.5, 1, 0, 0);
   /* NULL pointers */
   strcpy(err, "untouched");
-  expect_refused("NULL opts", ema_ewm_mean(NULL, x, 3, NULL, out, err, sizeof err), err,
-                 "options are NULL", out, 3);
-  expect_refused("NULL x", ema_ewm_mean(&o, NULL, 3, NULL, out, err, sizeof err), err,
-                 "x is NULL", out, 3);
-  expect_refused("NULL out", ema_ewm_mean(&o, x, 3, NULL, NULL, err, sizeof err), err,
-                 "out is NULL", out, 0);
-  expect_refused("check NULL", ema_ewm_check(NULL, 0, NULL, err, sizeof err), err,
-                 "options are NULL", out, 0);
+  expect_refused("NULL opts", ema_ewm_mean(NULL, x, 3, NULL, out, err, sizeof err), err, "options are NULL", out, 3);
+  expect_refused("NULL x", ema_ewm_mean(&o, NULL, 3, NULL, out, err, sizeof err), err, "x is NULL", out, 3);
+  expect_refused("NULL out", ema_ewm_mean(&o, x, 3, NULL, NULL, err, sizeof err), err, "out is NULL", out, 0);
+  expect_refused("check NULL", ema_ewm_check(NULL, 0, NULL, err, sizeof err), err, "options are NULL", out, 0);
   /* reserved words */
   o.reserved[2] = 1;
-  expect_refused("reserved", ema_ewm_mean(&o, x, 3, NULL, out, err, sizeof err), err,
-                 "reserved", out, 3);
+  expect_refused("reserved", ema_ewm_mean(&o, x, 3, NULL, out, err, sizeof err), err, "reserved", out, 3);
   o.reserved[2] = 0;
 
   /* times: only a half-life, only with adjust, finite, non-decreasing */
@@ -413,14 +400,14 @@ static void test_invalid_parameters(void) {
   expect_refused("times decreasing", ema_ewm_mean(&h, x, 3, t_down, out, err, sizeof err), err,
                  "times must be non-decreasing: times[2]", out, 3);
   const double t_nan[3] = {0, NAN, 1};
-  expect_refused("times NaN", ema_ewm_mean(&h, x, 3, t_nan, out, err, sizeof err), err,
-                 "times[1] is not finite", out, 3);
+  expect_refused("times NaN", ema_ewm_mean(&h, x, 3, t_nan, out, err, sizeof err), err, "times[1] is not finite", out,
+                 3);
   const double t_inf[3] = {0, 1, INFINITY};
-  expect_refused("times inf", ema_ewm_mean(&h, x, 3, t_inf, out, err, sizeof err), err,
-                 "times[2] is not finite", out, 3);
+  expect_refused("times inf", ema_ewm_mean(&h, x, 3, t_inf, out, err, sizeof err), err, "times[2] is not finite", out,
+                 3);
   h.value = 0;
-  expect_refused("times halflife 0", ema_ewm_mean(&h, x, 3, t_ok, out, err, sizeof err), err,
-                 "halflife must satisfy", out, 3);
+  expect_refused("times halflife 0", ema_ewm_mean(&h, x, 3, t_ok, out, err, sizeof err), err, "halflife must satisfy",
+                 out, 3);
 
   /* beta */
   ema_ewm_opts before = opts_of(EMA_EWM_COM, 3, 1, 0, 0), b = before;
@@ -429,13 +416,11 @@ static void test_invalid_parameters(void) {
     expect_refused("set_beta", ema_ewm_opts_set_beta(&b, bad_beta[i], err, sizeof err), err,
                    "beta must satisfy: 0 <= beta < 1", out, 0);
     CHECK(memcmp(&b, &before, sizeof b) == 0);
-    expect_refused("series_beta", ema_series_beta(x, 3, bad_beta[i], 1, out, err, sizeof err),
-                   err, "beta must satisfy", out, 3);
+    expect_refused("series_beta", ema_series_beta(x, 3, bad_beta[i], 1, out, err, sizeof err), err, "beta must satisfy",
+                   out, 3);
   }
-  expect_refused("set_beta NULL", ema_ewm_opts_set_beta(NULL, 0.5, err, sizeof err), err,
-                 "opts is NULL", out, 0);
-  expect_refused("series_beta NULL", ema_series_beta(NULL, 3, 0.5, 1, out, err, sizeof err),
-                 err, "x is NULL", out, 3);
+  expect_refused("set_beta NULL", ema_ewm_opts_set_beta(NULL, 0.5, err, sizeof err), err, "opts is NULL", out, 0);
+  expect_refused("series_beta NULL", ema_series_beta(NULL, 3, 0.5, 1, out, err, sizeof err), err, "x is NULL", out, 3);
 
   /* err buffer: truncated and terminated; NULL and 0 are fine */
   char small[8];
@@ -450,8 +435,7 @@ static void test_invalid_parameters(void) {
   ema_ewm_opts d;
   memset(&d, 0x5a, sizeof d);
   ema_ewm_opts_init(&d);
-  CHECK(d.kind == EMA_EWM_COM && isnan(d.value) && d.adjust == 1 && d.ignore_na == 0 &&
-        d.min_periods == 0);
+  CHECK(d.kind == EMA_EWM_COM && isnan(d.value) && d.adjust == 1 && d.ignore_na == 0 && d.min_periods == 0);
   for (size_t i = 0; i < N_OF(d.reserved); i++) {
     CHECK(d.reserved[i] == 0);
   }
@@ -479,8 +463,8 @@ static void test_stream(void) {
   }
   for (int with_times = 0; with_times <= 1; with_times++) {
     for (int variant = 0; variant < 4; variant++) {
-      ema_ewm_opts o = opts_of(with_times ? EMA_EWM_HALFLIFE : EMA_EWM_SPAN, 7.5,
-                               with_times ? 1 : variant & 1, variant >> 1, 3);
+      ema_ewm_opts o =
+          opts_of(with_times ? EMA_EWM_HALFLIFE : EMA_EWM_SPAN, 7.5, with_times ? 1 : variant & 1, variant >> 1, 3);
       const double *tt = with_times ? t : NULL;
       CHECK(ema_ewm_mean(&o, x, N, tt, batch, NULL, 0) == EMA_OK);
       ema_ewm_stream *s = NULL;
@@ -492,8 +476,7 @@ static void test_stream(void) {
           if (len > N - pos) {
             len = N - pos;
           }
-          CHECK(ema_ewm_stream_push(s, x + pos, len, tt ? tt + pos : NULL, streamed + pos, NULL,
-                                    0) == EMA_OK);
+          CHECK(ema_ewm_stream_push(s, x + pos, len, tt ? tt + pos : NULL, streamed + pos, NULL, 0) == EMA_OK);
           pos += len;
         }
         CHECK(memcmp(batch, streamed, sizeof batch) == 0);
@@ -516,12 +499,12 @@ static void test_stream(void) {
   CHECK(ema_ewm_stream_count(s) == 3 && ema_ewm_stream_observations(s) == 2);
   double keep[3];
   memcpy(keep, out, sizeof keep);
-  expect_refused("push back in time", ema_ewm_stream_push(s, xs, 3, t_back, out, err, sizeof err),
-                 err, "before the last time pushed", out, 0);
+  expect_refused("push back in time", ema_ewm_stream_push(s, xs, 3, t_back, out, err, sizeof err), err,
+                 "before the last time pushed", out, 0);
   CHECK(memcmp(keep, out, sizeof keep) == 0 && ema_ewm_stream_count(s) == 3);
   double o1;
-  expect_refused("push no times", ema_ewm_stream_push(s, xs, 1, NULL, &o1, err, sizeof err), err,
-                 "times is NULL", out, 0);
+  expect_refused("push no times", ema_ewm_stream_push(s, xs, 1, NULL, &o1, err, sizeof err), err, "times is NULL", out,
+                 0);
   CHECK(ema_ewm_stream_push(s, xs, 0, NULL, NULL, NULL, 0) == EMA_OK);
   /* continuing equals the batch over everything */
   const double xa[4] = {1, NAN, 3, 8}, ta[4] = {0, 1, 5, 5};
@@ -533,14 +516,11 @@ static void test_stream(void) {
 
   o = opts_of(EMA_EWM_COM, 1, 1, 0, 0);
   CHECK(ema_ewm_stream_create(&s, &o, 0, NULL, 0) == EMA_OK);
-  expect_refused("push times to a stream without", ema_ewm_stream_push(s, xs, 3, t1, out, err,
-                                                                       sizeof err),
-                 err, "created without times", out, 0);
-  expect_refused("push NULL x", ema_ewm_stream_push(s, NULL, 3, NULL, out, err, sizeof err), err,
-                 "x is NULL", out, 0);
-  expect_refused("push NULL stream", ema_ewm_stream_push(NULL, xs, 3, NULL, out, err,
-                                                         sizeof err),
-                 err, "stream is NULL", out, 0);
+  expect_refused("push times to a stream without", ema_ewm_stream_push(s, xs, 3, t1, out, err, sizeof err), err,
+                 "created without times", out, 0);
+  expect_refused("push NULL x", ema_ewm_stream_push(s, NULL, 3, NULL, out, err, sizeof err), err, "x is NULL", out, 0);
+  expect_refused("push NULL stream", ema_ewm_stream_push(NULL, xs, 3, NULL, out, err, sizeof err), err,
+                 "stream is NULL", out, 0);
   CHECK(ema_ewm_stream_count(NULL) == 0 && ema_ewm_stream_observations(NULL) == 0);
   ema_ewm_stream_reset(NULL);
   ema_ewm_stream_free(s);

@@ -217,10 +217,8 @@ static void test_synthetic_temperatures(void) {
         jul += a[d] / 31;
       }
     }
-    CHECK_MSG(fabs(sum / N - 11.0) < 1.5, "seed %llu: mean %g", (unsigned long long)seed,
-              sum / N);
-    CHECK_MSG(jul - jan > 8 && jul - jan < 20, "seed %llu: jan %g jul %g",
-              (unsigned long long)seed, jan, jul);
+    CHECK_MSG(fabs(sum / N - 11.0) < 1.5, "seed %llu: mean %g", (unsigned long long)seed, sum / N);
+    CHECK_MSG(jul - jan > 8 && jul - jan < 20, "seed %llu: jan %g jul %g", (unsigned long long)seed, jan, jul);
     CHECK(lo > -15 && hi < 35);
     /* noisy day to day: the seeds' scatter, not a smooth curve */
     double rough = 0;

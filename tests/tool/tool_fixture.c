@@ -292,8 +292,15 @@ static int write_hostile(const char *dir) {
   static const float w[2] = {1, 2}, a[2] = {1.5f, 2.5f};
   ema_file_entry e[2] = {{EVIL_NAME, EMA_F32, 1, shape, w},
                          {EVIL_NAME "/ExponentialMovingAverage", EMA_F32, 1, shape, a}};
-  const char *meta[8] = {"libema.format", "1", "ema.decay", "0.5\nema: all good", "ema.name",
-                         "ExponentialMovingAverage", "note\x1b]0;pwned\x07", "\xc2\x9b" "31m"};
+  const char *meta[8] = {"libema.format",
+                         "1",
+                         "ema.decay",
+                         "0.5\nema: all good",
+                         "ema.name",
+                         "ExponentialMovingAverage",
+                         "note\x1b]0;pwned\x07",
+                         "\xc2\x9b"
+                         "31m"};
   snprintf(path, sizeof path, "%s/evil.safetensors", dir);
   if (ema_file_write(path, e, 2, meta, 4, err, sizeof err) != EMA_OK) return fprintf(stderr, "%s\n", err), 1;
   const char *snap_meta[2][4] = {{"ema.t", "10", "ema.gamma", "6.9"},
@@ -301,8 +308,7 @@ static int write_hostile(const char *dir) {
   const char *names[2] = {"snap_ok", "snap_evil"};
   for (int i = 0; i < 2; i++) {
     snprintf(path, sizeof path, "%s/%s.safetensors", dir, names[i]);
-    if (ema_file_write(path, e, 1, snap_meta[i], 2, err, sizeof err) != EMA_OK)
-      return fprintf(stderr, "%s\n", err), 1;
+    if (ema_file_write(path, e, 1, snap_meta[i], 2, err, sizeof err) != EMA_OK) return fprintf(stderr, "%s\n", err), 1;
   }
   return 0;
 }
@@ -312,8 +318,9 @@ static int write_bigsnaps(const char *dir, long mb) {
   float *w = (float *)malloc(n * sizeof *w);
   if (!w) return 1;
   static const char *const names[3] = {"big_a100", "big_a200", "big_b200"};
-  static const char *const meta[3][4] = {
-      {"ema.t", "100", "ema.gamma", "6.94"}, {"ema.t", "200", "ema.gamma", "6.94"}, {"ema.t", "200", "ema.gamma", "16.97"}};
+  static const char *const meta[3][4] = {{"ema.t", "100", "ema.gamma", "6.94"},
+                                         {"ema.t", "200", "ema.gamma", "6.94"},
+                                         {"ema.t", "200", "ema.gamma", "16.97"}};
   int rc = 0;
   for (int k = 0; k < 3 && rc == 0; k++) {
     for (size_t i = 0; i < n; i++) w[i] = (float)((double)(i % 1000) * 0.001 + k);
@@ -338,6 +345,8 @@ int main(int argc, char **argv) {
   if (argc == 4 && strcmp(argv[1], "bigsnaps") == 0) return write_bigsnaps(argv[2], atol(argv[3]));
   if (argc == 3 && strcmp(argv[1], "hostile") == 0) return write_hostile(argv[2]);
   if (argc == 3 && strcmp(argv[1], "snapshots") == 0) return write_snapshots(argv[2]);
-  fprintf(stderr, "usage: tool_fixture ckpt PATH [--debias] | ckpt-bank PATH | many N PATH | hostile DIR | bigsnaps DIR MB | snapshots DIR\n");
+  fprintf(stderr,
+          "usage: tool_fixture ckpt PATH [--debias] | ckpt-bank PATH | many N PATH | hostile DIR | bigsnaps DIR MB | "
+          "snapshots DIR\n");
   return 2;
 }

@@ -25,8 +25,7 @@ static void print_message(const char *fmt, va_list ap) {
   va_list ap2;
   va_copy(ap2, ap);
   int n = vsnprintf(small, sizeof small, fmt, ap);
-  if (n >= (int)sizeof small && (msg = (char *)malloc((size_t)n + 1)) != NULL)
-    vsnprintf(msg, (size_t)n + 1, fmt, ap2);
+  if (n >= (int)sizeof small && (msg = (char *)malloc((size_t)n + 1)) != NULL) vsnprintf(msg, (size_t)n + 1, fmt, ap2);
   va_end(ap2);
   if (!msg) msg = small; /* out of memory: the truncated message */
   char *safe = escape_message(msg);
@@ -193,9 +192,12 @@ int cli_next(cli_parser *p) {
 }
 
 int cli_stop(const cli_parser *p, int id, int *rc) {
-  if (id == CLI_BAD) *rc = EXIT_USAGE;
-  else if (id == CLI_HELP) *rc = cli_print_help(p->cmd);
-  else return 0;
+  if (id == CLI_BAD)
+    *rc = EXIT_USAGE;
+  else if (id == CLI_HELP)
+    *rc = cli_print_help(p->cmd);
+  else
+    return 0;
   return 1;
 }
 

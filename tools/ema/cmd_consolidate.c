@@ -53,8 +53,8 @@ static int parse_size(const char *s, uint64_t *out) {
   static const struct {
     const char *unit;
     double mult;
-  } units[] = {{"", 1}, {"B", 1}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
-               {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
+  } units[] = {{"", 1},      {"B", 1},        {"KB", 1e3},        {"MB", 1e6},           {"GB", 1e9},
+               {"TB", 1e12}, {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
   for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
     if (strcmp(end, units[i].unit) == 0) {
       double b = v * units[i].mult;
@@ -81,24 +81,28 @@ static void first_progress(void *user, uint64_t done, uint64_t total) {
 }
 
 static int run_consolidate(const cli_command *cmd, int argc, char **argv) {
-  static const cli_option options[] = {{"output", 'o', 1, OPT_OUTPUT},
-                                       {"hf", 0, 1, OPT_HF},
-                                       {"max-shard-size", 0, 1, OPT_MAX},
-                                       {NULL, 0, 0, 0}};
+  static const cli_option options[] = {
+      {"output", 'o', 1, OPT_OUTPUT}, {"hf", 0, 1, OPT_HF}, {"max-shard-size", 0, 1, OPT_MAX}, {NULL, 0, 0, 0}};
   const char *dir = NULL, *out = NULL, *hf = NULL;
   uint64_t max = 0;
   cli_parser p;
   cli_parser_init(&p, cmd, options, argc, argv);
   for (int id; (id = cli_next(&p)) != CLI_END;) {
     switch (id) {
-      case CLI_BAD: return EXIT_USAGE;
-      case CLI_HELP: return cli_print_help(cmd);
+      case CLI_BAD:
+        return EXIT_USAGE;
+      case CLI_HELP:
+        return cli_print_help(cmd);
       case CLI_POSITIONAL:
         if (dir) return cli_usage_error(cmd, "one checkpoint directory at a time (got '%s' and '%s')", dir, p.arg);
         dir = p.arg;
         break;
-      case OPT_OUTPUT: out = p.arg; break;
-      case OPT_HF: hf = p.arg; break;
+      case OPT_OUTPUT:
+        out = p.arg;
+        break;
+      case OPT_HF:
+        hf = p.arg;
+        break;
       case OPT_MAX:
         if (!parse_size(p.arg, &max))
           return cli_usage_error(cmd, "--max-shard-size '%s' is not a size such as 5GB, 500MB or 1000000", p.arg);

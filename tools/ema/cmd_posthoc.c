@@ -90,11 +90,13 @@ static int add_target(const cli_command *cmd, const cli_parser *p, posthoc_args 
 
 /* Parse the command line into a; 0 after a usage error (or help: *rc). */
 static int parse_args(const cli_command *cmd, int argc, char **argv, posthoc_args *a, int *rc) {
-  static const cli_option options[] = {
-      {"sigma-rel", 0, 1, OPT_SIGMA_REL}, {"gamma", 0, 1, OPT_GAMMA},
-      {"at-step", 0, 1, OPT_AT_STEP},     {"max-cond", 0, 1, OPT_MAX_COND},
-      {"max-residual", 0, 1, OPT_MAX_RESIDUAL}, {"output", 'o', 1, OPT_OUTPUT},
-      {NULL, 0, 0, 0}};
+  static const cli_option options[] = {{"sigma-rel", 0, 1, OPT_SIGMA_REL},
+                                       {"gamma", 0, 1, OPT_GAMMA},
+                                       {"at-step", 0, 1, OPT_AT_STEP},
+                                       {"max-cond", 0, 1, OPT_MAX_COND},
+                                       {"max-residual", 0, 1, OPT_MAX_RESIDUAL},
+                                       {"output", 'o', 1, OPT_OUTPUT},
+                                       {NULL, 0, 0, 0}};
   cli_parser p;
   cli_parser_init(&p, cmd, options, argc, argv);
   *rc = EXIT_USAGE;
@@ -128,15 +130,20 @@ static int parse_args(const cli_command *cmd, int argc, char **argv, posthoc_arg
     }
   }
   if (a->n_tg == 0) return cli_usage_error(cmd, "missing the target: --sigma-rel X (or --gamma G)"), 0;
-  if (a->n_out == 0) return cli_usage_error(cmd, "missing -o OUT.safetensors: where to write the synthesised weights"), 0;
+  if (a->n_out == 0)
+    return cli_usage_error(cmd, "missing -o OUT.safetensors: where to write the synthesised weights"), 0;
   if (a->n_out != a->n_tg)
     return cli_usage_error(cmd, "%zu targets but %zu outputs: give one -o per target, in order", a->n_tg, a->n_out), 0;
   if (a->n_step > 1 && a->n_step != a->n_tg)
     return cli_usage_error(cmd, "%zu targets but %zu --at-step: give one for all or one per target", a->n_tg,
-                           a->n_step), 0;
+                           a->n_step),
+           0;
   if (a->n < 2)
-    return cli_usage_error(cmd, "post-hoc synthesis needs at least 2 snapshots (got %zu): a fit of one profile "
-                                "cannot reach another", a->n), 0;
+    return cli_usage_error(cmd,
+                           "post-hoc synthesis needs at least 2 snapshots (got %zu): a fit of one profile "
+                           "cannot reach another",
+                           a->n),
+           0;
   for (size_t j = 0; j < a->n_tg; j++) a->tg[j].step = a->n_step ? a->steps[a->n_step == 1 ? 0 : j] : 0;
   return 1;
 }

@@ -12,8 +12,8 @@
 
 #include "commands.h"
 
-static const cli_command *const commands[] = {&cmd_demo,    &cmd_smooth,  &cmd_inspect,
-                                              &cmd_extract, &cmd_posthoc, &cmd_bench, &cmd_consolidate};
+static const cli_command *const commands[] = {&cmd_demo,    &cmd_smooth, &cmd_inspect,    &cmd_extract,
+                                              &cmd_posthoc, &cmd_bench,  &cmd_consolidate};
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
 static void print_help(FILE *f) {

@@ -14,9 +14,7 @@ static uint64_t splitmix64_next(uint64_t *state) {
 }
 
 /* Uniform in [0, 1) with 53 random bits. */
-static double uniform01(uint64_t *state) {
-  return (double)(splitmix64_next(state) >> 11) * (1.0 / 9007199254740992.0);
-}
+static double uniform01(uint64_t *state) { return (double)(splitmix64_next(state) >> 11) * (1.0 / 9007199254740992.0); }
 
 /* Approximately standard normal: sum of 12 uniforms minus 6 (Irwin-Hall);
    mean 0, variance 1, no libm call, so the same bits everywhere. */

@@ -84,9 +84,7 @@ EMA_INLINE void store_bf16(void *p, __m256 x) {
 }
 
 /* 8 f16 (16 bytes at p) -> 8 f32, like ema_f16_to_f32. */
-EMA_INLINE __m256 load_f16(const void *p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-}
+EMA_INLINE __m256 load_f16(const void *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 
 /* 8 f32 -> 8 f16 at p, round to nearest even, like ema_f32_to_f16. */
 EMA_INLINE __m128i to_f16(__m256 x) { return _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT); }
@@ -97,9 +95,7 @@ EMA_INLINE void store_f16(void *p, __m256 x) { _mm_storeu_si128((__m128i *)p, to
 EMA_INLINE __m256 round_f16(__m256 x) { return _mm256_cvtph_ps(to_f16(x)); }
 
 /* f32 -> bf16 -> f32: the value rounded to bfloat16. */
-EMA_INLINE __m256 round_bf16(__m256 x) {
-  return _mm256_castsi256_ps(_mm256_slli_epi32(bf16_bits(x), 16));
-}
+EMA_INLINE __m256 round_bf16(__m256 x) { return _mm256_castsi256_ps(_mm256_slli_epi32(bf16_bits(x), 16)); }
 
 /* ---- block drivers --------------------------------------------------------
    A block is eight elements. run_op calls op on every whole block of
@@ -108,8 +104,7 @@ EMA_INLINE __m256 round_bf16(__m256 x) {
 
 typedef void (*block_op)(void *a, const void *b, ema_coef c);
 
-EMA_INLINE void run_op(block_op op, void *a_, size_t asz, const void *b_, size_t bsz,
-                       size_t n, ema_coef c) {
+EMA_INLINE void run_op(block_op op, void *a_, size_t asz, const void *b_, size_t bsz, size_t n, ema_coef c) {
   unsigned char *a = (unsigned char *)a_;
   const unsigned char *b = (const unsigned char *)b_;
   const size_t whole = n / 8, rest = n % 8;
@@ -175,13 +170,9 @@ EMA_INLINE void blk_update_f16_f16(void *s, const void *v, ema_coef om) {
   store_f16(s, _mm256_sub_ps(sf, prod));
 }
 
-static void update_f32(void *s, const void *v, size_t n, ema_coef om) {
-  run_op(blk_update_f32, s, 4, v, 4, n, om);
-}
+static void update_f32(void *s, const void *v, size_t n, ema_coef om) { run_op(blk_update_f32, s, 4, v, 4, n, om); }
 
-static void update_f64(void *s, const void *v, size_t n, ema_coef om) {
-  run_op(blk_update_f64, s, 8, v, 8, n, om);
-}
+static void update_f64(void *s, const void *v, size_t n, ema_coef om) { run_op(blk_update_f64, s, 8, v, 8, n, om); }
 
 static void update_bf16_f32(void *s, const void *v, size_t n, ema_coef om) {
   run_op(blk_update_bf16_f32, s, 4, v, 2, n, om);
@@ -226,13 +217,9 @@ EMA_INLINE void blk_div_f16(void *a, const void *b, ema_coef f) {
   store_f16(a, _mm256_div_ps(load_f16(b), _mm256_set1_ps(f.f)));
 }
 
-static void div_f32(void *a, const void *b, size_t n, ema_coef f) {
-  run_op(blk_div_f32, a, 4, b, 4, n, f);
-}
+static void div_f32(void *a, const void *b, size_t n, ema_coef f) { run_op(blk_div_f32, a, 4, b, 4, n, f); }
 
-static void div_f64(void *a, const void *b, size_t n, ema_coef f) {
-  run_op(blk_div_f64, a, 8, b, 8, n, f);
-}
+static void div_f64(void *a, const void *b, size_t n, ema_coef f) { run_op(blk_div_f64, a, 8, b, 8, n, f); }
 
 static void div_bf16(void *a, const void *b, size_t n, ema_coef f) {
   ema_coef d;
@@ -270,21 +257,13 @@ EMA_INLINE void blk_f32_to_f16(void *d, const void *s, ema_coef unused) {
 
 static const ema_coef no_coef = {0.0f};
 
-static void bf16_to_f32(void *d, const void *s, size_t n) {
-  run_op(blk_bf16_to_f32, d, 4, s, 2, n, no_coef);
-}
+static void bf16_to_f32(void *d, const void *s, size_t n) { run_op(blk_bf16_to_f32, d, 4, s, 2, n, no_coef); }
 
-static void f16_to_f32(void *d, const void *s, size_t n) {
-  run_op(blk_f16_to_f32, d, 4, s, 2, n, no_coef);
-}
+static void f16_to_f32(void *d, const void *s, size_t n) { run_op(blk_f16_to_f32, d, 4, s, 2, n, no_coef); }
 
-static void f32_to_bf16(void *d, const void *s, size_t n) {
-  run_op(blk_f32_to_bf16, d, 2, s, 4, n, no_coef);
-}
+static void f32_to_bf16(void *d, const void *s, size_t n) { run_op(blk_f32_to_bf16, d, 2, s, 4, n, no_coef); }
 
-static void f32_to_f16(void *d, const void *s, size_t n) {
-  run_op(blk_f32_to_f16, d, 2, s, 4, n, no_coef);
-}
+static void f32_to_f16(void *d, const void *s, size_t n) { run_op(blk_f32_to_f16, d, 2, s, 4, n, no_coef); }
 
 /* ---- swap -------------------------------------------------------------------- */
 

@@ -76,9 +76,7 @@ EMA_INLINE void store_bf16(void *p, __m512 x, __mmask16 m) {
 
 EMA_INLINE __m512 round_bf16(__m512 x) { return _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits(x), 16)); }
 
-EMA_INLINE __m512 load_f16(const void *p, __mmask16 m) {
-  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
-}
+EMA_INLINE __m512 load_f16(const void *p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
 
 /* the maskz form: at -O0 the plain one is a macro passing -1 as the mask (a
    -Wsign-conversion warning in our file) */
@@ -101,8 +99,7 @@ typedef void (*block_op)(void *a, const void *b, ema_coef c, __mmask16 m);
 
 EMA_INLINE __mmask16 first_lanes(size_t k) { return (__mmask16)((1u << k) - 1u); }
 
-EMA_INLINE void run_op(block_op op, void *a_, size_t asz, const void *b_, size_t bsz, size_t n,
-                       ema_coef c) {
+EMA_INLINE void run_op(block_op op, void *a_, size_t asz, const void *b_, size_t bsz, size_t n, ema_coef c) {
   unsigned char *a = (unsigned char *)a_;
   const unsigned char *b = (const unsigned char *)b_;
   const uintptr_t align = asz == 2 ? 32u : 64u;
@@ -159,13 +156,9 @@ EMA_INLINE void blk_update_f16_f16(void *s, const void *v, ema_coef om, __mmask1
   store_f16(s, _mm512_sub_ps(sf, prod), m);
 }
 
-static void update_f32(void *s, const void *v, size_t n, ema_coef om) {
-  run_op(blk_update_f32, s, 4, v, 4, n, om);
-}
+static void update_f32(void *s, const void *v, size_t n, ema_coef om) { run_op(blk_update_f32, s, 4, v, 4, n, om); }
 
-static void update_f64(void *s, const void *v, size_t n, ema_coef om) {
-  run_op(blk_update_f64, s, 8, v, 8, n, om);
-}
+static void update_f64(void *s, const void *v, size_t n, ema_coef om) { run_op(blk_update_f64, s, 8, v, 8, n, om); }
 
 static void update_bf16_f32(void *s, const void *v, size_t n, ema_coef om) {
   run_op(blk_update_bf16_f32, s, 4, v, 2, n, om);
