@@ -679,7 +679,9 @@ EMA_API ema_status ema_save_writer(const ema_ctx *ctx, ema_writer fn, void *user
 EMA_API ema_status ema_load(ema_ctx *ctx, const char *path);
 
 /* The same from a checkpoint in memory: buf[0..len) is borrowed for the call
-   only. Same validation and guarantees as ema_load. Since 0.2.0. */
+   only and must not change during it (it is its own staging: hashed in
+   place and copied from once validated, no staging buffer). Same validation
+   and guarantees as ema_load. Since 0.2.0. */
 EMA_API ema_status ema_load_buffer(ema_ctx *ctx, const void *buf, size_t len);
 
 /* ema_load_buffer of the EMA state alone (ema_save_state_buffer's bytes, or a
