@@ -30,7 +30,7 @@ build-asan: deps-test
 # ThreadSanitizer: the threaded and asynchronous tests (worker pool,
 # dynamic claiming, async updates), with their smaller matrices
 # (EMA_TEST_QUICK); about two minutes on two cores.
-TSAN_TESTS = test_async test_threads test_bank
+TSAN_TESTS = test_async test_threads test_bank test_dist_async
 
 build-tsan: deps-test
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMA_WERROR=ON -DEMA_TSAN=ON -DEMA_BUILD_TOOLS=OFF >/dev/null
@@ -40,8 +40,9 @@ test-tsan: build-tsan
 	EMA_TEST_QUICK=1 TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
 	  ctest --test-dir build-tsan --output-on-failure -j $(JOBS) -R '^($(subst $(eval) ,|,$(TSAN_TESTS)))$$'
 
-# The safetensors fuzzer for FUZZ_SECONDS, the valgrind runs, every test
-# under ASan+UBSan, then every test in the plain build (its summary is last).
+# The format check, ThreadSanitizer, the fuzz targets for FUZZ_SECONDS in all,
+# the valgrind runs, every test under ASan+UBSan, the Python package installed
+# into a fresh venv, then every test in the plain build (its summary is last).
 FUZZ_SECONDS ?= 60
 
 test: deps-test format-check build build-asan test-tsan
