@@ -110,7 +110,7 @@ EMA_API ema_status ema_file_write_stream(const char *path, const ema_file_entry 
 
 /* Turn a checkpoint written by ema_save into a plain inference file: every
    average "<n>/<ema>" is written as "<n>", rounded to the model tensor's
-   dtype; plain state is copied as it is; zero-debias accumulators are left
+   dtype; COPY tensors are copied as they are; zero-debias accumulators are left
    out. The result loads into the model with any safetensors reader.
    ema_name selects the average (any average of a bank); NULL takes the
    checkpoint's own (metadata ema.name, else "ExponentialMovingAverage").

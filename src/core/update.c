@@ -146,7 +146,7 @@ ema_status ema_apply_some(ema_ctx *ctx, const char *const *names, size_t n) {
                      names[i]);
     } else if (t->pair < 0) {
       st = ema__fail(ctx, EMA_E_DTYPE,
-                     "ema_apply_some: '%s' is plain state (ema_track_policy with EMA_POLICY_COPY), which is never "
+                     "ema_apply_some: '%s' is a COPY tensor (ema_track_policy with EMA_POLICY_COPY), which is never "
                      "averaged; nothing was updated",
                      names[i]);
     } else if (t->mark) {

@@ -102,7 +102,7 @@ static void extract_out(extract_src *x, const st_tensor *from, const st_tensor *
 }
 
 /* Where file tensor s goes in the output: as the average of its model
-   tensor, as plain state, or nowhere. */
+   tensor, as a COPY tensor, or nowhere. */
 static ema_status extract_one(extract_src *x, const st_tensor *s, char *err, size_t errcap) {
   const st_file *f = x->f;
   size_t nl = x->nl;
@@ -139,7 +139,7 @@ static ema_status extract_one(extract_src *x, const st_tensor *s, char *err, siz
     x->n_avg++;
     return EMA_OK;
   }
-  /* a model tensor with an average is replaced by it; others are plain state */
+  /* a model tensor with an average is replaced by it; others are COPY tensors */
   snprintf(x->probe, x->probe_cap, "%s/%s", s->name, x->name);
   if (!st_find(f, x->probe)) extract_out(x, s, s, 0);
   return EMA_OK;

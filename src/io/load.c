@@ -413,7 +413,7 @@ static ema_status into_model_plan(loader *L) {
     free(probe);
     if (st != EMA_OK) return st;
     if (t->policy == EMA_POLICY_COPY) { /* COPY tensors map to themselves */
-      st = load_expect(L, t->name, t, t->dtype, t->dtype, 0, LD_MODEL, 0, "plain state");
+      st = load_expect(L, t->name, t, t->dtype, t->dtype, 0, LD_MODEL, 0, "COPY tensor");
       if (st != EMA_OK) return st;
       continue;
     }

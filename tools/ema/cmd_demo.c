@@ -58,7 +58,7 @@ const cli_command cmd_demo = {
     "are evaluated on the held-out split and a table row is printed.\n"
     "\n"
     "Then the checkpoint DIR/checkpoint.safetensors is written (ema_save; the integer\n"
-    "global_step rides along as plain state) and restored into fresh models twice, as in\n"
+    "global_step rides along as a COPY tensor) and restored into fresh models twice, as in\n"
     "TensorFlow: a plain restore (ema_load) gives the raw weights, ema_load_averages_into_model\n"
     "(variables_to_restore) gives the averages. Both must equal what training saw, bit for\n"
     "bit; otherwise the demo fails. Finally DIR/demo.svg plots loss and accuracy, raw vs EMA.\n"
@@ -234,7 +234,7 @@ static int run_demo(const cli_command *cmd, int argc, char **argv) {
   TRY(ema_save(ctx, ckpt));
   printf("\nheld-out accuracy at the end: raw %.2f%%, EMA %.2f%%; loss: raw %.4f, EMA %.4f\n", 100 * raw_acc,
          100 * ema_acc, raw_loss, ema_loss);
-  printf("checkpoint: %s (global_step %lld as plain state)\n\n", ckpt, (long long)global_step);
+  printf("checkpoint: %s (global_step %lld as a COPY tensor)\n\n", ckpt, (long long)global_step);
 
   /* The seeds' story: the same checkpoint, restored two ways into fresh models. */
   printf("Restoring the checkpoint into a fresh model, two ways:\n");
@@ -264,7 +264,7 @@ static int run_demo(const cli_command *cmd, int argc, char **argv) {
   }
   printf(
       "  (ema_load_averages_into_model is TensorFlow's Saver(ema.variables_to_restore()): each\n"
-      "   average lands in its model tensor; global_step, plain state, restores as itself.)\n");
+      "   average lands in its model tensor; global_step, a COPY tensor, restores as itself.)\n");
   if (!ok) {
     rc = cli_error("demo: a restored model differs from what training saw; the checkpoint round trip is broken");
     goto done;

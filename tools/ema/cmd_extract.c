@@ -16,7 +16,7 @@ const cli_command cmd_extract = {
     "write the averaged weights as a plain safetensors file for inference",
     "ema extract CKPT -o OUT.safetensors [--ema-name NAME]",
     "Write a plain inference checkpoint: each average NAME/<ema name> of CKPT is stored as\n"
-    "NAME (rounded to the model tensor's dtype), plain state (such as global_step) is copied,\n"
+    "NAME (rounded to the model tensor's dtype), COPY tensors (such as global_step) are copied,\n"
     "zero-debias counters are left out. The result loads into the model with any safetensors\n"
     "reader, like TensorFlow's variables_to_restore() done once and for all. OUT is written\n"
     "atomically: a failure leaves any previous file untouched.\n"
@@ -63,7 +63,7 @@ static int run_extract(const cli_command *cmd, int argc, char **argv) {
   ema_file *f = NULL;
   if (ema_file_open(&f, out, err, sizeof err) != EMA_OK) return cli_error("reading back %s: %s", out, err);
   char shown[1024];
-  printf("wrote %s: %zu tensors (the averages under the model's names, and plain state)\n",
+  printf("wrote %s: %zu tensors (the averages under the model's names, and COPY tensors)\n",
          cli_escape(out, shown, sizeof shown), ema_file_count(f));
   ema_file_close(f);
   return EXIT_OK;
