@@ -11,7 +11,9 @@
 #include <ema/ema.h>
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/kernels.h"
 
@@ -69,6 +71,46 @@ static void make_model(model *m, int small) {
 
 static void free_model(model *m) {
   for (int t = 0; t < NT; t++) free(m->data[t]);
+}
+
+/* The bytes a run ends with, for comparing runs: the evaluation round trips
+   (swap twice, store, copy_to), then for every tensor "t<i>" each member's
+   average and the model as copy_to left it, then the model after restore.
+   Needs check.h (included first). The caller frees the result. */
+static unsigned char *model_final_bytes(ema_ctx *ctx, const model *m, size_t *len) {
+  char name[16];
+  CHECK_ST(ctx, ema_swap(ctx), EMA_OK);
+  CHECK_ST(ctx, ema_swap(ctx), EMA_OK);
+  CHECK_ST(ctx, ema_store(ctx), EMA_OK);
+  CHECK_ST(ctx, ema_copy_to(ctx), EMA_OK);
+  size_t total = 0, n_avg = ema_bank_size(ctx);
+  for (int t = 0; t < NT; t++) {
+    ema_dtype sd;
+    snprintf(name, sizeof name, "t%d", t);
+    ema_average(ctx, name, &sd);
+    total += (size_t)m->numel[t] * (n_avg * ema_dtype_size(sd) + 2 * ema_dtype_size(m->dtype[t]));
+  }
+  unsigned char *out = (unsigned char *)malloc(total + 1), *p = out;
+  for (int t = 0; t < NT; t++) {
+    ema_dtype sd;
+    snprintf(name, sizeof name, "t%d", t);
+    ema_average(ctx, name, &sd);
+    size_t ab = (size_t)m->numel[t] * ema_dtype_size(sd), mb = (size_t)m->numel[t] * ema_dtype_size(m->dtype[t]);
+    for (size_t k = 0; k < n_avg; k++) {
+      memcpy(p, ema_bank_average(ctx, name, k, NULL), ab);
+      p += ab;
+    }
+    memcpy(p, m->data[t], mb); /* averages rounded into the model by copy_to */
+    p += mb;
+  }
+  CHECK_ST(ctx, ema_restore(ctx), EMA_OK);
+  for (int t = 0; t < NT; t++) {
+    size_t mb = (size_t)m->numel[t] * ema_dtype_size(m->dtype[t]);
+    memcpy(p, m->data[t], mb);
+    p += mb;
+  }
+  *len = (size_t)(p - out);
+  return out;
 }
 
 #endif

@@ -108,36 +108,7 @@ static unsigned char *run_script(const char *isa, int threads, int cfg, int step
   }
   if (mode != SYNC) scribble_and_wait(ctx, &m, cfg % 2);
   CHECK(ema_last_step(ctx) == (stepped ? 12 : 0));
-  CHECK_ST(ctx, ema_swap(ctx), EMA_OK);
-  CHECK_ST(ctx, ema_swap(ctx), EMA_OK);
-  CHECK_ST(ctx, ema_store(ctx), EMA_OK);
-  CHECK_ST(ctx, ema_copy_to(ctx), EMA_OK);
-  size_t total = 0, n_avg = ema_bank_size(ctx);
-  for (int t = 0; t < NT; t++) {
-    ema_dtype sd;
-    snprintf(name, sizeof name, "t%d", t);
-    ema_average(ctx, name, &sd);
-    total += (size_t)m.numel[t] * (n_avg * ema_dtype_size(sd) + 2 * ema_dtype_size(m.dtype[t]));
-  }
-  unsigned char *out = (unsigned char *)malloc(total + 1), *p = out;
-  for (int t = 0; t < NT; t++) {
-    ema_dtype sd;
-    snprintf(name, sizeof name, "t%d", t);
-    ema_average(ctx, name, &sd);
-    size_t ab = (size_t)m.numel[t] * ema_dtype_size(sd);
-    for (size_t k = 0; k < n_avg; k++) {
-      memcpy(p, ema_bank_average(ctx, name, k, NULL), ab);
-      p += ab;
-    }
-    memcpy(p, m.data[t], nbytes(&m, t));
-    p += nbytes(&m, t);
-  }
-  CHECK_ST(ctx, ema_restore(ctx), EMA_OK);
-  for (int t = 0; t < NT; t++) {
-    memcpy(p, m.data[t], nbytes(&m, t));
-    p += nbytes(&m, t);
-  }
-  *len = (size_t)(p - out);
+  unsigned char *out = model_final_bytes(ctx, &m, len);
   ema_free(ctx);
   free_model(&m);
   return out;

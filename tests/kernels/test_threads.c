@@ -60,37 +60,7 @@ static unsigned char *run_script(const char *isa, int threads, int debias, int s
   }
   CHECK(threads == 1 || ctx->pool != NULL); /* the runs were large enough to use the workers */
   /* evaluation round trips through every path */
-  CHECK_ST(ctx, ema_swap(ctx), EMA_OK);
-  CHECK_ST(ctx, ema_swap(ctx), EMA_OK);
-  CHECK_ST(ctx, ema_store(ctx), EMA_OK);
-  CHECK_ST(ctx, ema_copy_to(ctx), EMA_OK);
-  size_t total = 0, n_avg = ema_bank_size(ctx);
-  for (int t = 0; t < NT; t++) {
-    ema_dtype sd;
-    snprintf(name, sizeof name, "t%d", t);
-    ema_average(ctx, name, &sd);
-    total += (size_t)m.numel[t] * (n_avg * ema_dtype_size(sd) + 2 * ema_dtype_size(m.dtype[t]));
-  }
-  unsigned char *out = (unsigned char *)malloc(total + 1), *p = out;
-  for (int t = 0; t < NT; t++) {
-    ema_dtype sd;
-    snprintf(name, sizeof name, "t%d", t);
-    ema_average(ctx, name, &sd);
-    size_t ab = (size_t)m.numel[t] * ema_dtype_size(sd), mb = (size_t)m.numel[t] * ema_dtype_size(m.dtype[t]);
-    for (size_t k = 0; k < n_avg; k++) {
-      memcpy(p, ema_bank_average(ctx, name, k, NULL), ab);
-      p += ab;
-    }
-    memcpy(p, m.data[t], mb); /* averages rounded into the model by copy_to */
-    p += mb;
-  }
-  CHECK_ST(ctx, ema_restore(ctx), EMA_OK);
-  for (int t = 0; t < NT; t++) {
-    size_t mb = (size_t)m.numel[t] * ema_dtype_size(m.dtype[t]);
-    memcpy(p, m.data[t], mb);
-    p += mb;
-  }
-  *len = (size_t)(p - out);
+  unsigned char *out = model_final_bytes(ctx, &m, len);
   ema_free(ctx);
   free_model(&m);
   return out;
