@@ -10,9 +10,11 @@
 # The ctest smoke test only checks that the benchmark runs (shrunk layouts);
 # speed claims live in bench/RESULTS.md, never in a test.
 
-add_library(ema_bench_common STATIC ${CMAKE_CURRENT_SOURCE_DIR}/bench/common/layouts.c)
+add_library(ema_bench_common STATIC ${CMAKE_CURRENT_SOURCE_DIR}/bench/common/layouts.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/bench/common/timing.c)
 target_include_directories(ema_bench_common PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/bench)
 target_compile_options(ema_bench_common PRIVATE ${EMA_WARNINGS} -O3)
+target_compile_definitions(ema_bench_common PRIVATE _POSIX_C_SOURCE=200809L)
 
 add_executable(bench_apply ${CMAKE_CURRENT_SOURCE_DIR}/bench/bench_apply.c)
 target_link_libraries(bench_apply PRIVATE ema_static ema_bench_common Threads::Threads)
@@ -25,7 +27,7 @@ endif()
 
 # bench_bank: K averages in one pass against K separate contexts.
 add_executable(bench_bank ${CMAKE_CURRENT_SOURCE_DIR}/bench/bench_bank.c)
-target_link_libraries(bench_bank PRIVATE ema_static)
+target_link_libraries(bench_bank PRIVATE ema_static ema_bench_common)
 target_compile_options(bench_bank PRIVATE ${EMA_WARNINGS} -O3)
 target_compile_definitions(bench_bank PRIVATE _POSIX_C_SOURCE=200809L)
 if(EMA_BUILD_TESTS)

@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/timing.h"
+
 #define DECAY 0.999
 #define ALIGN 64
 #define SPLIT_ELEMS 16 /* triad split points fall on 64-byte lines of b */
@@ -65,23 +67,12 @@ static void *xalloc(size_t bytes) {
   return p;
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 typedef struct stats {
   double min, med, max;
 } stats;
 
 static stats summarize(double *t, int n) {
-  qsort(t, (size_t)n, sizeof *t, cmp_double);
+  qsort(t, (size_t)n, sizeof *t, bench_cmp_double);
   stats s;
   s.min = t[0];
   s.max = t[n - 1];
@@ -370,17 +361,17 @@ static void bench_one(const options *o, const layout *l, ema_dtype dt) {
     }
     /* interleaved, so that drift in the machine's speed hits all alike */
     for (int r = 0; r < o->reps; r++) {
-      double t0 = now_s();
+      double t0 = bench_now();
       check(ema_apply(ctx), ctx, "ema_apply");
-      double t1 = now_s();
+      double t1 = bench_now();
       tpool_run(&pool, &job);
-      double t2 = now_s();
+      double t2 = bench_now();
       tl[r] = t1 - t0;
       tt[r] = t2 - t1;
       if (have_f) {
-        double t3 = now_s();
+        double t3 = bench_now();
         tpool_run(&pool, &fjob);
-        tf[r] = now_s() - t3;
+        tf[r] = bench_now() - t3;
       }
     }
     tpool_stop(&pool);
@@ -473,11 +464,11 @@ static void bench_overhead(const options *o) {
         tpool_run(&pool, &job);
       }
       for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = bench_now();
         check(ema_apply(ctx), ctx, "ema_apply");
-        double t1 = now_s();
+        double t1 = bench_now();
         tpool_run(&pool, &job);
-        double t2 = now_s();
+        double t2 = bench_now();
         tl[r] = t1 - t0;
         tt[r] = t2 - t1;
       }
@@ -517,11 +508,11 @@ static void bench_overhead(const options *o) {
     for (int i = 0; i < NT; i++) loop_update(ps[i], pv[i], NE, om);
   }
   for (int r = 0; r < reps; r++) {
-    double t0 = now_s();
+    double t0 = bench_now();
     check(ema_apply(ctx), ctx, "ema_apply");
-    double t1 = now_s();
+    double t1 = bench_now();
     for (int i = 0; i < NT; i++) loop_update(ps[i], pv[i], NE, om);
-    double t2 = now_s();
+    double t2 = bench_now();
     tl[r] = t1 - t0;
     tt[r] = t2 - t1;
   }
@@ -573,13 +564,13 @@ static void bench_overhead(const options *o) {
   triad_job job = {tb, tc, NULL, (size_t)NS * ES};
   const int sreps = 31;
   for (int r = -3; r < sreps; r++) {
-    double t0 = now_s();
+    double t0 = bench_now();
     check(ema_apply(ctx), ctx, "ema_apply");
-    double t1 = now_s();
+    double t1 = bench_now();
     for (int i = 0; i < NS; i++) loop_update(sblock + (size_t)i * ES_PAD, sv[i], ES, om);
-    double t2 = now_s();
+    double t2 = bench_now();
     tpool_run(&pool, &job);
-    double t3 = now_s();
+    double t3 = bench_now();
     if (r >= 0) {
       tl[r] = t1 - t0;
       tt[r] = t2 - t1;

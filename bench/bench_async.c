@@ -26,18 +26,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/timing.h"
+
 #include "common/layouts.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 #define TRY(ctx, call)                                                      \
   do {                                                                      \
@@ -120,9 +111,9 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < N * N; i++) ga[i] = gb[i] = (float)(i % 13) * 0.1f;
   /* calibrate the compute step */
-  double t0 = now();
+  double t0 = bench_now();
   compute(20);
-  int reps = (int)(compute_ms / ((now() - t0) * 1e3 / 20));
+  int reps = (int)(compute_ms / ((bench_now() - t0) * 1e3 / 20));
   if (reps < 1) reps = 1;
   TRY(ctx, ema_apply_async(ctx)); /* staging and the thread exist before timing */
   TRY(ctx, ema_wait(ctx));
@@ -135,22 +126,22 @@ int main(int argc, char **argv) {
   for (int r = 0; r < rounds; r++)
     for (int m = 0; m < 4; m++) {
       for (int s = 0; s < steps; s++) {
-        double a = now();
+        double a = bench_now();
         compute(reps);
         touch(p, n, count, step++);
-        double c = now();
+        double c = bench_now();
         if (m == 1) TRY(ctx, ema_apply(ctx));
         if (m == 2) TRY(ctx, ema_apply_async(ctx));
         if (m == 3) TRY(ctx, ema_apply_async_staged(ctx, NULL, NULL));
-        calls[m][nt[m]] = now() - c;
-        times[m][nt[m]++] = now() - a;
+        calls[m][nt[m]] = bench_now() - c;
+        times[m][nt[m]++] = bench_now() - a;
       }
       TRY(ctx, ema_wait(ctx)); /* the last async update belongs to this mode */
     }
   double med[4], cmed[4];
   for (int m = 0; m < 4; m++) {
-    qsort(times[m], nt[m], sizeof(double), cmp_double);
-    qsort(calls[m], nt[m], sizeof(double), cmp_double);
+    qsort(times[m], nt[m], sizeof(double), bench_cmp_double);
+    qsort(calls[m], nt[m], sizeof(double), bench_cmp_double);
     med[m] = times[m][nt[m] / 2];
     cmed[m] = calls[m][nt[m] / 2];
   }

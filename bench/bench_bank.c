@@ -17,16 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
+#include "common/timing.h"
 
 #define TRY(ctx, call)                                                     \
   do {                                                                     \
@@ -103,11 +94,11 @@ int main(int argc, char **argv) {
     double *tb = (double *)malloc((size_t)reps * sizeof *tb), *ts = (double *)malloc((size_t)reps * sizeof *ts);
     int64_t step = 1;
     for (int r = -2; r < reps; r++, step++) { /* two warm-up rounds */
-      double t0 = now();
+      double t0 = bench_now();
       TRY(bank, ema_update(bank, step));
-      double t1 = now();
+      double t1 = bench_now();
       for (int j = 0; j < k; j++) TRY(sep[j], ema_update(sep[j], step));
-      double t2 = now();
+      double t2 = bench_now();
       if (r >= 0) {
         tb[r] = t1 - t0;
         ts[r] = t2 - t1;
@@ -121,9 +112,9 @@ int main(int argc, char **argv) {
       }
     double *ratio = (double *)malloc((size_t)reps * sizeof *ratio);
     for (int r = 0; r < reps; r++) ratio[r] = tb[r] / ts[r];
-    qsort(tb, (size_t)reps, sizeof *tb, cmp_double);
-    qsort(ts, (size_t)reps, sizeof *ts, cmp_double);
-    qsort(ratio, (size_t)reps, sizeof *ratio, cmp_double);
+    qsort(tb, (size_t)reps, sizeof *tb, bench_cmp_double);
+    qsort(ts, (size_t)reps, sizeof *ts, bench_cmp_double);
+    qsort(ratio, (size_t)reps, sizeof *ratio, bench_cmp_double);
     printf("%7d  %7.2f  %11.2f  %5.3f  %5.3f\n", threads[ti], 1e3 * tb[reps / 2], 1e3 * ts[reps / 2], ratio[reps / 2],
            (4.0 + 8.0 * k) / (12.0 * k));
     free(tb);

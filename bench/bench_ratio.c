@@ -51,6 +51,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/timing.h"
+
 #include "common/layouts.h"
 #include "common/rmw_native.h"
 
@@ -63,22 +65,11 @@ static void die(const char *what) {
   exit(1);
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 static double median(const double *v, int n) {
   double *t = (double *)malloc((size_t)n * sizeof *t);
   if (!t) die("out of memory");
   memcpy(t, v, (size_t)n * sizeof *t);
-  qsort(t, (size_t)n, sizeof *t, cmp_double);
+  qsort(t, (size_t)n, sizeof *t, bench_cmp_double);
   double m = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
   free(t);
   return m;
@@ -269,16 +260,16 @@ static void bench_layout(const layout *l, int threads, int reps, const char *nei
        parameters partly in the last-level cache */
     double t_ref = 0.0, t_ema = 0.0;
     for (int k = 0; k < 2; k++) {
-      double t0 = now_s();
+      double t0 = bench_now();
       if ((k ^ r) & 1) {
         if (ema_apply(ctx) != EMA_OK) die(ema_last_error(ctx));
-        t_ema = now_s() - t0;
+        t_ema = bench_now() - t0;
       } else {
         if (omp_ref)
           ref_run_omp(&m, threads);
         else
           ref_run(&p);
-        t_ref = now_s() - t0;
+        t_ref = bench_now() - t0;
       }
     }
     if (r < 0) continue;
