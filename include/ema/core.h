@@ -669,6 +669,20 @@ typedef int (*ema_writer)(void *user, const void *data, size_t len);
    a checkpoint. Since 0.2.0. */
 EMA_API ema_status ema_save_writer(const ema_ctx *ctx, ema_writer fn, void *user);
 
+/* ema_save_state_writer's flags. EMA_SAVE_NO_CHECKSUM leaves libema.xxh64
+   out of the metadata and saves the pass over the data that computes it:
+   for a reader in the same process (a Python state dict), which has no
+   bytes at rest to verify. The loads take a state without it. */
+#define EMA_SAVE_NO_CHECKSUM 1u
+
+/* ema_save_state_buffer's bytes through fn(user, ...), streamed from the
+   context as ema_save_writer streams a checkpoint: a caller that puts each
+   tensor of the state in memory of its own (the Python binding, for large
+   tensors) copies every byte once and never holds the whole state in one
+   block. flags: 0 or EMA_SAVE_NO_CHECKSUM; any other bit is
+   EMA_E_INVALID_ARG. Since 0.2.0. */
+EMA_API ema_status ema_save_state_writer(const ema_ctx *ctx, unsigned flags, ema_writer fn, void *user);
+
 /* Resume from a checkpoint written by ema_save: model tensors, averages and
    EMA state all come back so that training continues exactly. The whole
    file is validated (format, names, dtypes, shapes, metadata, checksum)
@@ -688,6 +702,28 @@ EMA_API ema_status ema_load_buffer(ema_ctx *ctx, const void *buf, size_t len);
    whole checkpoint): the averages and EMA state come back; the model tensors
    are neither needed nor changed. Same validation and guarantees. Since 0.2.0. */
 EMA_API ema_status ema_load_state_buffer(ema_ctx *ctx, const void *buf, size_t len);
+
+/* One piece of a checkpoint in memory: len bytes at data. */
+typedef struct ema_bytes {
+  const void *data;
+  size_t len;
+} ema_bytes;
+
+/* ema_load_state_buffer of a checkpoint held in pieces, so that a caller
+   whose tensors are separate blocks (a Python state dict) need not copy them
+   into one buffer first: head[0..head_len) is the checkpoint's 8-byte length
+   and header (exactly 8 + N bytes), and its data section is parts[0..n_parts)
+   back to back. Every tensor's bytes must lie within one part (a part may
+   hold several). Everything is borrowed for the call only and must not
+   change during it; nothing is copied until the whole checkpoint is
+   validated (checksum included, when its metadata holds one). Same
+   validation and guarantees as ema_load_state_buffer.
+   Errors: those of ema_load_state_buffer; EMA_E_INVALID_ARG when head is
+   NULL, parts is NULL with n_parts > 0, a part is NULL with len > 0,
+   head_len is not 8 + the header length it starts with, or a tensor
+   straddles two parts. Since 0.2.0. */
+EMA_API ema_status ema_load_state_parts(ema_ctx *ctx, const void *head, size_t head_len, const ema_bytes *parts,
+                                        size_t n_parts);
 
 /* TensorFlow's variables_to_restore(): each average of the active member in
    the file lands in its model tensor (rounded to the model dtype when the

@@ -208,7 +208,10 @@ _OPTIONAL = {
     "ema_load_buffer": (_c_int, [_c_ctx, _c_vp, _c_sz]),
     "ema_save_writer": (_c_int, [_c_ctx, _c_vp, _c_vp]),
     "ema_save_state_buffer": (_c_int, [_c_ctx, ctypes.POINTER(_c_vp), ctypes.POINTER(_c_sz)]),
+    "ema_save_state_writer": (_c_int, [_c_ctx, ctypes.c_uint, _c_vp, _c_vp]),
     "ema_load_state_buffer": (_c_int, [_c_ctx, _c_vp, _c_sz]),
+    # parts: an array of ema_bytes {const void *data; size_t len}, passed as 2n size_t
+    "ema_load_state_parts": (_c_int, [_c_ctx, _c_vp, _c_sz, _c_vp, _c_sz]),
     # asynchronous updates (ema/core.h); callbacks: READY_FN, STAGING_*_FN
     "ema_apply_async": (_c_int, [_c_ctx]),
     "ema_update_async": (_c_int, [_c_ctx, ctypes.c_int64]),

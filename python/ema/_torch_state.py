@@ -63,6 +63,11 @@ def collect(ctx, skip):
     in skip (the model's own tensors) and the checksums."""
     ctx.check_storage()
     if state_only():
+        if _lib.has("ema_save_state_writer") and not _small_tensors(ctx):
+            # large tensors: each into memory of its own (torch's allocator,
+            # as a clone), not one block as large as the state; no checksum
+            # (EMA_SAVE_NO_CHECKSUM): nothing at rest to verify
+            return _collect_writer(ctx, skip, lambda h, fn, user: _lib.lib.ema_save_state_writer(h, 1, fn, user))
         return _collect_state(ctx, skip)
     if in_memory() and (not _lib.has("ema_save_writer") or _small_tensors(ctx)):
         return _collect_buffer(ctx, skip)
@@ -160,11 +165,13 @@ def _small_tensors(ctx):
     return n > 0 and sum(e.desc.nbytes for e in ctx.entries.values()) / n < (256 << 10)
 
 
-def _collect_writer(ctx, skip):
+def _collect_writer(ctx, skip, save=None):
+    """Each tensor streamed by ema_save_writer (or save, the state writer)
+    into a new tensor of its own."""
     sink = _Sink(skip)
     fn = _WRITER(sink)
     with ctx.h.lock:
-        st = _lib.lib.ema_save_writer(ctx.h.ptr, fn, None)
+        st = (save or _lib.lib.ema_save_writer)(ctx.h.ptr, fn, None)
     if sink.error is not None:
         raise sink.error
     ctx.h.check(st)
@@ -180,7 +187,7 @@ def _collect_buffer(ctx, skip):
         raw = (ctypes.c_uint8 * n.value).from_address(buf.value)
         data = torch.frombuffer(raw, dtype=torch.uint8) if n.value else torch.empty(0, dtype=torch.uint8)
         hlen = struct.unpack_from("<Q", raw, 0)[0]
-        header = json.loads(bytes(raw[8:8 + hlen]).decode("utf-8"))
+        header = json.loads(ctypes.string_at(buf.value + 8, hlen).decode("utf-8"))
         base = 8 + hlen
         meta = {k: v for k, v in header.pop("__metadata__", {}).items() if _carried(k)}
         # one copy per dtype (torch.cat of the wanted byte ranges), every
@@ -233,7 +240,7 @@ def _collect_state(ctx, skip):
     raw = (ctypes.c_uint8 * n.value).from_address(buf.value)
     raw._owner = owner   # the array (kept by every view) keeps the buffer
     hlen = struct.unpack_from("<Q", raw, 0)[0]
-    text = bytes(raw[8:8 + hlen]).decode("utf-8")
+    text = ctypes.string_at(buf.value + 8, hlen).decode("utf-8")   # one copy (slicing raw makes a list)
     meta, runs = _layout(ctx, text, skip)
     data = torch.frombuffer(raw, dtype=torch.uint8)
     base = 8 + hlen
@@ -296,6 +303,21 @@ def _carried_meta(meta):
     return {k: v for k, v in meta.items() if _carried(k)}
 
 
+_data_ptr = torch.Tensor.data_ptr
+
+
+def _load_parts(ctx, head, values, sizes):
+    """ema_load_state_parts: every tensor (contiguous, on the CPU) is a part
+    of the checkpoint where it is: nothing is copied before the library has
+    validated the whole state, and then only into the averages."""
+    n = len(values)
+    parts = (ctypes.c_size_t * (2 * n + 2))()   # ema_bytes[n]: {data, len} pairs (+1 for n == 0)
+    parts[0:2 * n:2] = list(map(_data_ptr, values))
+    parts[1:2 * n:2] = sizes
+    with ctx.h.lock:
+        ctx.h.check(_lib.lib.ema_load_state_parts(ctx.h.ptr, head, len(head), parts, n))
+
+
 def load(ctx, entries, meta, layout=None):
     """ema_load of a checkpoint holding entries {key: contiguous tensor} and
     meta {str: str}. layout: an object that stands for the keys, dtypes and
@@ -309,9 +331,9 @@ def load(ctx, entries, meta, layout=None):
         return
     cached = getattr(ctx, "_load_layout", None)
     if layout is not None and cached is not None and cached[0] is layout:
-        part, offset, runs = cached[1], cached[2], cached[3]
+        part, offset, runs, sizes = cached[1:]
     else:
-        header, offset, runs = {}, 0, []
+        header, offset, runs, sizes = {}, 0, [], []
         for i, (key, t) in enumerate(entries.items()):
             nbytes = t.numel() * t.element_size()
             header[key] = {"dtype": _TORCH_ST[t.dtype], "shape": list(t.shape),
@@ -320,16 +342,21 @@ def load(ctx, entries, meta, layout=None):
                 runs[-1][1], runs[-1][4] = offset + nbytes, i + 1
             else:
                 runs.append([offset, offset + nbytes, t.dtype, i, i + 1])
+            sizes.append(nbytes)
             offset += nbytes
         part = json.dumps(header, separators=(",", ":"))[1:-1]
         if layout is not None:
-            ctx._load_layout = (layout, part, offset, runs)
+            ctx._load_layout = (layout, part, offset, runs, sizes)
     text = "{" + part
     if meta:
         text += ("," if part else "") + '"__metadata__":' + json.dumps(
             {str(k): str(v) for k, v in meta.items()}, separators=(",", ":"))
     h = (text + "}").encode("utf-8")
     h += b" " * (-len(h) % 8)
+    if state_only() and _lib.has("ema_load_state_parts"):
+        _load_parts(ctx, struct.pack("<Q", len(h)) + h, list(entries.values()), sizes)
+        ctx.after_load(meta)
+        return
     total = 8 + len(h) + offset
     buf = torch.empty(total, dtype=torch.uint8)
     head = struct.pack("<Q", len(h)) + h

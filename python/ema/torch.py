@@ -64,6 +64,7 @@ _TERMS = {
 
 _OFFLOAD = [()]   # (OffloadEMA,) once ema._torch_offload is imported
 _data_ptr = torch.Tensor.data_ptr
+_dtype, _shape = operator.attrgetter("dtype"), operator.attrgetter("shape")
 _requires_grad = torch.Tensor.requires_grad.__get__
 
 _POLICY = {_plan.AVERAGE: _lib.POLICY_AVERAGE, _plan.COPY: _lib.POLICY_COPY, _plan.KEEP: _lib.POLICY_KEEP}
@@ -325,6 +326,7 @@ class EMA(EvalMixin, CheckpointMixin):
         self._entries = (dicts, list(chain.from_iterable(map(dict.values, dicts))))
         self._quick = ([s.container for s in slots], [s.attr for s in slots],
                        [s.tensor for s in slots], [s.ptr for s in slots])
+        self._kinds = ([s.dtype for s in slots], [s.shape for s in slots])
         swapped = [s for s in slots if s.policy != _plan.COPY]   # averaged and kept tensors
         self._swapped_slots = swapped
         self._swapped_tensors = [s.tensor for s in swapped]
@@ -345,7 +347,8 @@ class EMA(EvalMixin, CheckpointMixin):
         also dtype and shape)."""
         conts, attrs, tensors, ptrs = self._quick
         if list(map(_data_ptr, tensors)) == ptrs and self._same_entries():
-            if not full:
+            if not full or (list(map(_dtype, tensors)) == self._kinds[0]
+                            and list(map(_shape, tensors)) == self._kinds[1]):
                 return []
             return [s for s in self._slots if s.tensor.dtype != s.dtype or s.tensor.shape != s.shape]
         return [s for s in self._slots

@@ -1,9 +1,13 @@
 /*
  * src/common/alloc.c: allocation with failure injection (see alloc.h).
  */
+#define _GNU_SOURCE /* madvise, MADV_HUGEPAGE */
 #include "common/alloc.h"
 
 #include <stdlib.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 static long fail_countdown = -1; /* test hook only; -1 = never fail */
 
@@ -30,3 +34,14 @@ void *ema__aligned_alloc(size_t n) {
 }
 
 void ema__aligned_free(void *p) { free(p); }
+
+void *ema__malloc_big(size_t n) {
+  if (n < 2 * EMA_BIG_ALIGN) return ema__malloc(n);
+  if (should_fail()) return NULL;
+  void *p = NULL;
+  if (posix_memalign(&p, EMA_BIG_ALIGN, n) != 0) return NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  (void)madvise(p, n / EMA_BIG_ALIGN * EMA_BIG_ALIGN, MADV_HUGEPAGE); /* advice: a refusal changes nothing */
+#endif
+  return p;
+}

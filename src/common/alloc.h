@@ -20,6 +20,13 @@ void *ema__realloc(void *p, size_t n);
    NULL on failure or overflow. Free with ema__aligned_free. */
 void *ema__aligned_alloc(size_t n);
 void ema__aligned_free(void *p);
+/* A block of n bytes for a large buffer the caller fills at once (a
+   checkpoint in memory): from EMA_BIG_ALIGN on, aligned to 2 MiB and
+   advised for transparent huge pages where the system has them, so that
+   filling it takes one page fault per 2 MiB instead of per 4 KiB. Free
+   with free(). */
+void *ema__malloc_big(size_t n);
+#define EMA_BIG_ALIGN ((size_t)2 << 20)
 
 /* Test hook: after ema__test_fail_alloc(n), the (n+1)-th allocation from now
    on and every later one fails, until reset with -1. Not thread-safe: tests

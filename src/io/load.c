@@ -29,28 +29,30 @@ static int same_shape(const st_tensor *s, const ema_tensor *t) {
 ema_status load_expect(loader *L, const char *key, ema_tensor *t, ema_dtype want, ema_dtype also, int scalar, int dest,
                        size_t k, const char *role) {
   const st_tensor *s = st_find(L->f, key);
+  ema_dtype dt;
+  int dtype_ok = s && st_dtype_to_ema(s->dtype, &dt) && (dt == want || dt == also);
+  if (dtype_ok && (scalar ? s->ndim == 0 : same_shape(s, t))) {
+    load_item *it = &L->items[L->n++];
+    it->src = s;
+    it->t = t;
+    it->dest = dest;
+    it->k = k;
+    return EMA_OK;
+  }
+  /* what is wrong, the names quoted (the key holds the file's average name) */
   char q[CKPT_QUOTE_CAP], tq[CKPT_QUOTE_CAP];
-  ckpt_quote(q, sizeof q, key); /* holds the file's average name */
+  ckpt_quote(q, sizeof q, key);
   ckpt_quote(tq, sizeof tq, t->name);
   if (!s)
     return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: the checkpoint has no tensor %s (%s of %s)", L->fn, q, role, tq);
-  ema_dtype dt;
-  if (!st_dtype_to_ema(s->dtype, &dt) || (dt != want && dt != also))
+  if (!dtype_ok)
     return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor %s is %s in the checkpoint but %s is needed", L->fn, q,
                      st_dtype_name(s->dtype), ema_dtype_name(want));
-  if (scalar ? s->ndim != 0 : !same_shape(s, t)) {
-    char a[256], b[256];
-    st_shape_str(a, sizeof a, s->ndim, s->shape);
-    st_shape_str(b, sizeof b, scalar ? 0 : t->ndim, t->shape);
-    return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor %s has shape %s in the checkpoint but %s is registered", L->fn,
-                     q, a, b);
-  }
-  load_item *it = &L->items[L->n++];
-  it->src = s;
-  it->t = t;
-  it->dest = dest;
-  it->k = k;
-  return EMA_OK;
+  char a[256], b[256];
+  st_shape_str(a, sizeof a, s->ndim, s->shape);
+  st_shape_str(b, sizeof b, scalar ? 0 : t->ndim, t->shape);
+  return ema__fail(L->ctx, EMA_E_MISMATCH, "%s: tensor %s has shape %s in the checkpoint but %s is registered", L->fn,
+                   q, a, b);
 }
 
 /* The checksums a file records: libema.xxh64 (XXH64 of the data section,
@@ -83,8 +85,14 @@ static ema_status parse_sum(loader *L, const char *key, int *have, uint64_t *out
 static ema_status loader_open(loader *L, const char *path, load_sums *sums) {
   (void)path;
   char err[EMA_ERR_CAP];
-  ema_status st =
-      L->buf ? st_open_mem(L->buf, L->buf_len, &L->f, err, sizeof err) : st_open(path, &L->f, err, sizeof err);
+  ema_status st;
+  if (L->parts) {
+    uint64_t data_len = 0;
+    for (size_t i = 0; i < L->n_parts; i++) data_len += L->parts[i].len; /* checked by the caller */
+    st = st_open_head(L->buf, L->buf_len, data_len, &L->f, err, sizeof err);
+  } else {
+    st = L->buf ? st_open_mem(L->buf, L->buf_len, &L->f, err, sizeof err) : st_open(path, &L->f, err, sizeof err);
+  }
   if (st != EMA_OK) return ckpt_fail(L->ctx, st, L->fn, err);
   const char *fmt = st_meta_get(L->f, "libema.format");
   if (fmt && strcmp(fmt, CKPT_FORMAT_VERSION) != 0) {
@@ -123,26 +131,60 @@ static ema_status read_hashed(loader *L, const st_tensor *s, unsigned char *dst,
   return EMA_OK;
 }
 
-/* A checkpoint in memory is its own staging (the caller's buffer is
-   borrowed, unchanged, for the call): hash every byte in place, in file
-   order, and point the planned items at their bytes. */
-static ema_status stage_in_place(loader *L, const size_t *order, load_sums *sums) {
-  const unsigned char *data = (const unsigned char *)L->buf + L->f->data_start;
+/* Where each file tensor's bytes are in a checkpoint held in memory (one
+   buffer, or parts): at[i] for file tensor i. A tensor that straddles two
+   parts is refused. */
+static ema_status locate_in_memory(loader *L, const size_t *order, const unsigned char **at) {
+  if (!L->parts) {
+    const unsigned char *data = (const unsigned char *)L->buf + L->f->data_start;
+    for (size_t i = 0; i < L->f->n_tensors; i++) at[i] = data + L->f->tensors[i].begin;
+    return EMA_OK;
+  }
+  size_t p = 0;
+  uint64_t start = 0; /* data offset of parts[p] */
   for (size_t k = 0; k < L->f->n_tensors; k++) {
     const st_tensor *s = &L->f->tensors[order[k]];
+    if (s->nbytes == 0) continue; /* no bytes: at[] stays NULL, nothing is copied */
+    while (p < L->n_parts && s->begin >= start + L->parts[p].len) {
+      start += L->parts[p].len;
+      p++;
+    }
+    if (p == L->n_parts || s->begin + s->nbytes > start + L->parts[p].len) {
+      char q[CKPT_QUOTE_CAP];
+      ckpt_quote(q, sizeof q, s->name);
+      return ema__fail(L->ctx, EMA_E_INVALID_ARG,
+                       "%s: tensor %s (data bytes %" PRIu64 "-%" PRIu64 ") does not lie within one part", L->fn, q,
+                       s->begin, s->begin + s->nbytes);
+    }
+    at[order[k]] = (const unsigned char *)L->parts[p].data + (s->begin - start);
+  }
+  return EMA_OK;
+}
+
+/* A checkpoint in memory is its own staging (the caller's buffer or parts
+   are borrowed, unchanged, for the call): hash every byte in place, in file
+   order, when the metadata holds a checksum, and point the planned items at
+   their bytes. */
+static ema_status stage_in_place(loader *L, const size_t *order, load_sums *sums) {
+  const unsigned char **at = (const unsigned char **)ema__calloc(L->f->n_tensors + 1, sizeof *at);
+  if (!at) return ema__fail(L->ctx, EMA_E_NOMEM, "%s: out of memory", L->fn);
+  ema_status st = locate_in_memory(L, order, at);
+  for (size_t k = 0; k < L->f->n_tensors && st == EMA_OK && (sums->have_xxh || sums->have_legacy); k++) {
+    const st_tensor *s = &L->f->tensors[order[k]];
     size_t nb = (size_t)s->nbytes;
-    ema__xxh64_update(&sums->h, data + s->begin, nb);
+    if (nb) ema__xxh64_update(&sums->h, at[order[k]], nb);
     if (sums->have_legacy) {
       ckpt_legacy_hash lh;
       ckpt_legacy_init(&lh);
-      ckpt_legacy_update(&lh, data + s->begin, nb);
+      if (nb) ckpt_legacy_update(&lh, at[order[k]], nb);
       sums->legacy_sum += ckpt_legacy_term(s->name, &lh);
     }
   }
-  for (size_t i = 0; i < L->n; i++) L->items[i].staged = (size_t)L->items[i].src->begin;
-  L->stage = (unsigned char *)(uintptr_t)data;
+  for (size_t i = 0; i < L->n && st == EMA_OK; i++) L->items[i].from = at[L->items[i].src - L->f->tensors];
+  free(at);
+  L->stage = NULL;
   L->stage_borrowed = 1;
-  return EMA_OK;
+  return st;
 }
 
 static int by_offset(size_t a, size_t b, const void *ctx) {
@@ -198,6 +240,8 @@ static ema_status loader_stage(loader *L, load_sums *sums, int in_place) {
   free(order);
   free(scratch);
   if (st != EMA_OK) return st;
+  if (!in_place)
+    for (size_t i = 0; i < L->n; i++) L->items[i].from = L->stage + L->items[i].staged;
   uint64_t got = ema__xxh64_digest(&sums->h);
   if (sums->have_xxh && got != sums->xxh)
     return ema__fail(L->ctx, EMA_E_FORMAT,
@@ -238,6 +282,8 @@ ema_status load_run(ema_ctx *ctx, const load_src *src, const char *fn, const loa
   L->what = what;
   L->buf = path ? NULL : src->buf;
   L->buf_len = src->len;
+  L->parts = src->parts;
+  L->n_parts = src->n_parts;
   L->state_only = src->state_only;
   L->items = (load_item *)ema__calloc(ctx->count * (1 + 4 * ctx->n_avg) + 1, sizeof *L->items);
   ema_status st = L->items ? EMA_OK : ema__fail(ctx, EMA_E_NOMEM, "%s: out of memory", fn);
@@ -302,26 +348,31 @@ static ema_status resume_plan(loader *L) {
   return st;
 }
 
-/* The staged zero-debias counters. */
+/* The staged zero-debias counters and KEEP copies. */
 static ema_status resume_check(loader *L) {
   char q[CKPT_QUOTE_CAP];
   const load_item *keep0 = NULL;
   for (size_t i = 0; i < L->n; i++) {
-    ckpt_quote(q, sizeof q, L->items[i].src->name);
-    if (L->items[i].dest == LD_KEEP) keep0 = &L->items[i];
-    if (L->items[i].dest == LD_KEEP_SAME && keep0 && keep0->t == L->items[i].t &&
-        memcmp(L->stage + keep0->staged, L->stage + L->items[i].staged, (size_t)keep0->src->nbytes) != 0)
-      return ema__fail(L->ctx, EMA_E_FORMAT, "%s: the frozen copies of a KEEP tensor differ (%s)", L->fn, q);
-    const unsigned char *src = L->stage + L->items[i].staged;
-    if (L->items[i].dest == LD_STEPS) {
+    const load_item *it = &L->items[i];
+    const char *bad = NULL;
+    if (it->dest == LD_KEEP) keep0 = it;
+    if (it->dest == LD_KEEP_SAME && keep0 && keep0->t == it->t &&
+        memcmp(keep0->from, it->from, (size_t)keep0->src->nbytes) != 0)
+      bad = "the frozen copies of a KEEP tensor differ (%s)";
+    if (it->dest == LD_STEPS) {
       int64_t k;
-      memcpy(&k, src, 8);
-      if (k < 0) return ema__fail(L->ctx, EMA_E_FORMAT, "%s: tensor %s holds a negative step count", L->fn, q);
-    } else if (L->items[i].dest == LD_PROD) {
+      memcpy(&k, it->from, 8);
+      if (k < 0) bad = "tensor %s holds a negative step count";
+    } else if (it->dest == LD_PROD) {
       double p;
-      memcpy(&p, src, 8);
-      if (!(p >= 0.0 && p <= 1.0))
-        return ema__fail(L->ctx, EMA_E_FORMAT, "%s: tensor %s holds a decay product outside [0, 1]", L->fn, q);
+      memcpy(&p, it->from, 8);
+      if (!(p >= 0.0 && p <= 1.0)) bad = "tensor %s holds a decay product outside [0, 1]";
+    }
+    if (bad) {
+      char msg[EMA_ERR_CAP];
+      ckpt_quote(q, sizeof q, it->src->name);
+      snprintf(msg, sizeof msg, bad, q);
+      return ema__fail(L->ctx, EMA_E_FORMAT, "%s: %s", L->fn, msg);
     }
   }
   return EMA_OK;
@@ -330,7 +381,7 @@ static ema_status resume_check(loader *L) {
 static void resume_commit(loader *L) {
   for (size_t i = 0; i < L->n; i++) {
     load_item *it = &L->items[i];
-    const unsigned char *src = L->stage + it->staged;
+    const unsigned char *src = it->from;
     size_t bytes = (size_t)it->src->nbytes;
     void *dst = NULL;
     switch (it->dest) {
@@ -356,7 +407,7 @@ static void resume_commit(loader *L) {
         bytes = 0;
         break; /* LD_KEEP_SAME: checked only */
     }
-    if (bytes) memcpy(dst, src, bytes);
+    if (bytes) memmove(dst, src, bytes); /* a caller's part may be the very average it restores */
   }
   ema_ctx *ctx = L->ctx;
   memcpy(ctx->avg, L->avg, sizeof L->avg);
@@ -367,7 +418,7 @@ static void resume_commit(loader *L) {
 static const load_ops resume_ops = {resume_plan, resume_check, resume_commit, 1};
 
 ema_status ema_load(ema_ctx *ctx, const char *path) {
-  load_src src = {path, NULL, 0, 0};
+  load_src src = {path, NULL, 0, 0, NULL, 0};
   return load_run(ctx, &src, "ema_load", &resume_ops);
 }
 
@@ -376,7 +427,7 @@ ema_status ema_load_buffer(ema_ctx *ctx, const void *buf, size_t len) {
     ema__clear_error(ctx);
     return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_load_buffer: buf is NULL");
   }
-  load_src src = {NULL, buf, len, 0};
+  load_src src = {NULL, buf, len, 0, NULL, 0};
   return load_run(ctx, &src, "ema_load_buffer", &resume_ops);
 }
 
@@ -385,8 +436,28 @@ ema_status ema_load_state_buffer(ema_ctx *ctx, const void *buf, size_t len) {
     ema__clear_error(ctx);
     return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_load_state_buffer: buf is NULL");
   }
-  load_src src = {NULL, buf, len, 1};
+  load_src src = {NULL, buf, len, 1, NULL, 0};
   return load_run(ctx, &src, "ema_load_state_buffer", &resume_ops);
+}
+
+ema_status ema_load_state_parts(ema_ctx *ctx, const void *head, size_t head_len, const ema_bytes *parts,
+                                size_t n_parts) {
+  static const char *fn = "ema_load_state_parts";
+  if (!ctx) return EMA_E_INVALID_ARG;
+  ema__clear_error(ctx);
+  if (!head) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: head is NULL", fn);
+  if (!parts && n_parts) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: parts is NULL", fn);
+  uint64_t total = 0;
+  for (size_t i = 0; i < n_parts; i++) {
+    if (!parts[i].data && parts[i].len)
+      return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: part %zu is NULL with %zu bytes", fn, i, parts[i].len);
+    if (parts[i].len > UINT64_MAX - total)
+      return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: the parts add up to more than 2^64 bytes", fn);
+    total += parts[i].len;
+  }
+  static const ema_bytes none = {NULL, 0};
+  load_src src = {NULL, head, head_len, 1, parts ? parts : &none, n_parts};
+  return load_run(ctx, &src, fn, &resume_ops);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -434,7 +505,7 @@ static ema_status into_model_plan(loader *L) {
 static void into_model_commit(loader *L) {
   for (size_t i = 0; i < L->n; i++) {
     load_item *it = &L->items[i];
-    const unsigned char *src = L->stage + it->staged;
+    const unsigned char *src = it->from;
     if (it->dest == LD_MODEL) {
       if (it->src->nbytes) memcpy(it->t->data, src, (size_t)it->src->nbytes);
     } else if (it->t->numel) {
@@ -447,7 +518,7 @@ static void into_model_commit(loader *L) {
 static const load_ops into_model_ops = {into_model_plan, NULL, into_model_commit, 0};
 
 ema_status ema_load_averages_into_model(ema_ctx *ctx, const char *path) {
-  load_src src = {path, NULL, 0, 0};
+  load_src src = {path, NULL, 0, 0, NULL, 0};
   return load_run(ctx, &src, "ema_load_averages_into_model", &into_model_ops);
 }
 
@@ -456,6 +527,6 @@ ema_status ema_load_averages_into_model_buffer(ema_ctx *ctx, const void *buf, si
     ema__clear_error(ctx);
     return ema__fail(ctx, EMA_E_INVALID_ARG, "ema_load_averages_into_model_buffer: buf is NULL");
   }
-  load_src src = {NULL, buf, len, 0};
+  load_src src = {NULL, buf, len, 0, NULL, 0};
   return load_run(ctx, &src, "ema_load_averages_into_model_buffer", &into_model_ops);
 }

@@ -17,9 +17,10 @@
 typedef struct load_item {
   const st_tensor *src;
   ema_tensor *t;
-  int dest; /* LD_* */
-  size_t k; /* average of the bank */
-  size_t staged;
+  int dest;                  /* LD_* */
+  size_t k;                  /* average of the bank */
+  size_t staged;             /* offset in the staging buffer */
+  const unsigned char *from; /* its bytes once staged (the commit copies from here) */
 } load_item;
 
 enum { LD_MODEL, LD_SHADOW, LD_AVERAGE, LD_STEPS, LD_PROD, LD_MODEL_FROM_SHADOW, LD_KEEP, LD_KEEP_SAME };
@@ -28,8 +29,10 @@ typedef struct loader {
   ema_ctx *ctx;
   const char *fn;
   const char *what; /* "'<path>'" or "the buffer", for messages */
-  const void *buf;  /* a checkpoint in memory (NULL: a file) */
+  const void *buf;  /* a checkpoint in memory (NULL: a file); with parts, its head */
   size_t buf_len;
+  const ema_bytes *parts; /* the data section in pieces (ema_load_state_parts), or NULL */
+  size_t n_parts;
   int state_only;     /* the model tensors are not in it (ema_load_state_buffer) */
   int stage_borrowed; /* stage points into buf (not ours to free) */
   st_file *f;
@@ -68,12 +71,16 @@ typedef struct load_ops {
   int in_place; /* commit only memcpy's staged bytes: a checkpoint in memory is its own staging */
 } load_ops;
 
-/* Where a checkpoint comes from: path, or buf[0..len) when path is NULL. */
+/* Where a checkpoint comes from: path, or buf[0..len) when path is NULL;
+   with parts, buf[0..len) is its length and header and the data section is
+   parts[0..n_parts) back to back. */
 typedef struct load_src {
   const char *path;
   const void *buf;
   size_t len;
   int state_only; /* the model tensors are neither expected nor loaded */
+  const ema_bytes *parts;
+  size_t n_parts;
 } load_src;
 
 ema_status load_run(ema_ctx *ctx, const load_src *src, const char *fn, const load_ops *ops);

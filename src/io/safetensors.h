@@ -178,6 +178,12 @@ ema_status st_open(const char *path, st_file **out, char *err, size_t err_cap);
    valid and unchanged until st_close. Used by the fuzzer and the tests. */
 ema_status st_open_mem(const void *buf, size_t len, st_file **out, char *err, size_t err_cap);
 
+/* Open the length and header of a file held in memory, head[0..head_len)
+   (exactly 8 + N bytes), whose data section of data_len bytes the caller
+   keeps elsewhere (ema_load_state_parts): the header is validated against
+   that size as st_open_mem would. st_read refuses such a file. */
+ema_status st_open_head(const void *head, size_t head_len, uint64_t data_len, st_file **out, char *err, size_t err_cap);
+
 /* Close and free. NULL is a no-op. */
 void st_close(st_file *f);
 

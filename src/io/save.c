@@ -68,16 +68,21 @@ static ema_status plan_average(save_plan *p, const ema_ctx *ctx, size_t i, size_
   return EMA_OK;
 }
 
-static ema_status plan_metadata(save_plan *p, const ema_ctx *ctx, char csum[20], const char *fn) {
+/* What a plan holds (plan_build's mode, bits). */
+enum { PLAN_STATE_ONLY = 1, PLAN_NO_CHECKSUM = 2 };
+
+static ema_status plan_metadata(save_plan *p, const ema_ctx *ctx, char csum[20], const char *fn, int mode) {
   ckpt_meta *mb = p->meta;
-  char err[EMA_ERR_CAP];
-  uint64_t sum = 0;
-  ema_status st = st_data_xxh64(p->w, p->n, &sum, err, sizeof err);
-  if (st != EMA_OK) return ckpt_fail(ctx, st, fn, err);
-  snprintf(csum, 20, "%016" PRIx64, sum);
   ckpt_meta_add(mb, "libema.format", CKPT_FORMAT_VERSION);
   ckpt_meta_add(mb, "libema.version", EMA_VERSION_STRING);
-  ckpt_meta_add(mb, "libema.xxh64", csum);
+  if (!(mode & PLAN_NO_CHECKSUM)) {
+    char err[EMA_ERR_CAP];
+    uint64_t sum = 0;
+    ema_status st = st_data_xxh64(p->w, p->n, &sum, err, sizeof err);
+    if (st != EMA_OK) return ckpt_fail(ctx, st, fn, err);
+    snprintf(csum, 20, "%016" PRIx64, sum);
+    ckpt_meta_add(mb, "libema.xxh64", csum);
+  }
   ckpt_meta_add(mb, "ema.name", ctx->avg[0].name);
   ckpt_meta_addf(mb, "ema.decay", ctx->avg[0].sched.decay);
   ckpt_meta_addi(mb, "ema.num_updates", ctx->num_updates);
@@ -129,9 +134,11 @@ static ema_status plan_policies(save_plan *p, const ema_ctx *ctx, const char *fn
   return EMA_OK;
 }
 
-/* Build the plan of ctx's checkpoint (the checks every save makes);
-   state_only leaves the model tensors out (ema_save_state_buffer). */
-static ema_status plan_build(save_plan *p, const ema_ctx *ctx, const char *fn, char csum[20], int state_only) {
+/* Build the plan of ctx's checkpoint (the checks every save makes); mode
+   PLAN_STATE_ONLY leaves the model tensors out (ema_save_state_buffer),
+   PLAN_NO_CHECKSUM the checksum. */
+static ema_status plan_build(save_plan *p, const ema_ctx *ctx, const char *fn, char csum[20], int mode) {
+  int state_only = mode & PLAN_STATE_ONLY;
   memset(p, 0, sizeof *p);
   ema_status ast = ema__async_settle(ctx, fn);
   if (ast != EMA_OK) return ast;
@@ -159,7 +166,7 @@ static ema_status plan_build(save_plan *p, const ema_ctx *ctx, const char *fn, c
       if (st != EMA_OK) return st;
     }
   }
-  ema_status st = plan_metadata(p, ctx, csum, fn);
+  ema_status st = plan_metadata(p, ctx, csum, fn, mode);
   return st == EMA_OK ? plan_policies(p, ctx, fn) : st;
 }
 
@@ -188,7 +195,7 @@ static ema_status save_buffer(const ema_ctx *ctx, void **buf, size_t *len, const
   if (!buf || !len) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: buf and len must not be NULL", fn);
   save_plan p;
   char csum[20];
-  ema_status st = plan_build(&p, ctx, fn, csum, state_only);
+  ema_status st = plan_build(&p, ctx, fn, csum, state_only ? PLAN_STATE_ONLY : 0);
   if (st == EMA_OK) {
     char err[EMA_ERR_CAP];
     unsigned char *out = NULL;
@@ -228,14 +235,13 @@ static ema_status to_writer(void *user, const void *data, size_t len, char *err,
   return EMA_E_IO;
 }
 
-ema_status ema_save_writer(const ema_ctx *ctx, ema_writer fn, void *user) {
-  static const char *name = "ema_save_writer";
+static ema_status save_writer(const ema_ctx *ctx, ema_writer fn, void *user, const char *name, int mode) {
   if (!ctx) return EMA_E_INVALID_ARG;
   ema__clear_error(ctx);
   if (!fn) return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: the writer callback is NULL", name);
   save_plan p;
   char csum[20];
-  ema_status st = plan_build(&p, ctx, name, csum, 0);
+  ema_status st = plan_build(&p, ctx, name, csum, mode);
   if (st == EMA_OK) {
     char err[EMA_ERR_CAP];
     writer_sink w = {fn, user};
@@ -244,4 +250,17 @@ ema_status ema_save_writer(const ema_ctx *ctx, ema_writer fn, void *user) {
   }
   plan_free(&p);
   return st;
+}
+
+ema_status ema_save_writer(const ema_ctx *ctx, ema_writer fn, void *user) {
+  return save_writer(ctx, fn, user, "ema_save_writer", 0);
+}
+
+ema_status ema_save_state_writer(const ema_ctx *ctx, unsigned flags, ema_writer fn, void *user) {
+  static const char *name = "ema_save_state_writer";
+  if (ctx && (flags & ~(unsigned)EMA_SAVE_NO_CHECKSUM)) {
+    ema__clear_error(ctx);
+    return ema__fail(ctx, EMA_E_INVALID_ARG, "%s: unknown flags 0x%x", name, flags & ~(unsigned)EMA_SAVE_NO_CHECKSUM);
+  }
+  return save_writer(ctx, fn, user, name, PLAN_STATE_ONLY | (flags & EMA_SAVE_NO_CHECKSUM ? PLAN_NO_CHECKSUM : 0));
 }

@@ -124,6 +124,40 @@ ema_status st_open_mem(const void *buf, size_t len, st_file **out, char *err, si
   return EMA_OK;
 }
 
+ema_status st_open_head(const void *head, size_t head_len, uint64_t data_len, st_file **out, char *err,
+                        size_t err_cap) {
+  if (out) *out = NULL;
+  if (!out || !head) {
+    st_errf(err, err_cap, "st_open_head: NULL argument");
+    return EMA_E_INVALID_ARG;
+  }
+  char msg[ST_MSG];
+  msg[0] = '\0';
+  if (data_len > UINT64_MAX - head_len) {
+    st_errf(err, err_cap, "invalid safetensors file: its data section of %llu bytes is too large",
+            (unsigned long long)data_len);
+    return EMA_E_FORMAT;
+  }
+  uint64_t n = 0, size = (uint64_t)head_len + data_len;
+  const unsigned char *b = head;
+  ema_status st = head_len < 8 ? EMA_E_INVALID_ARG : st_check_len(size, b, &n, msg);
+  if (st == EMA_OK && head_len - 8 != n) st = EMA_E_INVALID_ARG;
+  if (st == EMA_E_INVALID_ARG) {
+    st_errf(err, err_cap, "the head holds %zu bytes, not the 8-byte length and the %llu-byte header it announces",
+            head_len, (unsigned long long)n);
+    return st;
+  }
+  st_file_full *f = NULL;
+  if (st == EMA_OK) st = st_build(b + 8, n, size, msg, &f);
+  if (st != EMA_OK) {
+    st_errf(err, err_cap, "%s", msg);
+    return st;
+  }
+  f->impl.mem = NULL; /* the data is the caller's, in parts: never read through st_read */
+  *out = &f->pub;
+  return EMA_OK;
+}
+
 /* pread exactly len bytes at off; 0, or -1 with errno (0 on early EOF). */
 static int st_pread_all(int fd, void *dst, size_t len, uint64_t off) {
   unsigned char *p = dst;
@@ -291,6 +325,10 @@ ema_status st_read_range(const st_file *f, const st_tensor *t, uint64_t offset, 
   uint64_t at = f->data_start + t->begin + offset;
   const struct st_file_impl *im = f->impl;
   if (im->fd < 0) {
+    if (!im->mem) {
+      st_errf(err, err_cap, "st_read: this file's data is held by its caller (st_open_head)");
+      return EMA_E_INVALID_ARG;
+    }
     memcpy(dst, im->mem + at, len);
     return EMA_OK;
   }

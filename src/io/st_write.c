@@ -327,7 +327,7 @@ ema_status st_serialize(const st_wtensor *tensors, size_t n, const st_wmeta *met
     return EMA_E_NOMEM;
   }
   size_t total = p.head_len + (size_t)p.data_len;
-  unsigned char *buf = ema__malloc(total ? total : 1);
+  unsigned char *buf = ema__malloc_big(total ? total : 1);
   if (!buf) {
     st_prep_free(&p);
     st_errf(err, err_cap, "st_serialize: out of memory for %zu bytes", total);

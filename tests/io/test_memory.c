@@ -155,6 +155,33 @@ static void test_state_buffer(int debias) {
   CHECK_ST(a, ema_save_state_buffer(a, &st, &slen), EMA_OK);
   CHECK_ST(a, ema_save_buffer(a, &full, &flen), EMA_OK);
   CHECK(st && slen > 0 && slen < flen);
+  /* the state streamed: the same bytes; a writer that stops fails it */
+  grow g = {NULL, 0, 0, 0, -1};
+  CHECK_ST(a, ema_save_state_writer(a, 0, grow_writer, &g), EMA_OK);
+  CHECK(g.len == slen && memcmp(g.p, st, slen) == 0 && g.calls >= 2);
+  for (long at = 0; at < g.calls; at++) {
+    grow h = {NULL, 0, 0, 0, at};
+    CHECK_ST(a, ema_save_state_writer(a, 0, grow_writer, &h), EMA_E_IO);
+    CHECK(strstr(ema_last_error(a), "ema_save_state_writer") && !strchr(ema_last_error(a), '\n'));
+    free(h.p);
+  }
+  CHECK(ema_save_state_writer(a, 0, NULL, NULL) == EMA_E_INVALID_ARG);
+  CHECK(ema_save_state_writer(a, 2, grow_writer, &g) == EMA_E_INVALID_ARG && g.len == slen);
+  /* without the checksum: no libema.xxh64, the same tensors, and it loads */
+  grow ns = {NULL, 0, 0, 0, -1};
+  CHECK_ST(a, ema_save_state_writer(a, EMA_SAVE_NO_CHECKSUM, grow_writer, &ns), EMA_OK);
+  uint64_t nh = 0, sh = 0;
+  memcpy(&nh, ns.p, 8);
+  memcpy(&sh, st, 8);
+  char *nhead = (char *)calloc(1, (size_t)nh + 1);
+  CHECK(nhead != NULL && ns.len - 8 - nh == slen - 8 - sh &&
+        memcmp(ns.p + 8 + nh, (const char *)st + 8 + sh, (size_t)(slen - 8 - sh)) == 0);
+  if (nhead) memcpy(nhead, ns.p + 8, (size_t)nh);
+  CHECK(nhead && !strstr(nhead, "libema.xxh64") && strstr(nhead, "libema.format"));
+  free(nhead);
+  CHECK_ST(c, ema_load_state_buffer(c, ns.p, ns.len), EMA_OK);
+  free(ns.p);
+  free(g.p);
   /* the header names no model tensor ("w", "h", "b", "step") as a key */
   uint64_t hlen = 0;
   memcpy(&hlen, st, 8);
@@ -195,6 +222,109 @@ static void test_state_buffer(int debias) {
   ema_free(c);
 }
 
+/* The state in parts: the data section cut anywhere. A cut inside a tensor
+   is refused (nothing changed); the cuts between tensors are exactly those
+   accepted, and parts in separate blocks load what the one buffer loads.
+   The checksum covers the parts; a bad head, a NULL and every allocation
+   failure change nothing. */
+static void test_state_parts(int debias) {
+  legacy_model ma, mb, mc;
+  ema_ctx *a = legacy_build(&ma, debias, 5), *b = legacy_build(&mb, debias, 2), *c = legacy_build(&mc, debias, 2);
+  CHECK(a && b && c);
+  if (!a || !b || !c) return;
+  void *st = NULL, *b0 = NULL;
+  size_t slen = 0, b0len = 0;
+  CHECK_ST(a, ema_save_state_buffer(a, &st, &slen), EMA_OK);
+  CHECK_ST(b, ema_save_state_buffer(b, &b0, &b0len), EMA_OK); /* to put b back */
+  uint64_t hlen = 0;
+  memcpy(&hlen, st, 8);
+  const unsigned char *data = (const unsigned char *)st + 8 + hlen;
+  size_t head_len = 8 + (size_t)hlen, dlen = slen - head_len;
+  CHECK_ST(c, ema_load_state_buffer(c, st, slen), EMA_OK); /* the reference */
+  snap want, before;
+  take(&want, c, &mb);
+  take(&before, b, &mb);
+  size_t *cuts = (size_t *)calloc(dlen + 1, sizeof *cuts), n_cuts = 0;
+  int bad = 0;
+  for (size_t cut = 0; cut <= dlen && cuts; cut++) {
+    ema_bytes parts[2] = {{data, cut}, {data + cut, dlen - cut}};
+    ema_status r = ema_load_state_parts(b, st, head_len, parts, 2);
+    if (r == EMA_OK) {
+      if (!same(&want, b, &mb)) bad++;
+      cuts[n_cuts++] = cut;
+      CHECK_ST(b, ema_load_state_buffer(b, b0, b0len), EMA_OK);
+    } else if (r != EMA_E_INVALID_ARG || !strstr(ema_last_error(b), "does not lie within one part") ||
+               !same(&before, b, &mb)) {
+      bad++;
+    }
+  }
+  CHECK_MSG(bad == 0, "%d of %zu cuts not handled cleanly", bad, dlen + 1);
+  /* the header's tensors, counted by their "data_offsets": one cut more */
+  size_t n_tensors = 0;
+  char *text = (char *)calloc(1, (size_t)hlen + 1);
+  CHECK(text != NULL);
+  if (text) memcpy(text, (const char *)st + 8, (size_t)hlen);
+  for (const char *q = text; q && (q = strstr(q, "\"data_offsets\"")) != NULL; q++) n_tensors++;
+  free(text);
+  CHECK_MSG(n_cuts == n_tensors + 1, "%zu cuts accepted, %zu expected", n_cuts, n_tensors + 1);
+  printf("figures: debias=%d: %zu cuts of %zu data bytes: %zu accepted (between tensors), the rest refused\n", debias,
+         dlen + 1, dlen, n_cuts);
+  /* one block per tensor, apart in memory, with an empty part among them */
+  ema_bytes *parts = (ema_bytes *)calloc(n_cuts + 1, sizeof *parts);
+  size_t np = 0;
+  for (size_t i = 0; parts && i + 1 < n_cuts; i++) {
+    size_t len = cuts[i + 1] - cuts[i];
+    void *blk = malloc(len);
+    CHECK(blk != NULL);
+    if (!blk) break;
+    memcpy(blk, data + cuts[i], len);
+    parts[np++] = (ema_bytes){blk, len};
+    if (i == 0) parts[np++] = (ema_bytes){NULL, 0};
+  }
+  /* a flipped byte: the checksum over the parts catches it */
+  unsigned char *last = (unsigned char *)(uintptr_t)parts[np - 1].data;
+  last[0] ^= 1;
+  CHECK(ema_load_state_parts(b, st, head_len, parts, np) == EMA_E_FORMAT && same(&before, b, &mb));
+  CHECK(strstr(ema_last_error(b), "checksum") != NULL);
+  last[0] ^= 1;
+  /* a part missing: the data is shorter than the header says */
+  CHECK(ema_load_state_parts(b, st, head_len, parts, np - 1) == EMA_E_FORMAT && same(&before, b, &mb));
+  /* bad arguments */
+  CHECK(ema_load_state_parts(b, st, head_len - 1, parts, np) == EMA_E_INVALID_ARG && same(&before, b, &mb));
+  CHECK(ema_load_state_parts(b, st, head_len + 1, parts, np) == EMA_E_INVALID_ARG && same(&before, b, &mb));
+  CHECK(ema_load_state_parts(b, st, 7, parts, np) == EMA_E_INVALID_ARG && same(&before, b, &mb));
+  CHECK(ema_load_state_parts(b, NULL, head_len, parts, np) == EMA_E_INVALID_ARG);
+  CHECK(ema_load_state_parts(b, st, head_len, NULL, np) == EMA_E_INVALID_ARG);
+  CHECK(ema_load_state_parts(NULL, st, head_len, parts, np) == EMA_E_INVALID_ARG);
+  parts[1] = (ema_bytes){NULL, 4};
+  CHECK(ema_load_state_parts(b, st, head_len, parts, np) == EMA_E_INVALID_ARG && same(&before, b, &mb));
+  parts[1] = (ema_bytes){NULL, 0};
+  /* every allocation failure: EMA_E_NOMEM, nothing changed; then it loads */
+  long n_fail = 0;
+  for (long k = 0; k < 1000; k++) {
+    ema__test_fail_alloc(k);
+    ema_status r = ema_load_state_parts(b, st, head_len, parts, np);
+    ema__test_fail_alloc(-1);
+    if (r == EMA_OK) break;
+    CHECK_MSG(r == EMA_E_NOMEM && same(&before, b, &mb), "allocation %ld: %d %s", k, (int)r, ema_last_error(b));
+    n_fail++;
+  }
+  CHECK(n_fail >= 3 && same(&want, b, &mb));
+  printf(
+      "figures: debias=%d: %zu parts in separate blocks load as the buffer; %ld allocation failures changed nothing\n",
+      debias, np, n_fail);
+  for (size_t i = 0; i < np; i++) free((void *)(uintptr_t)parts[i].data);
+  free(parts);
+  free(cuts);
+  free(want.s);
+  free(before.s);
+  ema_buffer_free(st);
+  ema_buffer_free(b0);
+  ema_free(a);
+  ema_free(b);
+  ema_free(c);
+}
+
 static void test_save_alloc_failures(void) {
   legacy_model m;
   ema_ctx *ctx = legacy_build(&m, 1, 3);
@@ -227,6 +357,8 @@ int main(void) {
   test_load_buffer(1);
   test_state_buffer(0);
   test_state_buffer(1);
+  test_state_parts(0);
+  test_state_parts(1);
   test_save_alloc_failures();
   io_rmdir();
   return check_report("test_memory");

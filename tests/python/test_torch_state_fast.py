@@ -126,3 +126,109 @@ def test_quick_check_catches_what_the_slow_one_did():
         e.update()
     m[0].bias = nn.Parameter(torch.zeros(8))   # a new object, same memory check fails by identity
     assert not e._unchanged()
+
+
+def _spy_parts(monkeypatch):
+    """Count the loads that hand the state's tensors to the library where
+    they are (ema_load_state_parts)."""
+    calls = []
+    real = _torch_state._load_parts
+    monkeypatch.setattr(_torch_state, "_load_parts", lambda *a: (calls.append(1), real(*a)))
+    return calls
+
+
+def test_load_state_dict_reads_the_tensors_where_they_are(monkeypatch):
+    if not ema._lib.has("ema_load_state_parts"):
+        pytest.skip("this libema has no ema_load_state_parts")
+    calls = _spy_parts(monkeypatch)
+    m = net()
+    e = EMA(m, 0.9).register()
+    train(m, e, 3)
+    sd = e.state_dict()
+    want = {n: e.average(n).clone() for n in e.names(averaged=True)}
+    train(m, e, 2)
+    # as state_dict() gave them, then each in a form the fast test refuses
+    # (requires_grad, strided, float64 for a float32 average, a Parameter):
+    # the same averages come back either way
+    odd = {}
+    for i, (k, v) in enumerate(sd["tensors"].items()):
+        if i % 4 == 0:
+            v = v.clone().requires_grad_(v.is_floating_point())
+        elif i % 4 == 1:
+            v = torch.empty(v.numel() * 2, dtype=v.dtype)[::2].copy_(v.reshape(-1)).view(v.shape) \
+                if v.dim() <= 1 else v.t().contiguous().t()
+        elif i % 4 == 2 and v.dtype == torch.float32:
+            v = v.double()
+        odd[k] = v
+    for tensors, fast in ((sd["tensors"], True), (odd, False)):
+        calls.clear()
+        train(m, e, 1)
+        e.load_state_dict(dict(sd, tensors=tensors))
+        for n, v in want.items():
+            assert torch.equal(e.average(n), v), n
+        assert calls == [1] if fast else len(calls) <= 1
+
+
+def test_load_state_dict_from_the_averages_themselves():
+    m = net()
+    e = EMA(m, 0.9).register()
+    train(m, e, 3)
+    sd = e.state_dict()
+    member = e.members[0]
+    own = dict(sd["tensors"])
+    for n in e.names(averaged=True):     # the part is the very average it restores
+        own[f"{n}/{member}"] = e.average_view(n)
+    want = {n: e.average(n).clone() for n in e.names(averaged=True)}
+    e.load_state_dict(dict(sd, tensors=own))
+    for n, v in want.items():
+        assert torch.equal(e.average(n), v), n
+
+
+def test_a_reshaped_or_retyped_view_of_the_same_memory_is_caught():
+    m = net()
+    e = EMA(m, 0.9).register()
+    e.update()
+    w = m[0].weight
+    w.data = w.data.view(-1)             # same memory, another shape
+    assert e._replaced() and not e._replaced(full=False)
+    with pytest.raises(StorageChangedError):
+        e.state_dict()
+    w.data = w.data.view(8, 4)
+    e.state_dict()
+    b = m[1].running_mean                # an averaged buffer: its memory seen as int32
+    b.data = b.data.view(torch.int32)
+    with pytest.raises(StorageChangedError):
+        e.state_dict()
+    b.data = b.data.view(torch.float32)
+    e.state_dict()
+
+
+def _storage_ptr(v):
+    return v.untyped_storage().data_ptr() if hasattr(v, "untyped_storage") else v.storage().data_ptr()
+
+
+@pytest.mark.parametrize("zero_debias", [False, True])
+def test_large_tensors_stream_into_tensors_of_their_own(monkeypatch, zero_debias):
+    if not ema._lib.has("ema_save_state_writer"):
+        pytest.skip("this libema has no ema_save_state_writer")
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(512, 512), nn.Linear(512, 256).double())   # 1 MiB averages
+    e = EMA(m, 0.9, zero_debias=zero_debias).register()
+    train(m, e, 3)
+    assert not _torch_state._small_tensors(e._ctx)
+    big = e.state_dict()
+    f32 = [v for v in big["tensors"].values() if v.dtype == torch.float32]
+    assert len({_storage_ptr(v) for v in f32}) == len(f32)   # one storage each
+    monkeypatch.setattr(_torch_state, "_small_tensors", lambda ctx: True)
+    one = e.state_dict()                                     # the one-buffer path: same state
+    assert big["metadata"] == one["metadata"] and big["tensors"].keys() == one["tensors"].keys()
+    for k, v in big["tensors"].items():
+        assert v.dtype == one["tensors"][k].dtype and torch.equal(v, one["tensors"][k]), k
+    buf = io.BytesIO()
+    torch.save(big, buf)
+    buf.seek(0)
+    m2 = nn.Sequential(nn.Linear(512, 512), nn.Linear(512, 256).double())
+    e2 = EMA(m2, 0.9, zero_debias=zero_debias).register()
+    e2.load_state_dict(torch.load(buf))
+    for n in e.names(averaged=True):
+        assert torch.equal(e.average(n), e2.average(n)), n
