@@ -65,7 +65,7 @@ _TERMS = {
 _OFFLOAD = [()]   # (OffloadEMA,) once ema._torch_offload is imported
 _data_ptr = torch.Tensor.data_ptr
 _dtype, _shape = operator.attrgetter("dtype"), operator.attrgetter("shape")
-_requires_grad = torch.Tensor.requires_grad.__get__
+_requires_grad = operator.attrgetter("requires_grad")
 
 _POLICY = {_plan.AVERAGE: _lib.POLICY_AVERAGE, _plan.COPY: _lib.POLICY_COPY, _plan.KEEP: _lib.POLICY_KEEP}
 _KEEP = []
@@ -334,6 +334,8 @@ class EMA(EvalMixin, CheckpointMixin):
         params = [s for s in slots if s.role == "param"]
         self._rg_tensors = [s.tensor for s in params]
         self._rg_flags = [s.requires_grad for s in params]
+        self._rg_on = [s.tensor for s in params if s.requires_grad]       # must still require grad
+        self._rg_off = [s.tensor for s in params if not s.requires_grad]  # must still not
         self._dicts, self._links = _plan.structure_key(self.model)
         self._sizes = _plan.dict_sizes(self._dicts)
 
@@ -379,7 +381,7 @@ class EMA(EvalMixin, CheckpointMixin):
         sends update() to the exact checks (_verify), which say what did."""
         conts, attrs, tensors, ptrs = self._quick
         return (list(map(_data_ptr, tensors)) == ptrs
-                and list(map(_requires_grad, self._rg_tensors)) == self._rg_flags
+                and all(map(_requires_grad, self._rg_on)) and not any(map(_requires_grad, self._rg_off))
                 and self._same_entries()
                 and _plan.dict_sizes(self._dicts) == self._sizes
                 and all(map(operator.is_, map(dict.get, *self._links[:2]), self._links[2])))

@@ -2,6 +2,9 @@
  * tests/fuzz/fuzz_ckpt.c: libFuzzer targets for the checkpoint loaders and
  * the file API, built once per mode (FUZZ_MODE):
  *   1 fuzz_load_buffer   ema_load_buffer + ema_load_averages_into_model_buffer
+ *                        + ema_load_state_parts (the data section cut into
+ *                        1-8 parts, each its own exact-size block: the
+ *                        configuration byte's bits 5-7 say how many)
  *   2 fuzz_load_file     ema_load + ema_load_averages_into_model from a file
  *   3 fuzz_file          ema_file_open, every accessor, windowed ema_file_read,
  *                        ema_extract_averages (file in, file out)
@@ -181,6 +184,32 @@ FUZZ_MAYBE_UNUSED static ema_status do_into_file(ema_ctx *c, const void *b, size
   return ema_load_averages_into_model(c, p);
 }
 
+static unsigned parts_cfg; /* the configuration byte, for do_load_state_parts */
+
+/* The head (length and header) of buf and its data section cut into equal
+   parts, each copied into a block of its own; a length that runs past the
+   end makes the whole input the head (refused there). */
+FUZZ_MAYBE_UNUSED static ema_status do_load_state_parts(ema_ctx *c, const void *b, size_t n, const char *p) {
+  (void)p;
+  const unsigned char *in = (const unsigned char *)b;
+  uint64_t hlen = 0;
+  if (n >= 8) memcpy(&hlen, in, 8);
+  size_t head = n >= 8 && hlen <= n - 8 ? (size_t)(8 + hlen) : n, data = n - head;
+  size_t k = 1 + (parts_cfg >> 5), each = (data + k - 1) / k;
+  ema_bytes parts[8];
+  size_t np = 0;
+  for (size_t off = 0; off < data && np < k; off += each) {
+    size_t len = data - off < each ? data - off : each;
+    void *blk = malloc(len);
+    if (!blk) break;
+    memcpy(blk, in + head + off, len);
+    parts[np++] = (ema_bytes){blk, len};
+  }
+  ema_status st = ema_load_state_parts(c, in, head, parts, np);
+  for (size_t i = 0; i < np; i++) free((void *)(uintptr_t)parts[i].data);
+  return st;
+}
+
 static char tmp_in[64], tmp_out[64];
 
 FUZZ_MAYBE_UNUSED static void tmp_paths(void) {
@@ -261,6 +290,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 #if FUZZ_MODE == 1
   check_load(cfg, do_load_buffer, own, len, NULL, 1);
   check_load(cfg, do_into_buffer, own, len, NULL, 0);
+  parts_cfg = cfg;
+  check_load(cfg, do_load_state_parts, own, len, NULL, 1);
 #elif FUZZ_MODE == 2
   tmp_paths();
   if (write_file(tmp_in, own, len)) {
