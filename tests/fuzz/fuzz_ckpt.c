@@ -196,7 +196,7 @@ FUZZ_MAYBE_UNUSED static ema_status do_load_state_parts(ema_ctx *c, const void *
   if (n >= 8) memcpy(&hlen, in, 8);
   size_t head = n >= 8 && hlen <= n - 8 ? (size_t)(8 + hlen) : n, data = n - head;
   size_t k = 1 + (parts_cfg >> 5), each = (data + k - 1) / k;
-  ema_bytes parts[8];
+  ema_bytes parts[8] = {{NULL, 0}};
   size_t np = 0;
   for (size_t off = 0; off < data && np < k; off += each) {
     size_t len = data - off < each ? data - off : each;
