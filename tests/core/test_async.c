@@ -128,9 +128,20 @@ static void test_matrix(int quick) {
           for (int mode = ASYNC; mode <= STAGED; mode++) {
             size_t len;
             unsigned char *got = run_script(isas[i], threads, cfg, stepped, mode, &len);
-            CHECK_MSG(len == ref_len && memcmp(got, ref, len) == 0,
-                      "isa %s, %d threads, cfg %d, stepped %d, mode %d differ from the synchronous update", isas[i],
-                      threads, cfg, stepped, mode);
+            int same = len == ref_len && memcmp(got, ref, len) == 0;
+            size_t at = 0;
+            const char *again = "-";
+            if (!same) { /* where, and whether the same run differs again (always) or not (a race) */
+              while (at < len && at < ref_len && got[at] == ref[at]) at++;
+              size_t again_len = 0;
+              unsigned char *g2 = run_script(isas[i], threads, cfg, stepped, mode, &again_len);
+              again = again_len == ref_len && memcmp(g2, ref, again_len) == 0 ? "equal" : "differs too";
+              free(g2);
+            }
+            CHECK_MSG(same,
+                      "isa %s, %d threads, cfg %d, stepped %d, mode %d differ from the synchronous update (first "
+                      "at byte %zu of %zu; run again: %s)",
+                      isas[i], threads, cfg, stepped, mode, at, ref_len, again);
             free(got);
           }
         }
