@@ -21,10 +21,11 @@ void *ema__realloc(void *p, size_t n);
 void *ema__aligned_alloc(size_t n);
 void ema__aligned_free(void *p);
 /* A block of n bytes for a large buffer the caller fills at once (a
-   checkpoint in memory): from EMA_BIG_ALIGN on, aligned to 2 MiB and
-   advised for transparent huge pages where the system has them, so that
-   filling it takes one page fault per 2 MiB instead of per 4 KiB. Free
-   with free(). */
+   checkpoint in memory): from 2 * EMA_BIG_ALIGN (4 MiB) on, aligned to
+   EMA_BIG_ALIGN (2 MiB) and advised for transparent huge pages where the
+   system has them, so that filling it takes one page fault per 2 MiB
+   instead of per 4 KiB; smaller blocks are ema__malloc's. May be made to
+   fail like the others. Free with free(). */
 void *ema__malloc_big(size_t n);
 #define EMA_BIG_ALIGN ((size_t)2 << 20)
 
