@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/internal.h"
 #include "kernels/kernels.h"
 
 enum { NT = 41 };
@@ -71,6 +72,29 @@ static void make_model(model *m, int small) {
 
 static void free_model(model *m) {
   for (int t = 0; t < NT; t++) free(m->data[t]);
+}
+
+/* A context for a script over the model: kernels isa, threads, zero-debias
+   and same-dtype half shadows as given, the workers used even for this small
+   model. Needs check.h (included first). */
+static ema_ctx *model_ctx(const char *isa, int threads, int debias, int same_half) {
+  ema_ctx *ctx = NULL;
+  CHECK(ema_create(&ctx, 0.97) == EMA_OK);
+  ctx->k = ema_kernels_by_name(isa);
+  ctx->parallel_min = (size_t)1 << 16;
+  CHECK_ST(ctx, ema_set_threads(ctx, threads), EMA_OK);
+  CHECK_ST(ctx, ema_set_zero_debias(ctx, debias), EMA_OK);
+  CHECK_ST(ctx, ema_set_half_shadows(ctx, same_half), EMA_OK);
+  return ctx;
+}
+
+/* Track every tensor of m as "t<i>". */
+static void model_track(ema_ctx *ctx, model *m) {
+  char name[16];
+  for (int t = 0; t < NT; t++) {
+    snprintf(name, sizeof name, "t%d", t);
+    CHECK_ST(ctx, ema_track(ctx, name, m->data[t], m->dtype[t], 1, &m->numel[t]), EMA_OK);
+  }
 }
 
 /* The bytes a run ends with, for comparing runs: the evaluation round trips

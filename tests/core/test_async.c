@@ -81,13 +81,7 @@ static unsigned char *run_script(const char *isa, int threads, int cfg, int step
   int debias = cfg & 1, same_half = (cfg >> 1) & 1, bank = cfg >> 2;
   model m;
   make_model(&m, 0);
-  ema_ctx *ctx = NULL;
-  CHECK(ema_create(&ctx, 0.97) == EMA_OK);
-  ctx->k = ema_kernels_by_name(isa);
-  ctx->parallel_min = (size_t)1 << 16; /* use the workers even for this small model */
-  CHECK_ST(ctx, ema_set_threads(ctx, threads), EMA_OK);
-  CHECK_ST(ctx, ema_set_zero_debias(ctx, debias), EMA_OK);
-  CHECK_ST(ctx, ema_set_half_shadows(ctx, same_half), EMA_OK);
+  ema_ctx *ctx = model_ctx(isa, threads, debias, same_half);
   if (stepped) {
     ema_schedule s;
     ema_schedule_init(&s, EMA_SCHEDULE_INV_POWER);
@@ -95,11 +89,7 @@ static unsigned char *run_script(const char *isa, int threads, int cfg, int step
     CHECK_ST(ctx, ema_set_schedule(ctx, &s), EMA_OK);
   }
   if (bank) add_bank(ctx, stepped);
-  char name[16];
-  for (int t = 0; t < NT; t++) {
-    snprintf(name, sizeof name, "t%d", t);
-    CHECK_ST(ctx, ema_track(ctx, name, m.data[t], m.dtype[t], 1, &m.numel[t]), EMA_OK);
-  }
+  model_track(ctx, &m);
   static const int64_t steps[6] = {2, 3, 5, 8, 9, 12};
   for (int s = 0; s < 6; s++) {
     for (int t = 0; t < NT; t++) fill(&m, t, s + 1); /* while the previous update runs */
@@ -160,11 +150,7 @@ static ema_ctx *small_ctx(model *m, int debias) {
   CHECK_ST(ctx, ema_set_threads(ctx, 2), EMA_OK);
   ctx->parallel_min = 1024;
   CHECK_ST(ctx, ema_set_zero_debias(ctx, debias), EMA_OK);
-  char name[16];
-  for (int t = 0; t < NT; t++) {
-    snprintf(name, sizeof name, "t%d", t);
-    CHECK_ST(ctx, ema_track(ctx, name, m->data[t], m->dtype[t], 1, &m->numel[t]), EMA_OK);
-  }
+  model_track(ctx, m);
   return ctx;
 }
 

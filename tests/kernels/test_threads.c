@@ -28,13 +28,7 @@
 static unsigned char *run_script(const char *isa, int threads, int debias, int same_half, int bank, size_t *len) {
   model m;
   make_model(&m, 0);
-  ema_ctx *ctx = NULL;
-  CHECK(ema_create(&ctx, 0.97) == EMA_OK);
-  ctx->k = ema_kernels_by_name(isa);
-  ctx->parallel_min = (size_t)1 << 16; /* use the workers even for this small model */
-  CHECK_ST(ctx, ema_set_threads(ctx, threads), EMA_OK);
-  CHECK_ST(ctx, ema_set_zero_debias(ctx, debias), EMA_OK);
-  CHECK_ST(ctx, ema_set_half_shadows(ctx, same_half), EMA_OK);
+  ema_ctx *ctx = model_ctx(isa, threads, debias, same_half);
   if (bank) { /* two more averages: the one-pass bank kernels */
     ema_schedule s;
     ema_schedule_init(&s, EMA_SCHEDULE_CONSTANT);
@@ -43,11 +37,7 @@ static unsigned char *run_script(const char *isa, int threads, int debias, int s
     s.decay = 0.5;
     CHECK_ST(ctx, ema_bank_add(ctx, "fast", &s, NULL), EMA_OK);
   }
-  char name[16];
-  for (int t = 0; t < NT; t++) {
-    snprintf(name, sizeof name, "t%d", t);
-    CHECK_ST(ctx, ema_track(ctx, name, m.data[t], m.dtype[t], 1, &m.numel[t]), EMA_OK);
-  }
+  model_track(ctx, &m);
   for (int step = 1; step <= 6; step++) {
     for (int t = 0; t < NT; t++) fill(&m, t, step);
     CHECK_ST(ctx, ema_set_num_updates(ctx, step * 3), EMA_OK);
