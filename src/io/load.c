@@ -16,7 +16,7 @@ static void loader_free(loader *L) {
   free(L->fpol);
   st_close(L->f);
   free(L->items);
-  if (!L->stage_borrowed) ema__aligned_free(L->stage);
+  ema__aligned_free(L->stage);
 }
 
 static int same_shape(const st_tensor *s, const ema_tensor *t) {
@@ -182,9 +182,7 @@ static ema_status stage_in_place(loader *L, const size_t *order, load_sums *sums
   }
   for (size_t i = 0; i < L->n && st == EMA_OK; i++) L->items[i].from = at[L->items[i].src - L->f->tensors];
   free(at);
-  L->stage = NULL;
-  L->stage_borrowed = 1;
-  return st;
+  return st; /* no staging buffer: L->stage stays NULL */
 }
 
 static int by_offset(size_t a, size_t b, const void *ctx) {

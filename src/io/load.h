@@ -33,12 +33,11 @@ typedef struct loader {
   size_t buf_len;
   const ema_bytes *parts; /* the data section in pieces (ema_load_state_parts), or NULL */
   size_t n_parts;
-  int state_only;     /* the model tensors are not in it (ema_load_state_buffer) */
-  int stage_borrowed; /* stage points into buf (not ours to free) */
+  int state_only; /* the model tensors are not in it (ema_load_state_buffer) */
   st_file *f;
   load_item *items;
   size_t n;
-  unsigned char *stage;
+  unsigned char *stage; /* the staging buffer of a load from a file (NULL from memory) */
   const char *ema_name; /* the file's EMA name, or the context's */
   signed char *fpol;    /* per registered tensor: the policy the file records, -1 none */
   /* ema_load: the EMA state read from the metadata, committed at the end */
