@@ -102,26 +102,39 @@ static ema_status st_check_len(uint64_t size, const unsigned char *first8, uint6
   return EMA_OK;
 }
 
+/* Validate the length and header at b for a file of size bytes and make the
+   st_file, whose data is read from mem (NULL: the caller keeps it, never
+   read). head_len > 0: b holds exactly the length and header, head_len
+   bytes. */
+static ema_status st_open_bytes(const unsigned char *b, uint64_t size, size_t head_len, const unsigned char *mem,
+                                st_file **out, char *err, size_t err_cap) {
+  char msg[ST_MSG];
+  msg[0] = '\0';
+  uint64_t n = 0;
+  ema_status st = st_check_len(size, b, &n, msg);
+  if (st == EMA_OK && head_len && head_len - 8 != n) {
+    st_errf(err, err_cap, "the head holds %zu bytes, not the 8-byte length and the %llu-byte header it announces",
+            head_len, (unsigned long long)n);
+    return EMA_E_INVALID_ARG;
+  }
+  st_file_full *f = NULL;
+  if (st == EMA_OK) st = st_build(b + 8, n, size, msg, &f);
+  if (st != EMA_OK) {
+    st_errf(err, err_cap, "%s", msg);
+    return st;
+  }
+  f->impl.mem = mem;
+  *out = &f->pub;
+  return EMA_OK;
+}
+
 ema_status st_open_mem(const void *buf, size_t len, st_file **out, char *err, size_t err_cap) {
   if (out) *out = NULL;
   if (!out || (!buf && len > 0)) {
     st_errf(err, err_cap, "st_open_mem: NULL argument");
     return EMA_E_INVALID_ARG;
   }
-  char msg[ST_MSG];
-  msg[0] = '\0';
-  uint64_t n = 0;
-  const unsigned char *b = buf;
-  ema_status st = st_check_len(len, b, &n, msg);
-  st_file_full *f = NULL;
-  if (st == EMA_OK) st = st_build(b + 8, n, len, msg, &f);
-  if (st != EMA_OK) {
-    st_errf(err, err_cap, "%s", msg);
-    return st;
-  }
-  f->impl.mem = b;
-  *out = &f->pub;
-  return EMA_OK;
+  return st_open_bytes(buf, len, 0, buf, out, err, err_cap);
 }
 
 ema_status st_open_head(const void *head, size_t head_len, uint64_t data_len, st_file **out, char *err,
@@ -131,31 +144,17 @@ ema_status st_open_head(const void *head, size_t head_len, uint64_t data_len, st
     st_errf(err, err_cap, "st_open_head: NULL argument");
     return EMA_E_INVALID_ARG;
   }
-  char msg[ST_MSG];
-  msg[0] = '\0';
   if (data_len > UINT64_MAX - head_len) {
     st_errf(err, err_cap, "invalid safetensors file: its data section of %llu bytes is too large",
             (unsigned long long)data_len);
     return EMA_E_FORMAT;
   }
-  uint64_t n = 0, size = (uint64_t)head_len + data_len;
-  const unsigned char *b = head;
-  ema_status st = head_len < 8 ? EMA_E_INVALID_ARG : st_check_len(size, b, &n, msg);
-  if (st == EMA_OK && head_len - 8 != n) st = EMA_E_INVALID_ARG;
-  if (st == EMA_E_INVALID_ARG) {
-    st_errf(err, err_cap, "the head holds %zu bytes, not the 8-byte length and the %llu-byte header it announces",
-            head_len, (unsigned long long)n);
-    return st;
+  if (head_len < 8) {
+    st_errf(err, err_cap, "the head holds %zu bytes, not the 8-byte length and the header it announces", head_len);
+    return EMA_E_INVALID_ARG;
   }
-  st_file_full *f = NULL;
-  if (st == EMA_OK) st = st_build(b + 8, n, size, msg, &f);
-  if (st != EMA_OK) {
-    st_errf(err, err_cap, "%s", msg);
-    return st;
-  }
-  f->impl.mem = NULL; /* the data is the caller's, in parts: never read through st_read */
-  *out = &f->pub;
-  return EMA_OK;
+  /* the data is the caller's, in parts: never read through st_read */
+  return st_open_bytes(head, (uint64_t)head_len + data_len, head_len, NULL, out, err, err_cap);
 }
 
 /* pread exactly len bytes at off; 0, or -1 with errno (0 on early EOF). */
